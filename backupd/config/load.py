@@ -1,0 +1,194 @@
+"""Loading backupd.toml: parse, check the shape, then check across sections, key files and environment.
+
+Every problem found in a stage is reported at once, as `path: problem` (e.g.
+`destinations[1].compression_level: must be 1..22 (got 40)`). Any input gives a `Config` or a
+`ConfigError`, never another exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import reprlib
+import shlex
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from backupd.config.schema import PROBLEM, Config, ConfigDocument
+from backupd.errors import ConfigError
+
+KEY_SIZE = 32
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "path_type": "a path string",
+    "list_type": "an array",
+    "model_type": "a table",
+    "dict_type": "a table",
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", ">="),
+    "greater_than": ("gt", ">"),
+    "less_than_equal": ("le", "<="),
+    "less_than": ("lt", "<"),
+}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother = 100, 60
+_repr.maxlevel = 2
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the config at `path`; `environ` (default `os.environ`) supplies passphrases."""
+    config_path = Path(os.path.abspath(path))
+    source = str(path)
+    data = _read_toml(config_path, source)
+    try:
+        document = ConfigDocument.model_validate(data, context={"base_dir": config_path.parent})
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()], source=source) from None
+    problems = _cross_field_problems(document)
+    problems += _encryption_problems(document, os.environ if environ is None else environ)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return Config(path=config_path, **dict(document))
+
+
+def _read_toml(path: Path, source: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        problem = f"TOML syntax error: {exc}"
+    except UnicodeDecodeError as exc:
+        problem = f"not valid UTF-8 (byte {exc.start})"
+    except RecursionError:
+        problem = "TOML syntax error: values nested too deeply"
+    except (OSError, ValueError) as exc:
+        problem = f"cannot read config file {str(path)!r}: {getattr(exc, 'strerror', None) or exc}"
+    raise ConfigError([problem], source=source)
+
+
+def _describe(error: ErrorDetails) -> str:
+    """Turn one pydantic error into `a.b[0].c: problem`, in our words rather than pydantic's."""
+    loc, kind, value, ctx = error["loc"], error["type"], error["input"], error.get("ctx", {})
+    if kind == PROBLEM:
+        message = error["msg"]
+    elif kind == "missing":
+        message = "required section missing" if len(loc) == 1 else "required key missing"
+    elif kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind in _EXPECTED:
+        message = f"expected {_EXPECTED[kind]} (got {_show(value)})"
+    elif kind == "literal_error":
+        expected = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))
+        message = f"unknown {loc[-1]} {_show(value)} (expected {expected})"
+    elif kind in _BOUNDS:
+        bound, symbol = _BOUNDS[kind]
+        message = f"must be {symbol} {ctx[bound]:g} (got {_show(value)})"
+    elif kind == "string_pattern_mismatch":
+        message = f"must match {ctx['pattern']} (got {_show(value)})"
+    elif kind == "string_too_short":
+        message = "must not be empty"
+    elif kind == "finite_number":
+        message = f"must be a finite number (got {_show(value)})"
+    else:
+        message = f"invalid value {_show(value)}"
+    return f"{_location(loc)}: {message}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            key = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
+            text += f".{key}" if text else key
+    return text
+
+
+def _show(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else _repr.repr(value)
+
+
+def _cross_field_problems(document: ConfigDocument) -> list[str]:
+    problems = []
+    for section, noun, names in (
+        ("sources", "source", [s.name for s in document.sources]),
+        ("destinations", "destination", [d.name for d in document.destinations]),
+    ):
+        if not names:
+            problems.append(f"{section}: at least one {noun} is required")
+        problems += _duplicates(section, "name", f"{noun} name", names)
+    rules = document.validation.rules
+    problems += _duplicates("validation.rules", "id", "rule id", [rule.id for rule in rules])
+    known = [source.name for source in document.sources]
+    for index, rule in enumerate(rules):
+        for position, name in enumerate(rule.sources):
+            if name not in known:
+                problems.append(
+                    f"validation.rules[{index}].sources[{position}]: unknown source {name!r}"
+                    f" (configured: {', '.join(known) or 'none'})"
+                )
+    return problems
+
+
+def _duplicates(section: str, key: str, what: str, values: list[str]) -> list[str]:
+    first: dict[str, int] = {}
+    problems = []
+    for index, value in enumerate(values):
+        if value in first:
+            problems.append(f"{section}[{index}].{key}: duplicate {what} {value!r} (first at {section}[{first[value]}])")
+        else:
+            first[value] = index
+    return problems
+
+
+def _encryption_problems(document: ConfigDocument, environ: Mapping[str, str]) -> list[str]:
+    problems = []
+    for index, destination in enumerate(document.destinations):
+        encryption, where = destination.encryption, f"destinations[{index}].encryption"
+        if encryption is None:
+            continue
+        if encryption.key_file is not None:
+            if problem := _key_file_problem(encryption.key_file):
+                problems.append(f"{where}.key_file: {problem}")
+        elif not environ.get(encryption.passphrase_env or ""):
+            problems.append(
+                f"{where}.passphrase_env: environment variable {encryption.passphrase_env!r} is not set or empty;"
+                " set it in backupd's environment"
+            )
+    return problems
+
+
+def _key_file_problem(path: Path) -> str | None:
+    """Why `path` cannot serve as a key file, with the fix; None when it can."""
+    shown, quoted = repr(str(path)), shlex.quote(str(path))
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{shown} does not exist; create one with: backupd keygen {quoted}"
+    except OSError as exc:
+        return f"{shown} cannot be read ({exc.strerror}); check the path and its directories"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{shown} is not a regular file; point key_file at a key made with: backupd keygen PATH"
+    if info.st_size != KEY_SIZE:
+        return (
+            f"{shown} is {info.st_size} bytes, expected exactly {KEY_SIZE}; point key_file at the right key"
+            f" or create one with: backupd keygen {quoted}"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        access = "readable" if mode & 0o044 else "accessible"
+        return f"{shown} is {access} by group or others (mode {mode:04o}); run: chmod 600 {quoted}"
+    return None
