@@ -1,0 +1,190 @@
+"""`backupd`: the one-shot command line. Exit codes: 0 success, 1 the operation failed, 2 bad usage or config.
+
+Errors are one line on stderr (a JSON object with `error` and `code` under --json), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from backupd import log as logsetup
+from backupd.errors import BackupdError, UsageError
+
+STRATEGIES = ["full", "incremental", "differential", "auto"]
+LEVELS = ["quick", "standard", "deep"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def parse_at(value: str) -> datetime:
+    """ISO 8601 with `Z` or an offset, fractional seconds allowed."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--at: {value!r} is not an ISO 8601 time (example: 2026-11-26T14:30:00Z)") from None
+    if at.tzinfo is None:
+        raise UsageError(f"--at: {value!r} has no timezone; add Z or an offset such as +01:00")
+    return at
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="backupd", description="Backups of SQLite databases: full, incremental, differential.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log events (JSON) to stderr")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def cmd(name: str, help: str, config: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        if config:
+            sp.add_argument("-c", "--config", required=True, type=Path, help="path of backupd.toml")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    k = cmd("keygen", "write a new 32-byte key file (mode 0600)", config=False)
+    k.add_argument("path", type=Path)
+
+    b = cmd("backup", "back up one source now")
+    b.add_argument("--source", required=True)
+    b.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    b.add_argument("--tag", action="append", default=[], dest="tags")
+    b.add_argument("--description", default="")
+
+    ls = cmd("list", "list restore points")
+    ls.add_argument("--source")
+
+    r = cmd("restore", "restore a backup to a new file")
+    r.add_argument("--source", required=True)
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--backup", dest="backup_id")
+    which.add_argument("--at", type=str)
+    r.add_argument("--to", required=True, type=Path)
+    r.add_argument("--tables", help="comma-separated table names: restore only these (with their indexes)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing file, atomically, after validation")
+
+    v = cmd("verify", "validate a backup and its chain")
+    v.add_argument("--backup", dest="backup_id", required=True)
+    v.add_argument("--level", choices=LEVELS)
+
+    c = cmd("catalog", "catalog maintenance")
+    c.add_argument("action", choices=["rebuild"])
+    return p
+
+
+def _progress_printer():
+    if not sys.stderr.isatty():
+        return None
+
+    def show(p) -> None:
+        eta = f" eta {p.eta_s:.0f}s" if p.eta_s is not None else ""
+        sys.stderr.write(f"\r{p.phase:<12} {p.percent:5.1f}% {p.rate / 2**20:7.1f} MiB/s{eta}   ")
+        sys.stderr.flush()
+
+    return show
+
+
+def _engine(args):
+    from backupd.config import load_config
+    from backupd.engine.context import open_context
+
+    return open_context(load_config(args.config))
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def run(args) -> tuple[Any, str, int]:
+    """Execute a parsed command; returns (JSON-able result, human text, exit code)."""
+    if args.command == "keygen":
+        from backupd.engine.crypto import keygen
+
+        kid = keygen(args.path)
+        return {"path": str(args.path), "key_id": kid}, f"wrote {args.path} (key id {kid}); keep a copy offline", 0
+    ctx = _engine(args)
+    try:
+        if args.command == "backup":
+            from backupd.engine.backup import run_backup
+
+            b = run_backup(ctx, args.source, args.strategy, tags=tuple(args.tags), description=args.description,
+                           progress=_progress_printer())
+            j = b.to_json()
+            return j, (f"backup {j['id']} ({j['strategy']}): {j['changed_pages']} of {j['page_count']} pages, "
+                       f"stored {_human_size(j['stored_bytes'])}"), 0
+        if args.command == "list":
+            backups = ctx.catalog.backups(args.source)
+            if args.source:
+                ctx.config.source(args.source)
+            rows = [b.to_json() for b in backups]
+            text = "\n".join(f"{r['id']}  {r['source']:<12} {r['strategy']:<12} {r['created_at']}  "
+                             f"{_human_size(r['stored_bytes']):>10}" for r in rows) or "no restore points"
+            return rows, text, 0
+        if args.command == "restore":
+            from backupd.engine.restore import run_restore
+
+            tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+            if args.tables is not None and not tables:
+                raise UsageError("--tables: give at least one table name")
+            res = run_restore(ctx, args.source, args.to, backup_id=args.backup_id,
+                              at=parse_at(args.at) if args.at else None, tables=tables, overwrite=args.overwrite,
+                              progress=_progress_printer())
+            j = res.to_json()
+            gap = f" ({j['gap_s']:.0f}s before the asked time)" if j["gap_s"] is not None else ""
+            return j, f"restored {j['backup_id']}{gap} to {j['path']} (chain of {len(j['chain'])})", 0
+        if args.command == "verify":
+            from backupd.engine.validate import validate_backup
+
+            report = validate_backup(ctx, args.backup_id, args.level or ctx.config.validation.default_level)
+            j = report.to_json()
+            lines = [f"{c['status']:<5} {c['severity']:<8} {c['id']}: {c['message']}" for c in j["checks"]]
+            return j, "\n".join([*lines, f"verdict: {j['verdict']}"]), 1 if j["verdict"] == "fail" else 0
+        if args.command == "catalog":
+            from backupd.engine.inventory import rebuild_catalog
+
+            with_locks = rebuild_catalog(ctx)
+            return with_locks, f"catalog rebuilt: {with_locks['backups']} backups", 0
+    finally:
+        ctx.close()
+    raise UsageError(f"unknown command {args.command}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        logsetup.configure("info" if args.verbose else "off", stream=sys.stderr, json=True)
+        result, text, code = run(args)
+    except BackupdError as exc:
+        _fail(exc.to_dict(), as_json)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _fail({"error": "interrupted", "code": "cancelled"}, as_json)
+        return 1
+    except Exception as exc:  # a bug: still one line, never a traceback
+        _fail({"error": f"internal error: {type(exc).__name__}: {exc}", "code": "internal_error"}, as_json)
+        return 1
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    print(json.dumps(result, indent=None) if as_json else text)
+    return code
+
+
+def _fail(err: dict, as_json: bool) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    sys.stderr.write((json.dumps(err) if as_json else f"backupd: error: {err['error']}") + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

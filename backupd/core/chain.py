@@ -1,0 +1,76 @@
+"""Chains: which backups a restore needs, and which restore point serves a moment in time.
+
+A full backup starts a chain; an incremental depends on the previous backup of its source, a
+differential on the last full. `parent_id` names that dependency, so a chain is the parent walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+from backupd.errors import MissingChainMember, NoRestorePoint
+
+
+class BackupLike(Protocol):
+    @property
+    def backup_id(self) -> str: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def parent_id(self) -> str | None: ...
+    @property
+    def created_at(self) -> str: ...
+
+
+B = TypeVar("B", bound="BackupLike")
+
+
+def created(b: BackupLike) -> datetime:
+    return datetime.fromisoformat(b.created_at)
+
+
+def resolve_chain(target_id: str, by_id: Mapping[str, B]) -> list[B]:
+    """The backups needed to restore `target_id`, full first; MissingChainMember names the gap."""
+    if target_id not in by_id:
+        raise MissingChainMember(f"backup {target_id} is not known", details={"missing": target_id})
+    chain = [by_id[target_id]]
+    while chain[-1].strategy != "full":
+        parent = chain[-1].parent_id
+        if parent is None or parent not in by_id:
+            raise MissingChainMember(
+                f"backup {target_id} needs {parent}, which is missing (needed by {chain[-1].backup_id})",
+                hint="restore an older or newer restore point whose chain is complete, or rebuild the catalog",
+                details={"missing": parent, "needed_by": chain[-1].backup_id, "target": target_id},
+            )
+        if len(chain) > len(by_id):
+            raise MissingChainMember(f"backup {target_id} has a cyclic chain")
+        chain.append(by_id[parent])
+    chain.reverse()
+    return chain
+
+
+def restore_point_at(backups: Iterable[B], at: datetime) -> tuple[B, timedelta]:
+    """The newest backup created at or before `at`, and how far before `at` it is."""
+    candidates = [b for b in backups if created(b) <= at]
+    if not candidates:
+        raise NoRestorePoint(
+            f"no restore point at or before {at.isoformat()}",
+            hint="list restore points with `backupd list` and pick a later time",
+        )
+    best = max(candidates, key=lambda b: (created(b), b.backup_id))
+    return best, at - created(best)
+
+
+def newest(backups: Iterable[B]) -> B | None:
+    return max(backups, key=lambda b: (created(b), b.backup_id), default=None)
+
+
+def last_full(backups: Iterable[B]) -> B | None:
+    return newest(b for b in backups if b.strategy == "full")
+
+
+def deltas_since_full(target_id: str, by_id: Mapping[str, B]) -> int:
+    """How many backups after the full a restore of `target_id` must apply."""
+    return len(resolve_chain(target_id, by_id)) - 1

@@ -1,0 +1,204 @@
+"""A directory on a local filesystem: temp file + fsync + rename + directory fsync."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import time
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo
+from backupd.errors import DestinationError, NotFound
+
+
+def _classify(exc: OSError, what: str) -> DestinationError:
+    if exc.errno == errno.ENOSPC:
+        return DestinationError(f"{what}: no space left on device", hint="free space or prune old backups")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DestinationError(f"{what}: permission denied ({exc.strerror})", hint="check the path's owner and mode")
+    return DestinationError(f"{what}: {exc.strerror or exc}")
+
+
+def _check_key(key: str) -> PurePosixPath:
+    p = PurePosixPath(key)
+    if not key or p.is_absolute() or any(part in ("", ".", "..") for part in p.parts):
+        raise ValueError(f"invalid object key {key!r}")
+    if p.name.startswith(".") or p.name.endswith(TEMP_SUFFIX):
+        raise ValueError(f"object key {key!r} uses a reserved name")
+    return p
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalUpload:
+    """Writes `.<name>.<random>.backupd-tmp` beside the target; commit fsyncs and renames it into place."""
+
+    def __init__(self, dest: "LocalDestination", key: str, sync_dir: bool):
+        self._final = dest.root / key
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self._final.with_name(f".{self._final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        self._sync_dir = sync_dir
+        self._what = f"destination {dest.name!r}: writing {key}"
+        try:
+            self._f = open(self._tmp, "xb", buffering=0)
+        except OSError as exc:
+            raise _classify(exc, self._what) from None
+        self.bytes_written = 0
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                n = self._f.write(view)
+                view = view[n:]
+        except OSError as exc:
+            self.abort()
+            raise _classify(exc, self._what) from None
+        self.bytes_written += len(data)
+
+    def commit(self) -> None:
+        try:
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self._tmp, self._final)
+            if self._sync_dir:
+                fsync_dir(self._final.parent)
+        except OSError as exc:
+            self.abort()
+            raise _classify(exc, self._what) from None
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._f.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "LocalUpload":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class LocalDestination:
+    """Objects are files under `root`; `sync_dir` is off only for media that cannot fsync a directory."""
+
+    kind = "local"
+
+    def __init__(self, name: str, root: Path, *, sync_dir: bool = True):
+        self.name = name
+        self.root = Path(root)
+        self._sync_dir = sync_dir
+
+    def _ensure_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _classify(exc, f"destination {self.name!r}: creating {self.root}") from None
+
+    def open_write(self, key: str) -> LocalUpload:
+        _check_key(key)
+        self._ensure_root()
+        return LocalUpload(self, key, self._sync_dir)
+
+    def open_read(self, key: str) -> BinaryIO:
+        _check_key(key)
+        try:
+            return open(self.root / key, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"destination {self.name!r} has no object {key}") from None
+        except OSError as exc:
+            raise _classify(exc, f"destination {self.name!r}: reading {key}") from None
+
+    def _walk(self, prefix: str):
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for fn in filenames:
+                full = Path(dirpath) / fn
+                yield full.relative_to(self.root).as_posix(), full
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        out = []
+        for key, full in self._walk(prefix):
+            name = key.rsplit("/", 1)[-1]
+            if name.startswith(".") or name.endswith(TEMP_SUFFIX):
+                continue
+            try:
+                st = full.stat()
+            except FileNotFoundError:
+                continue
+            out.append(ObjectInfo(key, st.st_size, st.st_mtime))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete(self, key: str) -> None:
+        _check_key(key)
+        try:
+            os.unlink(self.root / key)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _classify(exc, f"destination {self.name!r}: deleting {key}") from None
+        if self._sync_dir:
+            fsync_dir((self.root / key).parent)
+
+    def stat(self, key: str) -> ObjectInfo:
+        _check_key(key)
+        try:
+            st = (self.root / key).stat()
+        except FileNotFoundError:
+            raise NotFound(f"destination {self.name!r} has no object {key}") from None
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def free_space(self) -> int | None:
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def health(self) -> Health:
+        start = time.monotonic()
+        problems: list[str] = []
+        reachable = writable = False
+        try:
+            self._ensure_root()
+            reachable = self.root.is_dir()
+            probe = f".probe-{secrets.token_hex(4)}"
+            path = self.root / probe
+            path.write_bytes(b"backupd health probe")
+            path.unlink()
+            writable = True
+        except (OSError, DestinationError) as exc:
+            problems.append(str(exc))
+        return Health(reachable, writable, self.free_space(), (time.monotonic() - start) * 1000, tuple(problems))
+
+    def remove_stale_temp(self, prefix: str = "") -> list[str]:
+        removed = []
+        for key, full in self._walk(prefix):
+            if full.name.endswith(TEMP_SUFFIX):
+                try:
+                    full.unlink()
+                    removed.append(key)
+                except FileNotFoundError:
+                    pass
+        return removed

@@ -1,0 +1,253 @@
+"""Running one backup: snapshot once, pick the pages the strategy needs, stream them to every destination.
+
+A backup becomes visible on a destination when its sidecar is committed, which happens only after its
+artifact is committed; the catalog and the page-hash cache are updated after that. A crash at any
+point leaves temp files or an orphaned artifact, which the next backup of the source removes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from backupd.core import chain
+from backupd.core.ids import artifact_key, new_backup_id, sidecar_key
+from backupd.core.manifest import Manifest, Sidecar
+from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy
+from backupd.engine.catalog import CatalogBackup, Copy
+from backupd.engine.context import EngineContext
+from backupd.engine.inventory import reconcile
+from backupd.engine.pagecache import PageHashes, page_hash
+from backupd.engine.progress import ProgressSink, Reporter
+from backupd.engine.reading import choose_copy, iter_page_blocks
+from backupd.engine.snapshot import Snapshot, open_snapshot
+from backupd.engine.stream import ArtifactWriter
+from backupd.errors import BackupdError, UsageError
+
+log = structlog.get_logger("backupd.backup")
+BLOCK_TARGET = 1024 * 1024
+STRATEGY_CHOICES = ("full", "incremental", "differential", "auto")
+
+
+@dataclass
+class Bases:
+    """What a delta can be computed against."""
+
+    prev: CatalogBackup | None
+    full: CatalogBackup | None
+    last_hashes: PageHashes | None
+    full_hashes: PageHashes | None
+    chain_length: int
+    why_unusable: str
+
+
+def hashes_from_destination(ctx: EngineContext, backup_id: str) -> PageHashes:
+    """Rebuild the page hashes as of `backup_id` by reading its chain back from a destination."""
+    by_id = {b.backup_id: b for b in ctx.catalog.backups()}
+    members = chain.resolve_chain(backup_id, by_id)
+    target_m = members[-1].manifest
+    ph = PageHashes.empty(backup_id, target_m.page_size, 0)
+    for member in members:
+        ph.resize(member.manifest.page_count)
+        target, copy = choose_copy(ctx, member)
+        for numbers, pages in iter_page_blocks(target, copy, member.manifest):
+            ps = member.manifest.page_size
+            for i, pgno in enumerate(numbers):
+                if pgno <= member.manifest.page_count:
+                    ph.set(pgno, page_hash(pages[i * ps : (i + 1) * ps]))
+    return ph
+
+
+def _load_hashes(ctx: EngineContext, source: str, which: str, backup: CatalogBackup) -> tuple[PageHashes | None, str]:
+    cached = ctx.pagecache.load(source, which, backup.backup_id)
+    if cached is not None:
+        return cached, ""
+    try:
+        ph = hashes_from_destination(ctx, backup.backup_id)
+    except BackupdError as exc:
+        reason = f"page-hash cache for {backup.backup_id} is missing and could not be rebuilt: {exc}"
+        log.warning("page_cache_unrecoverable", which=which, backup_id=backup.backup_id, error=str(exc))
+        return None, reason
+    ctx.pagecache.save(source, which, ph)
+    log.info("page_cache_rebuilt", which=which, backup_id=backup.backup_id, pages=ph.page_count)
+    return ph, ""
+
+
+def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool) -> Bases:
+    history = ctx.catalog.backups(source)
+    by_id = {b.backup_id: b for b in history}
+    prev = chain.newest(history)
+    if prev is None:
+        return Bases(None, None, None, None, 0, "no earlier backup of this source")
+    try:
+        chain_length = chain.deltas_since_full(prev.backup_id, by_id)
+    except BackupdError as exc:
+        return Bases(prev, None, None, None, 0, f"the newest backup's chain is broken: {exc}")
+    full = chain.resolve_chain(prev.backup_id, by_id)[0]
+    last_h, why_last = _load_hashes(ctx, source, "last", prev) if need_last else (None, "")
+    full_h, why_full = _load_hashes(ctx, source, "full", full) if need_full else (None, "")
+    return Bases(prev, full, last_h, full_h, chain_length, why_last or why_full)
+
+
+def _measure(snap: Snapshot, bases: Bases, pages_per_chunk: int) -> ChangeMeasure:
+    ps = snap.info.page_size
+    since_last = 0 if bases.last_hashes else None
+    since_full = 0 if bases.full_hashes else None
+    for first, data in snap.chunks(pages_per_chunk):
+        for i in range(len(data) // ps):
+            h = page_hash(data[i * ps : (i + 1) * ps])
+            if bases.last_hashes and bases.last_hashes.differs(first + i, h):
+                since_last += 1
+            if bases.full_hashes and bases.full_hashes.differs(first + i, h):
+                since_full += 1
+    return ChangeMeasure(snap.info.page_count, since_last, since_full, bases.chain_length)
+
+
+def _decide(requested: str, snap: Snapshot, bases: Bases, policy: AutoPolicy, ppc: int) -> tuple[str, str]:
+    if requested == "full":
+        return "full", "full requested"
+    if requested == "auto":
+        return choose_strategy(_measure(snap, bases, ppc), policy)
+    compare = bases.last_hashes if requested == "incremental" else bases.full_hashes
+    if compare is None:
+        why = bases.why_unusable or "no usable base"
+        return "full", f"{requested} requested, but {why}; taking a full backup"
+    return requested, f"{requested} requested"
+
+
+def run_backup(
+    ctx: EngineContext,
+    source: str,
+    strategy: str = "auto",
+    *,
+    tags: tuple[str, ...] = (),
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+    progress: ProgressSink | None = None,
+) -> CatalogBackup:
+    """Back up one source to every enabled destination; returns the recorded backup."""
+    if strategy not in STRATEGY_CHOICES:
+        raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(STRATEGY_CHOICES)})")
+    src = ctx.config.source(source)
+    with ctx.source_lock(source):
+        ctx.catalog.fail_interrupted_jobs()
+        job_id = ctx.catalog.job_started("backup", source)
+        with bound_contextvars(job_id=job_id, source=source):
+            try:
+                result = _backup(ctx, src, strategy, tags, description, metadata or {}, Reporter(progress))
+            except BaseException as exc:
+                ctx.catalog.job_finished(job_id, "failed", error=str(exc))
+                log.error("backup_failed", error=str(exc), code=getattr(exc, "code", type(exc).__name__))
+                raise
+            ctx.catalog.job_finished(job_id, "completed", result=result.to_json())
+            return result
+
+
+def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> CatalogBackup:
+    started = time.monotonic()
+    rep.phase("reconciling")
+    reconcile(ctx, src.name)
+    need_last = requested in ("incremental", "auto")
+    need_full = requested in ("differential", "auto")
+    bases = find_bases(ctx, src.name, need_last, need_full)
+    policy = AutoPolicy(ctx.config.strategy.max_chain_length, ctx.config.strategy.full_change_ratio,
+                        ctx.config.strategy.differential_cost_ratio)
+    targets = ctx.enabled_targets()
+    with open_snapshot(src.path, now=ctx.now) as snap:
+        info = snap.info
+        ppc = max(1, BLOCK_TARGET // info.page_size)
+        rep.phase("measuring", info.page_size * info.page_count)
+        strategy, reason = _decide(requested, snap, bases, policy, ppc)
+        backup_id = new_backup_id(info.created_at, secrets.token_hex(3))
+        if strategy == "full":
+            parent_id = base_id = None
+            compare = None
+        elif strategy == "incremental":
+            parent_id, base_id, compare = bases.prev.backup_id, bases.full.backup_id, bases.last_hashes
+        else:
+            parent_id = base_id = bases.full.backup_id
+            compare = bases.full_hashes
+        log.info("backup_started", backup_id=backup_id, strategy=strategy, reason=reason,
+                 destinations=[t.name for t in targets])
+        new_hashes = PageHashes.empty(backup_id, info.page_size, info.page_count)
+        with ExitStack() as stack:
+            uploads, writers = [], []
+            for t in targets:
+                up = t.dest.open_write(artifact_key(src.name, backup_id))
+                stack.push(lambda et, e, tb, up=up: up.abort() if et else None)
+                uploads.append(up)
+                writers.append(ArtifactWriter(up, {"kind": "artifact", "backup_id": backup_id, "source": src.name,
+                                                   "page_size": info.page_size},
+                                              level=t.compression_level, keyring=t.keyring, executor=ctx.executor))
+            rep.phase("writing", info.page_size * info.page_count)
+            changed = _stream_pages(snap, compare, new_hashes, writers, ppc, rep)
+            manifest = Manifest(
+                backup_id=backup_id, source=src.name, strategy=strategy, parent_id=parent_id, base_id=base_id,
+                created_at=info.created_at.isoformat(), page_size=info.page_size, page_count=info.page_count,
+                changed_pages=changed, journal_mode=info.journal_mode, schema_hash=info.schema_hash,
+                tables=info.tables, strategy_reason=reason, tags=tuple(tags), description=description,
+                metadata=metadata,
+            )
+            finished = [w.finish(manifest.to_json()) for w in writers]
+            rep.phase("committing")
+            for up in uploads:
+                up.commit()
+        copies = []
+        for t, (size, digest) in zip(targets, finished):
+            sc = Sidecar(manifest, artifact_key(src.name, backup_id), size, digest, t.compression_level,
+                         t.keyring is not None)
+            with t.dest.open_write(sidecar_key(src.name, backup_id)) as up:
+                w = ArtifactWriter(up, {"kind": "sidecar", "backup_id": backup_id, "source": src.name,
+                                        "page_size": info.page_size},
+                                   level=t.compression_level, keyring=t.keyring, executor=ctx.executor)
+                w.finish(sc.to_json())
+            copies.append(Copy.from_sidecar(t.name, sc, w.size))
+    ctx.catalog.record_backup(manifest, copies)
+    ctx.pagecache.save(src.name, "last", new_hashes)
+    if strategy == "full":
+        ctx.pagecache.save(src.name, "full", new_hashes)
+    result = CatalogBackup(manifest, tuple(copies))
+    log.info("backup_completed", backup_id=backup_id, strategy=strategy, parent_id=parent_id,
+             changed_pages=changed, page_count=info.page_count, logical_bytes=manifest.logical_bytes,
+             stored_bytes=result.stored_bytes, duration_s=round(time.monotonic() - started, 3))
+    return result
+
+
+def _stream_pages(snap: Snapshot, compare: PageHashes | None, new_hashes: PageHashes,
+                  writers: list[ArtifactWriter], ppc: int, rep: Reporter) -> int:
+    """Hash every page, send the ones `compare` lacks (all when None) to the writers; returns their count."""
+    ps = snap.info.page_size
+    numbers: list[int] = []
+    buf = bytearray()
+    changed = 0
+
+    def flush() -> None:
+        data = bytes(buf)
+        for w in writers:
+            w.add_pages(numbers, data)
+        numbers.clear()
+        buf.clear()
+
+    for first, data in snap.chunks(ppc):
+        n = len(data) // ps
+        for i in range(n):
+            page = data[i * ps : (i + 1) * ps]
+            h = page_hash(page)
+            new_hashes.set(first + i, h)
+            if compare is None or compare.differs(first + i, h):
+                numbers.append(first + i)
+                buf += page
+        if len(numbers) >= ppc:
+            changed += len(numbers)
+            flush()
+        rep.advance(len(data))
+    if numbers:
+        changed += len(numbers)
+        flush()
+    return changed

@@ -1,0 +1,96 @@
+"""Everything one engine operation needs, built once from the config: destinations, keys, catalog, clock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from backupd.destinations.base import Destination
+from backupd.destinations.registry import open_destination
+from backupd.engine.catalog import Catalog
+from backupd.engine.crypto import Keyring
+from backupd.engine.pagecache import PageHashCache
+from backupd.errors import SourceBusy
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Target:
+    """A destination together with how this backupd writes to it."""
+
+    name: str
+    dest: Destination
+    keyring: Keyring | None
+    compression_level: int
+    priority: int
+
+
+@dataclass
+class EngineContext:
+    config: object
+    catalog: Catalog
+    targets: dict[str, Target]
+    pagecache: PageHashCache
+    state_dir: Path
+    now: Callable[[], datetime] = utc_now
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="zstd"))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.catalog.close()
+
+    def enabled_targets(self) -> list[Target]:
+        return sorted((t for t in self.targets.values()), key=lambda t: t.priority)
+
+    @contextmanager
+    def source_lock(self, source: str) -> Iterator[None]:
+        """One operation that writes a source's backups at a time (a kernel lock: a crash releases it)."""
+        lock_dir = self.state_dir / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_dir / f"{source}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SourceBusy(
+                    f"another backupd operation is running on source {source!r}",
+                    hint="wait for it to finish; the lock is released when that process exits",
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+
+def keyring_for(dcfg) -> Keyring | None:
+    enc = dcfg.encryption
+    if enc is None:
+        return None
+    if enc.key_file is not None:
+        return Keyring.from_key_file(enc.key_file)
+    return Keyring.from_passphrase(os.environ[enc.passphrase_env], enc.passphrase_env)
+
+
+def open_context(config, *, now: Callable[[], datetime] = utc_now) -> EngineContext:
+    state_dir = Path(config.state.dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    targets = {
+        d.name: Target(d.name, open_destination(d), keyring_for(d), d.compression_level, d.priority)
+        for d in config.enabled_destinations()
+    }
+    return EngineContext(
+        config=config,
+        catalog=Catalog(state_dir / "catalog.db"),
+        targets=targets,
+        pagecache=PageHashCache(state_dir),
+        state_dir=state_dir,
+        now=now,
+    )

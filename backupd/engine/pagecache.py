@@ -1,0 +1,101 @@
+"""The page-hash cache: the xxh3-128 of every page as of a backup, kept per source in the state dir.
+
+`last` holds the hashes at the source's newest backup (incrementals compare with it), `full` those at
+its newest full (differentials compare with it). Each file names the backup it describes; a file that
+is missing, corrupt or names another backup is not used, and the caller rebuilds it from the destination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+HASH_SIZE = 16
+MAGIC = b"BKPDHASH1\n"
+_LEN = struct.Struct(">I")
+
+
+def page_hash(page: bytes | memoryview) -> bytes:
+    return xxhash.xxh3_128_digest(page)
+
+
+@dataclass
+class PageHashes:
+    backup_id: str
+    page_size: int
+    hashes: bytearray
+
+    @property
+    def page_count(self) -> int:
+        return len(self.hashes) // HASH_SIZE
+
+    @classmethod
+    def empty(cls, backup_id: str, page_size: int, page_count: int) -> "PageHashes":
+        return cls(backup_id, page_size, bytearray(page_count * HASH_SIZE))
+
+    def resize(self, page_count: int) -> None:
+        del self.hashes[page_count * HASH_SIZE :]
+        self.hashes.extend(bytes(page_count * HASH_SIZE - len(self.hashes)))
+
+    def differs(self, pgno: int, digest: bytes) -> bool:
+        """True when page `pgno` (1-based) is new or its hash differs."""
+        i = (pgno - 1) * HASH_SIZE
+        return i + HASH_SIZE > len(self.hashes) or self.hashes[i : i + HASH_SIZE] != digest
+
+    def set(self, pgno: int, digest: bytes) -> None:
+        i = (pgno - 1) * HASH_SIZE
+        self.hashes[i : i + HASH_SIZE] = digest
+
+
+class PageHashCache:
+    def __init__(self, state_dir: Path):
+        self.dir = Path(state_dir) / "pagecache"
+
+    def _path(self, source: str, which: str) -> Path:
+        return self.dir / f"{source}.{which}.hashes"
+
+    def load(self, source: str, which: str, backup_id: str) -> PageHashes | None:
+        """The cached hashes for `backup_id`, or None when absent, corrupt or for another backup."""
+        try:
+            raw = self._path(source, which).read_bytes()
+        except OSError:
+            return None
+        if not raw.startswith(MAGIC) or len(raw) < len(MAGIC) + 4 + 32:
+            return None
+        body, check = raw[:-32], raw[-32:]
+        if hashlib.blake2b(body, digest_size=32).digest() != check:
+            return None
+        (hlen,) = _LEN.unpack_from(body, len(MAGIC))
+        start = len(MAGIC) + 4
+        try:
+            header = json.loads(body[start : start + hlen])
+        except ValueError:
+            return None
+        hashes = bytearray(body[start + hlen :])
+        if header.get("backup_id") != backup_id or len(hashes) != header.get("page_count", -1) * HASH_SIZE:
+            return None
+        return PageHashes(backup_id, header["page_size"], hashes)
+
+    def save(self, source: str, which: str, ph: PageHashes) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        header = json.dumps(
+            {"backup_id": ph.backup_id, "page_size": ph.page_size, "page_count": ph.page_count, "hash": "xxh3_128"}
+        ).encode()
+        body = MAGIC + _LEN.pack(len(header)) + header + bytes(ph.hashes)
+        path = self._path(source, which)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(body + hashlib.blake2b(body, digest_size=32).digest())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def drop(self, source: str) -> None:
+        for which in ("last", "full"):
+            self._path(source, which).unlink(missing_ok=True)

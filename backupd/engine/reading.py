@@ -1,0 +1,55 @@
+"""Reading the pages of a backup back from a destination, verified, with the copy to read chosen by priority."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from backupd.core import format as fmt
+from backupd.core.manifest import Manifest
+from backupd.engine.catalog import CatalogBackup, Copy
+from backupd.engine.context import EngineContext, Target
+from backupd.engine.stream import ArtifactReader
+from backupd.errors import CorruptArtifact, MissingChainMember
+
+
+def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy]:
+    """The copy to read: the highest-priority configured destination that holds one."""
+    for target in ctx.enabled_targets():
+        for c in backup.copies:
+            if c.destination == target.name:
+                return target, c
+    raise MissingChainMember(
+        f"backup {backup.backup_id} has no copy on any configured destination",
+        hint="add the destination that holds it to the config, or run `backupd catalog rebuild`",
+        details={"missing": backup.backup_id},
+    )
+
+
+def iter_page_blocks(target: Target, copy: Copy, expect: Manifest) -> Iterator[tuple[tuple[int, ...], memoryview]]:
+    """Yield (page numbers, pages) per block of one artifact; after the last block, check its manifest.
+
+    Raises CorruptArtifact naming the backup and the block when anything does not verify.
+    """
+    what = f"backup {expect.backup_id} ({copy.artifact_key} on {target.name})"
+    with target.dest.open_read(copy.artifact_key) as f:
+        reader = ArtifactReader(f, target.keyring, what=what)
+        h = reader.header
+        if h.get("kind") != "artifact" or h.get("backup_id") != expect.backup_id or h.get("page_size") != expect.page_size:
+            raise CorruptArtifact(f"{what}: header describes another backup", details={"backup_id": expect.backup_id})
+        for seq, kind, payload in reader.blocks():
+            if kind == fmt.KIND_PAGES:
+                try:
+                    numbers, pages = fmt.decode_pages(payload, expect.page_size)
+                except CorruptArtifact as exc:
+                    raise CorruptArtifact(f"{what}: block {seq}: {exc.message}", details={"block": seq}) from None
+                yield numbers, pages
+            elif Manifest.from_dict(_json(payload)) != expect:
+                raise CorruptArtifact(f"{what}: embedded manifest differs from the sidecar")
+
+
+def _json(payload: bytes):
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise CorruptArtifact("embedded manifest is not valid JSON") from None

@@ -1,0 +1,229 @@
+"""Restoring a backup: resolve its chain, write each page once (newest version first), validate, then
+move the file into place atomically. A failure at any step removes the temp file and leaves the
+target untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from backupd.core import chain
+from backupd.engine.catalog import CatalogBackup
+from backupd.engine.context import EngineContext
+from backupd.engine.inventory import reconcile
+from backupd.destinations.local import fsync_dir
+from backupd.engine.progress import ProgressSink, Reporter
+from backupd.engine.reading import choose_copy, iter_page_blocks
+from backupd.engine.snapshot import schema_and_counts
+from backupd.engine.tables import copy_tables
+from backupd.errors import CorruptArtifact, NotFound, RestoreFailed, TargetExists, UsageError
+
+log = structlog.get_logger("backupd.restore")
+TEMP_SUFFIX = ".backupd-restore-tmp"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    target: CatalogBackup
+    chain: list[CatalogBackup]
+    gap: timedelta | None  # for --at: how far before the asked instant the restore point is
+
+
+def plan_restore(ctx: EngineContext, source: str, *, backup_id: str | None = None, at: datetime | None = None) -> RestorePlan:
+    """Pick the restore point and its chain; reconciles with the destinations when the catalog lacks it."""
+    ctx.config.source(source)
+    if (backup_id is None) == (at is None):
+        raise UsageError("give exactly one of --backup ID or --at TIME")
+    for attempt in (0, 1):
+        backups = ctx.catalog.backups(source)
+        by_id = {b.backup_id: b for b in backups}
+        if backup_id is not None and backup_id in by_id:
+            return RestorePlan(by_id[backup_id], chain.resolve_chain(backup_id, by_id), None)
+        if at is not None and backups:
+            target, gap = chain.restore_point_at(backups, at)
+            return RestorePlan(target, chain.resolve_chain(target.backup_id, by_id), gap)
+        if attempt == 0:
+            with ctx.source_lock(source):
+                reconcile(ctx, source)
+    if backup_id is not None:
+        raise NotFound(f"backup {backup_id} of source {source!r} not found on any destination",
+                       hint="list restore points with `backupd list`")
+    return chain.restore_point_at([], at)  # raises NoRestorePoint
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    backup_id: str
+    path: Path
+    chain: list[str]
+    gap: timedelta | None
+    tables: list[str] | None
+    bytes_written: int
+    duration_s: float
+
+    def to_json(self) -> dict:
+        return {"backup_id": self.backup_id, "path": str(self.path), "chain": self.chain,
+                "gap_s": self.gap.total_seconds() if self.gap is not None else None,
+                "tables": self.tables, "bytes_written": self.bytes_written, "duration_s": round(self.duration_s, 3)}
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def _remove_db_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def materialize(ctx: EngineContext, plan: RestorePlan, out: Path, rep: Reporter) -> int:
+    """Write the database of `plan.target` into the new file `out` (fsynced); returns bytes written."""
+    m = plan.target.manifest
+    ps, count = m.page_size, m.page_count
+    written = bytearray((count + 8) // 8)
+    remaining = count
+    rep.phase("restoring", ps * count)
+    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, ps * count)
+        for member in reversed(plan.chain):
+            target, copy = choose_copy(ctx, member)
+            for numbers, pages in iter_page_blocks(target, copy, member.manifest):
+                run_start = run_len = 0
+                for i, pgno in enumerate(numbers):
+                    byte, bit = divmod(pgno - 1, 8)
+                    fresh = pgno <= count and not written[byte] & (1 << bit)
+                    if fresh:
+                        written[byte] |= 1 << bit
+                        remaining -= 1
+                        if run_len and numbers[i - 1] == pgno - 1 and run_start + run_len == i:
+                            run_len += 1
+                            continue
+                    if run_len:
+                        os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
+                        rep.advance(run_len * ps)
+                    run_start, run_len = (i, 1) if fresh else (0, 0)
+                if run_len:
+                    os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
+                    rep.advance(run_len * ps)
+        if remaining:
+            raise CorruptArtifact(
+                f"the chain of backup {m.backup_id} does not contain {remaining} of its {count} pages",
+                hint="the full backup of this chain is incomplete; verify it with `backupd verify`",
+            )
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return ps * count
+
+
+def check_restored(path: Path, plan: RestorePlan, tables: list[str] | None) -> None:
+    """Post-restore validation: integrity_check, schema hash and row counts against the manifest."""
+    m = plan.target.manifest
+    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+    try:
+        problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+        schema_hash, counts = schema_and_counts(conn)
+    except sqlite3.Error as exc:
+        problems, schema_hash, counts = [f"cannot open restored database: {exc}"], "", {}
+    finally:
+        conn.close()
+    if tables is None and schema_hash and schema_hash != m.schema_hash:
+        problems.append("schema hash differs from the one recorded at backup time")
+    expected = m.tables if tables is None else {t: m.tables[t] for t in tables if t in m.tables}
+    for name, rows in expected.items():
+        if counts.get(name) != rows:
+            problems.append(f"table {name}: {counts.get(name)} rows, {rows} recorded at backup time")
+    if problems:
+        raise RestoreFailed(
+            f"restored database failed validation: {'; '.join(problems[:5])}",
+            hint="the backup may be corrupt; run `backupd verify --level deep` on it",
+            details={"problems": problems},
+        )
+
+
+def run_restore(
+    ctx: EngineContext,
+    source: str,
+    to: Path,
+    *,
+    backup_id: str | None = None,
+    at: datetime | None = None,
+    tables: list[str] | None = None,
+    overwrite: bool = False,
+    progress: ProgressSink | None = None,
+) -> RestoreResult:
+    """Restore a backup (or the restore point at `at`) to `to`; see the module docstring."""
+    started = time.monotonic()
+    to = Path(to).absolute()
+    if to.exists() and not overwrite:
+        raise TargetExists(f"{to} already exists", hint="choose a new path, or pass --overwrite to replace it")
+    if to.is_dir():
+        raise UsageError(f"{to} is a directory; give the path of the database file to create")
+    if overwrite and Path(f"{to}-wal").exists() and Path(f"{to}-wal").stat().st_size > 0:
+        raise RestoreFailed(
+            f"{to} has a non-empty WAL ({to}-wal): it is in use",
+            hint="stop its writers (or run PRAGMA wal_checkpoint(TRUNCATE)) before restoring over it",
+        )
+    if not to.parent.is_dir():
+        raise UsageError(f"directory {to.parent} does not exist")
+    plan = plan_restore(ctx, source, backup_id=backup_id, at=at)
+    m = plan.target.manifest
+    if tables is not None:
+        missing = [t for t in tables if t not in m.tables]
+        if missing:
+            raise UsageError(f"backup {m.backup_id} has no table(s) {', '.join(missing)}"
+                             f" (it has: {', '.join(sorted(m.tables)) or 'none'})")
+    rep = Reporter(progress)
+    log.info("restore_started", source=source, backup_id=m.backup_id, chain=[b.backup_id for b in plan.chain],
+             to=str(to), tables=tables)
+    full_tmp = _temp_beside(to)
+    final_tmp = full_tmp
+    try:
+        nbytes = materialize(ctx, plan, full_tmp, rep)
+        if tables is not None:
+            final_tmp = _temp_beside(to)
+            copy_tables(full_tmp, final_tmp, tables)
+            _remove_db_files(full_tmp)
+        rep.phase("validating")
+        check_restored(final_tmp, plan, tables)
+        _remove_db_files_side(final_tmp)
+        _install(final_tmp, to, overwrite)
+    except BaseException as exc:
+        _remove_db_files(full_tmp)
+        _remove_db_files(final_tmp)
+        log.error("restore_failed", source=source, backup_id=m.backup_id, error=str(exc),
+                  code=getattr(exc, "code", type(exc).__name__))
+        raise
+    result = RestoreResult(m.backup_id, to, [b.backup_id for b in plan.chain], plan.gap, tables, nbytes,
+                           time.monotonic() - started)
+    log.info("restore_completed", source=source, **{k: v for k, v in result.to_json().items() if k != "path"},
+             path=str(to))
+    return result
+
+
+def _remove_db_files_side(path: Path) -> None:
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _install(tmp: Path, to: Path, overwrite: bool) -> None:
+    """Move the validated file into place: replace atomically, or refuse to clobber a file that appeared."""
+    if overwrite:
+        _remove_db_files_side(to)
+        os.replace(tmp, to)
+    else:
+        try:
+            os.link(tmp, to)
+        except FileExistsError:
+            raise TargetExists(f"{to} appeared during the restore", hint="choose a new path or pass --overwrite") from None
+        os.unlink(tmp)
+    fsync_dir(to.parent)
