@@ -23,7 +23,7 @@ from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext
 from backupd.engine.inventory import reconcile
-from backupd.engine.pagecache import PageHashes, page_hash
+from backupd.engine.pagecache import HASH_SIZE, PageHashes, chunk_hashes, page_hash
 from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, iter_page_blocks
 from backupd.engine.snapshot import Snapshot, open_snapshot
@@ -95,17 +95,26 @@ def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool
     return Bases(prev, full, last_h, full_h, chain_length, why_last or why_full)
 
 
+def changed_in_chunk(old: bytes, new: bytes) -> list[int]:
+    """Indexes of the pages whose hash in `new` differs from `old` (missing from `old` counts as changed)."""
+    if old == new:
+        return []
+    return [i for i in range(len(new) // HASH_SIZE)
+            if old[i * HASH_SIZE : (i + 1) * HASH_SIZE] != new[i * HASH_SIZE : (i + 1) * HASH_SIZE]]
+
+
 def _measure(snap: Snapshot, bases: Bases, pages_per_chunk: int) -> ChangeMeasure:
+    """Count pages changed since the previous backup and since the full, in a hashing pre-pass."""
     ps = snap.info.page_size
-    since_last = 0 if bases.last_hashes else None
-    since_full = 0 if bases.full_hashes else None
+    since_last = 0 if bases.last_hashes is not None else None
+    since_full = 0 if bases.full_hashes is not None else None
     for first, data in snap.chunks(pages_per_chunk):
-        for i in range(len(data) // ps):
-            h = page_hash(data[i * ps : (i + 1) * ps])
-            if bases.last_hashes and bases.last_hashes.differs(first + i, h):
-                since_last += 1
-            if bases.full_hashes and bases.full_hashes.differs(first + i, h):
-                since_full += 1
+        hashes = chunk_hashes(data, ps)
+        n = len(data) // ps
+        if bases.last_hashes is not None:
+            since_last += len(changed_in_chunk(bases.last_hashes.range(first, n), hashes))
+        if bases.full_hashes is not None:
+            since_full += len(changed_in_chunk(bases.full_hashes.range(first, n), hashes))
     return ChangeMeasure(snap.info.page_count, since_last, since_full, bases.chain_length)
 
 
@@ -227,27 +236,27 @@ def _stream_pages(snap: Snapshot, compare: PageHashes | None, new_hashes: PageHa
     buf = bytearray()
     changed = 0
 
-    def flush() -> None:
-        data = bytes(buf)
+    def emit(page_numbers, data: bytes) -> None:
         for w in writers:
-            w.add_pages(numbers, data)
-        numbers.clear()
-        buf.clear()
+            w.add_pages(page_numbers, data)
 
     for first, data in snap.chunks(ppc):
         n = len(data) // ps
-        for i in range(n):
-            page = data[i * ps : (i + 1) * ps]
-            h = page_hash(page)
-            new_hashes.set(first + i, h)
-            if compare is None or compare.differs(first + i, h):
-                numbers.append(first + i)
-                buf += page
+        hashes = chunk_hashes(data, ps)
+        new_hashes.set_range(first, hashes)
+        rep.advance(len(data))
+        if compare is None:
+            emit(range(first, first + n), data)
+            changed += n
+            continue
+        for i in changed_in_chunk(compare.range(first, n), hashes):
+            numbers.append(first + i)
+            buf += data[i * ps : (i + 1) * ps]
         if len(numbers) >= ppc:
             changed += len(numbers)
-            flush()
-        rep.advance(len(data))
+            emit(numbers, bytes(buf))
+            numbers, buf = [], bytearray()
     if numbers:
         changed += len(numbers)
-        flush()
+        emit(numbers, bytes(buf))
     return changed

@@ -25,6 +25,13 @@ def page_hash(page: bytes | memoryview) -> bytes:
     return xxhash.xxh3_128_digest(page)
 
 
+def chunk_hashes(data: bytes, page_size: int) -> bytes:
+    """The concatenated hashes of the consecutive pages in `data`."""
+    mv = memoryview(data)
+    h = xxhash.xxh3_128_digest
+    return b"".join([h(mv[i : i + page_size]) for i in range(0, len(mv), page_size)])
+
+
 @dataclass
 class PageHashes:
     backup_id: str
@@ -47,6 +54,13 @@ class PageHashes:
         """True when page `pgno` (1-based) is new or its hash differs."""
         i = (pgno - 1) * HASH_SIZE
         return i + HASH_SIZE > len(self.hashes) or self.hashes[i : i + HASH_SIZE] != digest
+
+    def range(self, first: int, n: int) -> bytes:
+        """The hashes of pages first..first+n-1 (shorter when the list ends before)."""
+        return bytes(self.hashes[(first - 1) * HASH_SIZE : (first - 1 + n) * HASH_SIZE])
+
+    def set_range(self, first: int, digests: bytes) -> None:
+        self.hashes[(first - 1) * HASH_SIZE : (first - 1) * HASH_SIZE + len(digests)] = digests
 
     def set(self, pgno: int, digest: bytes) -> None:
         i = (pgno - 1) * HASH_SIZE

@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import zstandard
@@ -52,7 +52,8 @@ class ArtifactWriter:
         self._level = level
         self._executor = executor
         self._max_pending = max_pending
-        self._pending: deque[Future[bytes]] = deque()
+        self._pending: deque[Future[None]] = deque()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact-writer")
         self._hash = hashlib.blake2b(digest_size=fmt.DIGEST_SIZE)
         self._sealer: Sealer | None = None
         header = dict(header, compression="zstd", encryption=None)
@@ -81,17 +82,20 @@ class ArtifactWriter:
 
     def _drain(self, keep: int) -> None:
         while len(self._pending) > keep:
-            self._write_block(self._pending.popleft().result())
+            self._pending.popleft().result()
 
-    def add_pages(self, page_numbers: list[int], pages: bytes) -> None:
-        """Queue one block of pages; blocks when `max_pending` compressions are in flight."""
+    def add_pages(self, page_numbers: list[int] | range, pages: bytes) -> None:
+        """Queue one block of pages: compressed on the pool, then sealed and written in order on this
+        artifact's writer thread. Blocks while `max_pending` blocks are in flight."""
         payload = fmt.encode_pages(page_numbers, pages)
-        self._pending.append(self._executor.submit(_compress, self._level, fmt.KIND_PAGES, payload))
+        compressed = self._executor.submit(_compress, self._level, fmt.KIND_PAGES, payload)
+        self._pending.append(self._writer.submit(lambda: self._write_block(compressed.result())))
         self._drain(self._max_pending)
 
     def finish(self, manifest_json: bytes) -> tuple[int, str]:
         """Write the manifest block and trailer; returns (artifact size, whole-artifact digest hex)."""
         self._drain(0)
+        self._writer.shutdown(wait=True)
         self._write_block(_compress(self._level, fmt.KIND_MANIFEST, manifest_json), final=True)
         whole = self._hash.digest()
         blocks_end = self.size
@@ -103,6 +107,7 @@ class ArtifactWriter:
         for f in self._pending:
             f.cancel()
         self._pending.clear()
+        self._writer.shutdown(wait=True, cancel_futures=True)
 
 
 class _HashingReader:
