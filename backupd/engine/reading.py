@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Executor
 
 from backupd.core import format as fmt
 from backupd.core.manifest import Manifest
@@ -26,7 +27,9 @@ def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy
     )
 
 
-def iter_page_blocks(target: Target, copy: Copy, expect: Manifest) -> Iterator[tuple[tuple[int, ...], memoryview]]:
+def iter_page_blocks(
+    target: Target, copy: Copy, expect: Manifest, executor: Executor | None = None
+) -> Iterator[tuple[tuple[int, ...], memoryview]]:
     """Yield (page numbers, pages) per block of one artifact; after the last block, check its manifest.
 
     Raises CorruptArtifact naming the backup and the block when anything does not verify.
@@ -37,7 +40,7 @@ def iter_page_blocks(target: Target, copy: Copy, expect: Manifest) -> Iterator[t
         h = reader.header
         if h.get("kind") != "artifact" or h.get("backup_id") != expect.backup_id or h.get("page_size") != expect.page_size:
             raise CorruptArtifact(f"{what}: header describes another backup", details={"backup_id": expect.backup_id})
-        for seq, kind, payload in reader.blocks():
+        for seq, kind, payload in reader.blocks(executor):
             if kind == fmt.KIND_PAGES:
                 try:
                     numbers, pages = fmt.decode_pages(payload, expect.page_size)

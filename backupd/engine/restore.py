@@ -85,44 +85,60 @@ def _remove_db_files(path: Path) -> None:
 
 
 def materialize(ctx: EngineContext, plan: RestorePlan, out: Path, rep: Reporter) -> int:
-    """Write the database of `plan.target` into the new file `out` (fsynced); returns bytes written."""
+    """Write the database of `plan.target` into the new file `out` (fsynced); returns bytes written.
+
+    Members are read newest first and each page is written once: the first version met is the newest.
+    """
     m = plan.target.manifest
     ps, count = m.page_size, m.page_count
-    written = bytearray((count + 8) // 8)
-    remaining = count
+    written = bytearray(count)  # one flag per page
     rep.phase("restoring", ps * count)
     fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.ftruncate(fd, ps * count)
         for member in reversed(plan.chain):
             target, copy = choose_copy(ctx, member)
-            for numbers, pages in iter_page_blocks(target, copy, member.manifest):
-                run_start = run_len = 0
-                for i, pgno in enumerate(numbers):
-                    byte, bit = divmod(pgno - 1, 8)
-                    fresh = pgno <= count and not written[byte] & (1 << bit)
-                    if fresh:
-                        written[byte] |= 1 << bit
-                        remaining -= 1
-                        if run_len and numbers[i - 1] == pgno - 1 and run_start + run_len == i:
-                            run_len += 1
-                            continue
-                    if run_len:
-                        os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
-                        rep.advance(run_len * ps)
-                    run_start, run_len = (i, 1) if fresh else (0, 0)
-                if run_len:
-                    os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
-                    rep.advance(run_len * ps)
-        if remaining:
+            for numbers, pages in iter_page_blocks(target, copy, member.manifest, ctx.executor):
+                _write_fresh_pages(fd, numbers, pages, ps, written, rep)
+        missing = written.find(0)
+        if missing != -1:
             raise CorruptArtifact(
-                f"the chain of backup {m.backup_id} does not contain {remaining} of its {count} pages",
+                f"the chain of backup {m.backup_id} does not contain page {missing + 1} of its {count} pages",
                 hint="the full backup of this chain is incomplete; verify it with `backupd verify`",
             )
         os.fsync(fd)
     finally:
         os.close(fd)
     return ps * count
+
+
+def _write_fresh_pages(fd: int, numbers: tuple[int, ...], pages: memoryview, ps: int, written: bytearray,
+                       rep: Reporter) -> None:
+    """pwrite the pages not written yet (within the page count), coalescing consecutive runs."""
+    n, count = len(numbers), len(written)
+    if not n:
+        return
+    first = numbers[0]
+    if numbers[-1] <= count and numbers == tuple(range(first, first + n)) and written.find(1, first - 1, first - 1 + n) == -1:
+        os.pwrite(fd, pages, (first - 1) * ps)
+        written[first - 1 : first - 1 + n] = b"\x01" * n
+        rep.advance(n * ps)
+        return
+    run_start, run_len = 0, 0
+    for i, pgno in enumerate(numbers):
+        fresh = pgno <= count and not written[pgno - 1]
+        if fresh:
+            written[pgno - 1] = 1
+            if run_len and numbers[run_start + run_len - 1] == pgno - 1 and run_start + run_len == i:
+                run_len += 1
+                continue
+        if run_len:
+            os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
+            rep.advance(run_len * ps)
+        run_start, run_len = (i, 1) if fresh else (0, 0)
+    if run_len:
+        os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
+        rep.advance(run_len * ps)
 
 
 def check_restored(path: Path, plan: RestorePlan, tables: list[str] | None) -> None:

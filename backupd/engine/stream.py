@@ -19,6 +19,7 @@ import zstandard
 from backupd.core import format as fmt
 from backupd.destinations.base import Upload
 from backupd.engine.crypto import ABYTES, Keyring, Opener, Sealer
+from backupd.engine.prefetch import background
 from backupd.errors import CorruptArtifact, WrongKey
 
 MAX_PLAIN_BLOCK = 16 * 1024 * 1024
@@ -163,17 +164,19 @@ class ArtifactReader:
             except (KeyError, ValueError, TypeError):
                 raise CorruptArtifact(f"{what}: malformed stream header") from None
             self._opener = Opener(keyring.for_reading(enc), stream_header)
-        self._dctx = zstandard.ZstdDecompressor()
         self.whole_digest: str | None = None
 
     def _decompress(self, data: bytes, seq: int) -> bytes:
+        dctx = getattr(_local, "decompressor", None)
+        if dctx is None:
+            dctx = _local.decompressor = zstandard.ZstdDecompressor()
         try:
-            return self._dctx.decompress(data, max_output_size=MAX_PLAIN_BLOCK)
+            return dctx.decompress(data, max_output_size=MAX_PLAIN_BLOCK)
         except zstandard.ZstdError as exc:
             raise CorruptArtifact(f"{self._what}: block {seq} does not decompress ({exc})", details={"block": seq}) from None
 
-    def blocks(self) -> Iterator[tuple[int, int, bytes]]:
-        """Yield (seq, kind, decompressed payload); the manifest block comes last, then the trailer is checked."""
+    def raw_blocks(self) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (seq, kind, compressed payload) of authenticated blocks; after the last, check the trailer."""
         seq = 0
         while True:
             (n,) = fmt.BLOCK_LEN.unpack(self._r.exact(4))
@@ -192,11 +195,36 @@ class ArtifactReader:
                 raise CorruptArtifact(f"{self._what}: block {seq} has unknown kind {kind}", details={"block": seq})
             if final != (kind == fmt.KIND_MANIFEST):
                 raise CorruptArtifact(f"{self._what}: block {seq} is misplaced", details={"block": seq})
-            yield seq, kind, self._decompress(payload, seq)
+            yield seq, kind, payload
             seq += 1
             if final:
                 break
         self._check_trailer(seq)
+
+    def blocks(self, executor: Executor | None = None, depth: int = 4) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (seq, kind, decompressed payload); the manifest block comes last, then the trailer is checked.
+
+        With an executor, reading and authentication run on a background thread and decompression on
+        the executor, `depth` blocks ahead of the consumer."""
+        if executor is None:
+            for seq, kind, payload in self.raw_blocks():
+                yield seq, kind, self._decompress(payload, seq)
+            return
+        pending: deque[tuple[int, int, Future[bytes]]] = deque()
+        raw = background(self.raw_blocks(), depth)
+        try:
+            for seq, kind, payload in raw:
+                pending.append((seq, kind, executor.submit(self._decompress, payload, seq)))
+                if len(pending) > depth:
+                    s, k, fut = pending.popleft()
+                    yield s, k, fut.result()
+            while pending:
+                s, k, fut = pending.popleft()
+                yield s, k, fut.result()
+        finally:
+            for _, _, fut in pending:
+                fut.cancel()
+            raw.close()
 
     def _check_trailer(self, count: int) -> None:
         whole = self._r.hash.digest()
