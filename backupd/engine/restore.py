@@ -232,8 +232,15 @@ def _remove_db_files_side(path: Path) -> None:
 
 
 def _install(tmp: Path, to: Path, overwrite: bool) -> None:
-    """Move the validated file into place: replace atomically, or refuse to clobber a file that appeared."""
+    """Move the validated file into place: replace atomically (keeping the replaced file's mode and
+    owner), or refuse to clobber a file that appeared meanwhile. New files are created mode 0600."""
     if overwrite:
+        try:
+            st = os.stat(to)
+            os.chmod(tmp, st.st_mode & 0o7777)
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
         _remove_db_files_side(to)
         os.replace(tmp, to)
     else:
