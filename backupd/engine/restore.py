@@ -239,8 +239,8 @@ def _install(tmp: Path, to: Path, overwrite: bool) -> None:
             st = os.stat(to)
             os.chmod(tmp, st.st_mode & 0o7777)
             os.chown(tmp, st.st_uid, st.st_gid)
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, PermissionError):
+            pass  # no old file, or not ours to give away: the new file keeps our owner
         _remove_db_files_side(to)
         os.replace(tmp, to)
     else:
