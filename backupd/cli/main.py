@@ -122,12 +122,12 @@ def run(args) -> tuple[Any, str, int]:
             return j, (f"backup {j['id']} ({j['strategy']}): {j['changed_pages']} of {j['page_count']} pages, "
                        f"stored {_human_size(j['stored_bytes'])}"), 0
         if args.command == "list":
-            backups = ctx.catalog.backups(args.source)
             if args.source:
                 ctx.config.source(args.source)
-            rows = [b.to_json() for b in backups]
+            rows = [b.to_json() for b in ctx.catalog.backups(args.source)]
             text = "\n".join(f"{r['id']}  {r['source']:<12} {r['strategy']:<12} {r['created_at']}  "
-                             f"{_human_size(r['stored_bytes']):>10}" for r in rows) or "no restore points"
+                             f"{_human_size(r['stored_bytes']):>10}" for r in rows) or (
+                "no restore points in the catalog (on a new machine or state dir, run `backupd catalog rebuild` first)")
             return rows, text, 0
         if args.command == "restore":
             from backupd.engine.restore import run_restore
