@@ -11,7 +11,7 @@ from backupd.core.manifest import Manifest
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext, Target
 from backupd.engine.stream import ArtifactReader
-from backupd.errors import CorruptArtifact, MissingChainMember
+from backupd.errors import CorruptArtifact, MissingChainMember, NotFound
 
 
 def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy]:
@@ -35,7 +35,15 @@ def iter_page_blocks(
     Raises CorruptArtifact naming the backup and the block when anything does not verify.
     """
     what = f"backup {expect.backup_id} ({copy.artifact_key} on {target.name})"
-    with target.dest.open_read(copy.artifact_key) as f:
+    try:
+        f = target.dest.open_read(copy.artifact_key)
+    except NotFound:
+        raise MissingChainMember(
+            f"{what} is missing from the destination",
+            hint="run `backupd catalog rebuild`, then restore a restore point whose chain is complete",
+            details={"missing": expect.backup_id, "destination": target.name},
+        ) from None
+    with f:
         reader = ArtifactReader(f, target.keyring, what=what)
         h = reader.header
         if h.get("kind") != "artifact" or h.get("backup_id") != expect.backup_id or h.get("page_size") != expect.page_size:

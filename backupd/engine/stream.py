@@ -20,7 +20,7 @@ from backupd.core import format as fmt
 from backupd.destinations.base import Upload
 from backupd.engine.crypto import ABYTES, Keyring, Opener, Sealer
 from backupd.engine.prefetch import background
-from backupd.errors import CorruptArtifact, WrongKey
+from backupd.errors import CorruptArtifact, UnsupportedVersion, WrongKey
 
 MAX_PLAIN_BLOCK = 16 * 1024 * 1024
 _local = threading.local()
@@ -144,10 +144,15 @@ class ArtifactReader:
         self._r = _HashingReader(f, what)
         self._what = what
         pre = self._r.exact(fmt.PREAMBLE_SIZE)
-        header_len = fmt.decode_preamble(pre)
-        body = self._r.exact(header_len)
-        stored = self._r.exact(fmt.DIGEST_SIZE)
-        self.header, self._header_digest = fmt.decode_header(pre, body, stored)
+        try:
+            header_len = fmt.decode_preamble(pre)
+            body = self._r.exact(header_len)
+            stored = self._r.exact(fmt.DIGEST_SIZE)
+            self.header, self._header_digest = fmt.decode_header(pre, body, stored)
+        except (CorruptArtifact, UnsupportedVersion) as exc:
+            if exc.message.startswith(what):
+                raise
+            raise type(exc)(f"{what}: {exc.message}", hint=exc.hint, details=exc.details) from None
         self.page_size = self.header.get("page_size")
         self._opener: Opener | None = None
         enc = self.header.get("encryption")
@@ -177,6 +182,14 @@ class ArtifactReader:
 
     def raw_blocks(self) -> Iterator[tuple[int, int, bytes]]:
         """Yield (seq, kind, compressed payload) of authenticated blocks; after the last, check the trailer."""
+        try:
+            yield from self._raw_blocks()
+        except CorruptArtifact as exc:
+            if exc.message.startswith(self._what):
+                raise
+            raise CorruptArtifact(f"{self._what}: {exc.message}", hint=exc.hint, details=exc.details) from None
+
+    def _raw_blocks(self) -> Iterator[tuple[int, int, bytes]]:
         seq = 0
         while True:
             (n,) = fmt.BLOCK_LEN.unpack(self._r.exact(4))
