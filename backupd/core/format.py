@@ -73,7 +73,7 @@ def decode_header(preamble: bytes, body: bytes, stored_digest: bytes) -> tuple[d
         raise CorruptArtifact("artifact header checksum mismatch: the header is corrupt")
     try:
         header = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
         raise CorruptArtifact(f"artifact header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise CorruptArtifact("artifact header is not a JSON object")

@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 
 ARTIFACT_EXT = "bkpd"
 SIDECAR_EXT = "manifest"
-_ID_RE = re.compile(r"^(\d{8}T\d{6}\.\d{6})Z-([0-9a-f]{6})$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# ASCII only and anchored with \Z: `$` would also accept a trailing newline, `\d` any Unicode digit.
+_ID_RE = re.compile(r"\A(\d{8}T\d{6}\.\d{6})Z-([0-9a-f]{6})\Z", re.ASCII)
+_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 
 
 def new_backup_id(instant: datetime, random_hex: str) -> str:
@@ -23,11 +24,18 @@ def new_backup_id(instant: datetime, random_hex: str) -> str:
         raise ValueError("backup id instant must be timezone-aware")
     if not re.fullmatch(r"[0-9a-f]{6}", random_hex):
         raise ValueError(f"random part must be 6 hex digits (got {random_hex!r})")
-    return instant.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%f") + "Z-" + random_hex
+    t = instant.astimezone(timezone.utc)
+    # strftime("%Y") does not zero-pad years before 1000; the id's 8-digit date part needs it
+    return f"{t.year:04d}" + t.strftime("%m%dT%H%M%S.%f") + "Z-" + random_hex
 
 
 def is_backup_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+    """True when `value` is a backup id naming a real instant (so `backup_id_time` accepts it)."""
+    try:
+        backup_id_time(value)
+    except ValueError:
+        return False
+    return True
 
 
 def backup_id_time(backup_id: str) -> datetime:
@@ -35,7 +43,10 @@ def backup_id_time(backup_id: str) -> datetime:
     m = _ID_RE.match(backup_id)
     if not m:
         raise ValueError(f"not a backup id: {backup_id!r}")
-    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
+    try:
+        return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(f"not a backup id (no such instant): {backup_id!r}") from None
 
 
 def is_valid_name(name: str) -> bool:

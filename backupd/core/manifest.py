@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 from backupd.core.ids import is_backup_id
@@ -61,20 +62,46 @@ class Manifest:
 
     def check(self) -> None:
         problems = []
-        if not is_backup_id(self.backup_id):
+        if not isinstance(self.backup_id, str) or not is_backup_id(self.backup_id):
             problems.append(f"bad backup id {self.backup_id!r}")
         if self.strategy not in STRATEGIES:
             problems.append(f"unknown strategy {self.strategy!r}")
         if (self.strategy == "full") != (self.parent_id is None):
             problems.append("a full backup has no parent; a delta has one")
-        if not isinstance(self.page_size, int) or self.page_size < 512 or self.page_size > 65536:
+        for name in ("parent_id", "base_id"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and is_backup_id(value)):
+                problems.append(f"bad {name} {value!r}")
+        for name in ("source", "journal_mode", "schema_hash", "strategy_reason", "description"):
+            if not isinstance(getattr(self, name), str):
+                problems.append(f"{name} is not a string")
+        if not _is_aware_iso_time(self.created_at):
+            problems.append(f"created_at {self.created_at!r} is not an ISO 8601 time with a UTC offset")
+        if not _is_int(self.page_size) or self.page_size < 512 or self.page_size > 65536:
             problems.append(f"bad page size {self.page_size!r}")
-        if not isinstance(self.page_count, int) or self.page_count < 0:
-            problems.append(f"bad page count {self.page_count!r}")
-        if not isinstance(self.tables, dict):
-            problems.append("tables is not an object")
+        for name in ("page_count", "changed_pages"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                problems.append(f"bad {name.replace('_', ' ')} {value!r}")
+        if not isinstance(self.tables, dict) or not all(_is_int(n) for n in self.tables.values()):
+            problems.append("tables is not an object of row counts")
+        if not isinstance(self.tags, (list, tuple)) or not all(isinstance(t, str) for t in self.tags):
+            problems.append("tags is not a list of strings")
+        if not isinstance(self.metadata, dict):
+            problems.append("metadata is not an object")
         if problems:
             raise CorruptArtifact("manifest is invalid: " + "; ".join(problems))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_aware_iso_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -111,5 +138,5 @@ class Sidecar:
                 compression_level=int(d["compression_level"]),
                 encrypted=bool(d["encrypted"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             raise CorruptArtifact(f"sidecar manifest is invalid: {exc!r}") from None

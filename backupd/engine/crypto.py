@@ -122,10 +122,16 @@ class Keyring:
                 )
             try:
                 salt, ops, mem = bytes.fromhex(kdf["salt"]), int(kdf["ops"]), int(kdf["mem"])
-            except (KeyError, ValueError, TypeError):
+            except (KeyError, ValueError, TypeError, OverflowError):
                 raise CorruptArtifact("artifact header has a malformed kdf section") from None
-            if kdf.get("alg") != "argon2id13" or ops > 64 or mem > 1 << 30:
+            if kdf.get("alg") != "argon2id13":
                 raise CorruptArtifact(f"artifact header names an unsupported kdf {kdf.get('alg')!r}")
+            # out-of-range parameters would otherwise escape from libsodium as a bare ValueError
+            argon = nacl.pwhash.argon2id
+            if len(salt) != argon.SALTBYTES or not (
+                argon.OPSLIMIT_MIN <= ops <= 64 and argon.MEMLIMIT_MIN <= mem <= 1 << 30
+            ):
+                raise CorruptArtifact("artifact header has out-of-range kdf parameters")
             key = self._derive(salt, ops, mem)
         want = enc.get("key_id")
         if key_id(key) != want:
