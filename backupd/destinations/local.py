@@ -22,9 +22,10 @@ def _classify(exc: OSError, what: str) -> DestinationError:
 
 
 def _check_key(key: str) -> PurePosixPath:
-    p = PurePosixPath(key)
-    if not key or p.is_absolute() or any(part in ("", ".", "..") for part in p.parts):
+    # split by hand: PurePosixPath would silently drop "." and empty parts ("kb/./x", "kb//x", "kb/")
+    if not key or any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError(f"invalid object key {key!r}")
+    p = PurePosixPath(key)
     if p.name.startswith(".") or p.name.endswith(TEMP_SUFFIX):
         raise ValueError(f"object key {key!r} uses a reserved name")
     return p
@@ -43,11 +44,11 @@ class LocalUpload:
 
     def __init__(self, dest: "LocalDestination", key: str, sync_dir: bool):
         self._final = dest.root / key
-        self._final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self._final.with_name(f".{self._final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         self._sync_dir = sync_dir
         self._what = f"destination {dest.name!r}: writing {key}"
         try:
+            self._final.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self._tmp, "xb", buffering=0)
         except OSError as exc:
             raise _classify(exc, self._what) from None

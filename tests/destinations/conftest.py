@@ -1,0 +1,62 @@
+"""The `destination` fixture: every test in contract.py runs once per destination kind in KINDS.
+
+Adding a kind is one `DestinationKind` entry. Its `make` builds a fresh, empty destination for one
+test (a factory that needs a server asks for the server's fixture through `request`, so the server
+starts only when that kind runs); its `plant_temp` leaves behind what an upload that crashed before
+`commit()` leaves on that medium. A kind whose server cannot start must fail, never skip.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from backupd.destinations.base import TEMP_SUFFIX, Destination
+from backupd.destinations.local import LocalDestination
+
+
+@dataclass(frozen=True)
+class DestinationKind:
+    name: str
+    make: Callable[[pytest.FixtureRequest, Path], Destination]
+    plant_temp: Callable[[Destination, str, bytes], str]  # (dest, key, data) -> the temp file's key
+
+
+def make_local(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    return LocalDestination("contract", tmp_path / "local-root")
+
+
+def plant_local_temp(dest: Destination, key: str, data: bytes) -> str:
+    """What a LocalUpload leaves when the process dies before commit: `.<name>.<hex>.backupd-tmp`."""
+    assert isinstance(dest, LocalDestination)
+    final = PurePosixPath(key)
+    temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    path = dest.root / temp
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(temp)
+
+
+KINDS = [
+    DestinationKind("local", make_local, plant_local_temp),
+]
+
+
+@pytest.fixture(params=KINDS, ids=lambda kind: kind.name)
+def destination_kind(request: pytest.FixtureRequest) -> DestinationKind:
+    return request.param
+
+
+@pytest.fixture
+def destination(destination_kind: DestinationKind, request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    return destination_kind.make(request, tmp_path)
+
+
+@pytest.fixture
+def plant_temp(destination_kind: DestinationKind, destination: Destination) -> Callable[[str, bytes], str]:
+    """`plant_temp(key, data)` simulates a crashed upload of `key`; returns the temp file's key."""
+    return lambda key, data=b"half an artifact": destination_kind.plant_temp(destination, key, data)
