@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(err: dict, as_json: bool) -> None:
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
-    sys.stderr.write((json.dumps(err) if as_json else f"backupd: error: {err['error']}") + "\n")
+    # Messages may quote multi-line text (SQLite's integrity_check report, a path): keep it one line.
+    text = " ".join(part.strip() for part in str(err["error"]).splitlines() if part.strip())
+    sys.stderr.write((json.dumps(err) if as_json else f"backupd: error: {text}") + "\n")
 
 
 if __name__ == "__main__":
