@@ -41,6 +41,9 @@ def copy_tables(src: Path, dst: Path, tables: list[str]) -> None:
             has_seq = conn.execute("SELECT 1 FROM s.sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
             main_seq = conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone()
             if has_seq and main_seq:
+                # Copying the rows already made SQLite record max(rowid) for this table; the source's counter
+                # (higher when its newest rows were deleted) replaces that row rather than joining it.
+                conn.execute("DELETE FROM main.sqlite_sequence WHERE name = ?", (table,))
                 conn.execute("INSERT INTO main.sqlite_sequence SELECT * FROM s.sqlite_sequence WHERE name = ?", (table,))
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
