@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 import time
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -19,6 +20,11 @@ def _classify(exc: OSError, what: str) -> DestinationError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return DestinationError(f"{what}: permission denied ({exc.strerror})", hint="check the path's owner and mode")
     return DestinationError(f"{what}: {exc.strerror or exc}")
+
+
+# What open/stat/unlink raise for a key that names no object: nothing there, a directory (a prefix of
+# other keys, not an object), or a path under an object ("kb/x" when "kb" is an object).
+_NO_OBJECT = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 def _check_key(key: str) -> PurePosixPath:
@@ -123,7 +129,7 @@ class LocalDestination:
         _check_key(key)
         try:
             return open(self.root / key, "rb")
-        except FileNotFoundError:
+        except _NO_OBJECT:
             raise NotFound(f"destination {self.name!r} has no object {key}") from None
         except OSError as exc:
             raise _classify(exc, f"destination {self.name!r}: reading {key}") from None
@@ -155,7 +161,7 @@ class LocalDestination:
         _check_key(key)
         try:
             os.unlink(self.root / key)
-        except FileNotFoundError:
+        except _NO_OBJECT:
             return
         except OSError as exc:
             raise _classify(exc, f"destination {self.name!r}: deleting {key}") from None
@@ -166,8 +172,12 @@ class LocalDestination:
         _check_key(key)
         try:
             st = (self.root / key).stat()
-        except FileNotFoundError:
-            raise NotFound(f"destination {self.name!r} has no object {key}") from None
+        except _NO_OBJECT:
+            st = None
+        except OSError as exc:
+            raise _classify(exc, f"destination {self.name!r}: reading {key}") from None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"destination {self.name!r} has no object {key}")
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     def free_space(self) -> int | None:

@@ -204,6 +204,17 @@ def test_missing_objects_raise_not_found(destination, key):
         assert key in str(exc.value)
 
 
+def test_keys_that_name_a_prefix_or_lie_under_an_object_are_missing(destination):
+    put_bytes(destination, "kb/a.bkpd", b"a")
+    put_bytes(destination, "top", b"t")
+    for key in ("kb", "top/x", "top/x/y"):
+        for op in (destination.open_read, destination.stat):
+            with pytest.raises(NotFound):
+                op(key)
+        destination.delete(key)  # nothing to delete: a no-op, like any missing key
+    assert keys(destination) == ["kb/a.bkpd", "top"]
+
+
 INVALID_KEYS = [
     "",
     "/abs",
