@@ -37,6 +37,13 @@ def _check_key(key: str) -> PurePosixPath:
     return p
 
 
+def _check_prefix(prefix: str) -> str:
+    """A listing prefix is a folder inside the root: relative, no '.' or '..' parts."""
+    if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
+        raise ValueError(f"invalid prefix {prefix!r}")
+    return prefix
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -135,7 +142,7 @@ class LocalDestination:
             raise _classify(exc, f"destination {self.name!r}: reading {key}") from None
 
     def _walk(self, prefix: str):
-        base = self.root / prefix if prefix else self.root
+        base = self.root / _check_prefix(prefix) if prefix else self.root
         if not base.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(base):

@@ -27,7 +27,7 @@ from backupd.engine.pagecache import HASH_SIZE, PageHashes, chunk_hashes, page_h
 from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, iter_page_blocks
 from backupd.engine.snapshot import Snapshot, open_snapshot
-from backupd.engine.stream import ArtifactWriter
+from backupd.engine.stream import ArtifactReader, ArtifactWriter
 from backupd.errors import BackupdError, UsageError
 
 log = structlog.get_logger("backupd.backup")
@@ -79,6 +79,24 @@ def _load_hashes(ctx: EngineContext, source: str, which: str, backup: CatalogBac
     return ph, ""
 
 
+def _why_chain_cannot_grow(ctx: EngineContext, members: list[CatalogBackup]) -> str:
+    """Why a delta on top of `members` would not be restorable from every destination ("" if it would).
+
+    Every enabled destination must hold the whole chain, and its newest member must be readable with
+    the key configured now (a delta written with a new key on top of an old-key chain would need both)."""
+    for t in ctx.enabled_targets():
+        copies = {c.destination: c for c in members[-1].copies}
+        for m in members:
+            if all(c.destination != t.name for c in m.copies):
+                return f"destination {t.name} has no copy of {m.backup_id} of the chain"
+        try:
+            with t.dest.open_read(copies[t.name].artifact_key) as f:
+                ArtifactReader(f, t.keyring, what=f"backup {members[-1].backup_id} on {t.name}")
+        except BackupdError as exc:
+            return f"the chain cannot be extended on {t.name}: {exc}"
+    return ""
+
+
 def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool) -> Bases:
     history = ctx.catalog.backups(source)
     by_id = {b.backup_id: b for b in history}
@@ -86,13 +104,18 @@ def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool
     if prev is None:
         return Bases(None, None, None, None, 0, "no earlier backup of this source")
     try:
-        chain_length = chain.deltas_since_full(prev.backup_id, by_id)
+        members = chain.resolve_chain(prev.backup_id, by_id)
     except BackupdError as exc:
         return Bases(prev, None, None, None, 0, f"the newest backup's chain is broken: {exc}")
-    full = chain.resolve_chain(prev.backup_id, by_id)[0]
+    if not (need_last or need_full):
+        return Bases(prev, members[0], None, None, len(members) - 1, "")
+    why = _why_chain_cannot_grow(ctx, members)
+    if why:
+        log.warning("chain_not_extendable", backup_id=prev.backup_id, reason=why)
+        return Bases(prev, members[0], None, None, len(members) - 1, why)
     last_h, why_last = _load_hashes(ctx, source, "last", prev) if need_last else (None, "")
-    full_h, why_full = _load_hashes(ctx, source, "full", full) if need_full else (None, "")
-    return Bases(prev, full, last_h, full_h, chain_length, why_last or why_full)
+    full_h, why_full = _load_hashes(ctx, source, "full", members[0]) if need_full else (None, "")
+    return Bases(prev, members[0], last_h, full_h, len(members) - 1, why_last or why_full)
 
 
 def changed_in_chunk(old: bytes, new: bytes) -> list[int]:

@@ -156,6 +156,13 @@ class ArtifactReader:
         self.page_size = self.header.get("page_size")
         self._opener: Opener | None = None
         enc = self.header.get("encryption")
+        if enc is None and keyring is not None:
+            raise CorruptArtifact(
+                f"{what} is not encrypted, but its destination requires encryption: refusing it, since anyone"
+                " who can write to the destination could have planted it",
+                hint="if this destination held unencrypted backups before encryption was configured,"
+                " remove [destinations.encryption] temporarily to read them",
+            )
         if enc is not None:
             if not isinstance(enc, dict):
                 raise CorruptArtifact(f"{what}: malformed encryption header")
