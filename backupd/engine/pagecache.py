@@ -75,37 +75,49 @@ class PageHashCache:
         return self.dir / f"{source}.{which}.hashes"
 
     def load(self, source: str, which: str, backup_id: str) -> PageHashes | None:
-        """The cached hashes for `backup_id`, or None when absent, corrupt or for another backup."""
+        """The cached hashes for `backup_id`, or None when absent, corrupt or for another backup.
+
+        Reads the file into one buffer that becomes the hash list: no copies of a list that grows
+        with the database."""
         try:
-            raw = self._path(source, which).read_bytes()
+            with open(self._path(source, which), "rb") as f:
+                buf = bytearray(os.fstat(f.fileno()).st_size)
+                if f.readinto(buf) != len(buf):
+                    return None
         except OSError:
             return None
-        if not raw.startswith(MAGIC) or len(raw) < len(MAGIC) + 4 + 32:
+        start = len(MAGIC) + _LEN.size
+        if len(buf) < start + 32 or not buf.startswith(MAGIC):
             return None
-        body, check = raw[:-32], raw[-32:]
-        if hashlib.blake2b(body, digest_size=32).digest() != check:
+        with memoryview(buf) as mv:
+            if hashlib.blake2b(mv[:-32], digest_size=32).digest() != mv[-32:]:
+                return None
+            (hlen,) = _LEN.unpack_from(mv, len(MAGIC))
+            try:
+                header = json.loads(mv[start : start + hlen].tobytes())
+            except ValueError:
+                return None
+        del buf[-32:]
+        del buf[: start + hlen]
+        if not isinstance(header, dict) or header.get("backup_id") != backup_id:
             return None
-        (hlen,) = _LEN.unpack_from(body, len(MAGIC))
-        start = len(MAGIC) + 4
-        try:
-            header = json.loads(body[start : start + hlen])
-        except ValueError:
+        if len(buf) != header.get("page_count", -1) * HASH_SIZE:
             return None
-        hashes = bytearray(body[start + hlen :])
-        if header.get("backup_id") != backup_id or len(hashes) != header.get("page_count", -1) * HASH_SIZE:
-            return None
-        return PageHashes(backup_id, header["page_size"], hashes)
+        return PageHashes(backup_id, header["page_size"], buf)
 
     def save(self, source: str, which: str, ph: PageHashes) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         header = json.dumps(
             {"backup_id": ph.backup_id, "page_size": ph.page_size, "page_count": ph.page_count, "hash": "xxh3_128"}
         ).encode()
-        body = MAGIC + _LEN.pack(len(header)) + header + bytes(ph.hashes)
         path = self._path(source, which)
         tmp = path.with_name(path.name + ".tmp")
+        check = hashlib.blake2b(digest_size=32)
         with open(tmp, "wb") as f:
-            f.write(body + hashlib.blake2b(body, digest_size=32).digest())
+            for part in (MAGIC, _LEN.pack(len(header)), header, ph.hashes):
+                check.update(part)
+                f.write(part)
+            f.write(check.digest())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
