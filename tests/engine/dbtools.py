@@ -99,7 +99,10 @@ def destination_files(env: Env) -> dict[str, int]:
         for dirpath, _, files in os.walk(env.dest):
             for fn in files:
                 p = Path(dirpath) / fn
-                out[p.relative_to(env.dest).as_posix()] = p.stat().st_size
+                try:
+                    out[p.relative_to(env.dest).as_posix()] = p.stat().st_size
+                except FileNotFoundError:  # renamed or removed by a backup running right now
+                    continue
     return out
 
 
