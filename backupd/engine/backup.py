@@ -145,11 +145,17 @@ def _decide(requested: str, snap: Snapshot, bases: Bases, policy: AutoPolicy, pp
     if requested == "full":
         return "full", "full requested"
     if requested == "auto":
+        sizes = {h.page_size for h in (bases.last_hashes, bases.full_hashes) if h is not None}
+        if sizes - {snap.info.page_size}:
+            return "full", f"the page size changed to {snap.info.page_size} (VACUUM with a new page_size)"
         return choose_strategy(_measure(snap, bases, ppc), policy)
     compare = bases.last_hashes if requested == "incremental" else bases.full_hashes
     if compare is None:
         why = bases.why_unusable or "no usable base"
         return "full", f"{requested} requested, but {why}; taking a full backup"
+    if compare.page_size != snap.info.page_size:
+        return "full", (f"{requested} requested, but the page size changed from {compare.page_size} to"
+                        f" {snap.info.page_size} (VACUUM with a new page_size); taking a full backup")
     return requested, f"{requested} requested"
 
 

@@ -9,6 +9,7 @@ import os
 import secrets
 import sqlite3
 import time
+from glob import escape as glob_escape
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,7 +78,33 @@ class RestoreResult:
 
 
 def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    """`.<name>.<pid>-<random>.backupd-restore-tmp`: the pid lets a later restore tell a dead one's leftovers."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def remove_dead_restore_temps(target: Path) -> list[Path]:
+    """Delete temp files beside `target` left by restores whose process no longer exists."""
+    removed = []
+    prefix = f".{target.name}."
+    for p in target.parent.glob(f".{glob_escape(target.name)}.*{TEMP_SUFFIX}*"):
+        middle = p.name[len(prefix):].split(TEMP_SUFFIX)[0]
+        pid = middle.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    if removed:
+        log.info("leftovers_removed", restore_temp_files=[str(p) for p in removed])
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove_db_files(path: Path) -> None:
@@ -192,6 +219,7 @@ def run_restore(
     if not to.parent.is_dir():
         raise UsageError(f"directory {to.parent} does not exist")
     plan = plan_restore(ctx, source, backup_id=backup_id, at=at)
+    remove_dead_restore_temps(to)
     m = plan.target.manifest
     if tables is not None:
         missing = [t for t in tables if t not in m.tables]

@@ -238,8 +238,6 @@ def test_sigkill_during_restore_overwrite_leaves_the_old_file_or_the_new_one(big
     assert file_digest(target) == digest
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a killed restore's temp file beside the target is never "
-                                       "removed (restore.py _temp_beside); nothing cleans .backupd-restore-tmp")
 def test_next_restore_removes_a_killed_restores_temp_file(big, tmp_path):
     env, digest = big
     backup_id = any_backup(env)

@@ -84,6 +84,7 @@ class Scenario:
         self.ctx = self._open()
         self.taken: list[tuple[str, dict]] = []
         self.last_full: str | None = None
+        self.page_sizes: dict[str, int] = {}  # backup id -> page size at that backup
 
     def _open(self):
         from backupd.config import load_config
@@ -186,8 +187,13 @@ class Scenario:
         if prev is None or requested == "full":
             assert m.strategy == "full", m.strategy_reason
         elif requested in ("incremental", "differential"):
-            # A lost page-hash cache is rebuilt from the destination; nothing here forces a full.
-            assert m.strategy == requested, m.strategy_reason
+            base = prev if requested == "incremental" else self.last_full
+            if self.page_sizes[base] != m.page_size:
+                assert m.strategy == "full" and "page size changed" in m.strategy_reason, m.strategy_reason
+            else:
+                # A lost page-hash cache is rebuilt from the destination; nothing here forces a full.
+                assert m.strategy == requested, m.strategy_reason
+        self.page_sizes[m.backup_id] = m.page_size
         if m.strategy == "full":
             assert m.parent_id is None and m.base_id is None
             self.last_full = m.backup_id
