@@ -1,0 +1,324 @@
+"""`Client`: a typed, blocking API over backupd's control socket (docs/PROTOCOL.md).
+
+One DEALER socket, one frame per request, replies matched by request id (others are discarded).
+Timeouts follow the zguide's Lazy Pirate: when no reply comes in time the socket is closed with
+linger 0, reopened, and the request resent, up to `retries` times, except for the ops that start a
+job (`RESEND_UNSAFE_OPS`), which are sent once. Before the first send, and after every try that
+timed out, the socket path is probed so a daemon that is not running is reported at once, naming
+the path and the fix, instead of after the whole timeout.
+
+Not thread-safe: use one Client per thread.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import zmq
+
+from . import errors
+from .errors import FIX_DAEMON, BadUsageError, DaemonUnreachable, RequestTimeout, error_for
+from .protocol import (DEFAULT_SOCKET, FINAL_STATUSES, MAX_REPLY_BYTES, RESEND_UNSAFE_OPS, SOCKET_ENV, ErrorCode,
+                       Event, Op, ProtocolError, check_args, decode_reply, encode_request)
+from .types import (Backup, Destination, DestinationHealth, Health, Job, Nearest, Schedule, ScheduleStats,
+                    Status)
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_RETRIES = 2  # so three tries in all
+# job.wait is sent in slices of this many seconds, so a daemon that died mid-wait is noticed.
+WAIT_SLICE_S = 30.0
+FIX_PERMISSION = "run as root or as a member of the group that owns the socket ([control] group)"
+
+
+def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> str:
+    """The socket to use: the argument, else $BACKUPD_SOCKET, else DEFAULT_SOCKET."""
+    return os.fspath(socket_path) if socket_path else (os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET)
+
+
+def probe_socket(path: str) -> tuple[str, str] | None:
+    """None if something accepts connections on the Unix socket `path`, else (why not, the fix)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such socket", FIX_DAEMON
+    except PermissionError:
+        return "permission denied on its directory", FIX_PERMISSION
+    except OSError as exc:
+        return exc.strerror or str(exc), FIX_DAEMON
+    if not stat.S_ISSOCK(mode):
+        return "it is not a socket", f"point --socket or ${SOCKET_ENV} at backupd's control socket"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return "nothing is listening on it (left over from a daemon that stopped?)", FIX_DAEMON
+    except PermissionError:
+        return "permission denied", FIX_PERMISSION
+    except OSError as exc:
+        return exc.strerror or str(exc), FIX_DAEMON
+    finally:
+        probe.close()
+    return None
+
+
+class Client:
+    """`with Client() as c: job = c.backup_create("app")`. Methods return the daemon's plain dicts
+    and lists, and raise `errors.ClientError` subclasses named after the protocol's error codes."""
+
+    def __init__(self, socket_path: str | os.PathLike[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 retries: int = DEFAULT_RETRIES, *, context: zmq.Context | None = None):
+        target = resolve_socket(socket_path)
+        if "://" in target:  # an endpoint such as tcp://host:port (tests, tunnels)
+            self.endpoint = target
+            path = target.removeprefix("ipc://") if target.startswith("ipc://") else None
+        else:
+            self.endpoint, path = f"ipc://{target}", target
+        # Only a filesystem path can be probed (not tcp://, not an abstract "@name").
+        self.socket_path = target if path is None else path
+        self._probe_path = path if path and not path.startswith("@") else None
+        if timeout <= 0:
+            raise BadUsageError(f"timeout must be positive, not {timeout!r}")
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self._context = context or zmq.Context.instance()
+        self._socket: zmq.Socket | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def _unreachable(self, why: str, fix: str) -> DaemonUnreachable:
+        return DaemonUnreachable(f"cannot reach backupd at {self.socket_path}: {why}; {fix}",
+                                 {"socket": self.socket_path})
+
+    def _check_reachable(self) -> None:
+        if self._probe_path is not None:
+            problem = probe_socket(self._probe_path)
+            if problem is not None:
+                raise self._unreachable(*problem)
+
+    def _connected(self) -> zmq.Socket:
+        if self._socket is None:
+            self._check_reachable()
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+            try:
+                sock.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(linger=0)
+                raise self._unreachable(str(exc), f"point --socket or ${SOCKET_ENV} at backupd's control socket")
+            self._socket = sock
+        return self._socket
+
+    def call(self, op: Op | str, args: dict[str, Any] | None = None, *, timeout: float | None = None,
+             on_event: Callable[[Event], None] | None = None) -> Any:
+        """Send one request and return its result. `timeout` is the wait for each reply (and between
+        streamed events, which go to `on_event`); it defaults to the client's timeout."""
+        try:
+            op = Op(op)
+        except ValueError:
+            raise errors.UnknownOpError(f"unknown op {op!r}") from None
+        args = {name: value for name, value in (args or {}).items() if value is not None}
+        request_id = uuid.uuid4().hex
+        try:
+            check_args(op, args)
+            frame = encode_request(request_id, op, args)
+        except ProtocolError as exc:
+            raise error_for(exc.code, exc.message, exc.details) from None
+        wait = self.timeout if timeout is None else max(0.001, timeout)
+        tries = 1 if op in RESEND_UNSAFE_OPS else 1 + self.retries
+        for _ in range(tries):
+            sock = self._connected()
+            try:
+                sock.send(frame, zmq.DONTWAIT)
+            except zmq.Again:
+                pass  # nothing to send to: counts as a try that timed out
+            else:
+                found, result = self._await(sock, request_id, wait, on_event)
+                if found:
+                    return result
+            self.close()  # Lazy Pirate: a fresh socket for the next try, nothing queued on the old one
+            self._check_reachable()
+        message = f"no answer from backupd at {self.socket_path} within {wait:g}s"
+        if tries > 1:
+            message += f" ({tries} tries)"
+        if op in RESEND_UNSAFE_OPS:
+            message += f"; {op.value} was sent once and may have started a job: check `backupctl jobs` before retrying"
+        raise RequestTimeout(f"{message}; is backupd healthy? check: systemctl status backupd",
+                             {"socket": self.socket_path, "op": op.value, "timeout_s": wait, "tries": tries})
+
+    def _await(self, sock: zmq.Socket, request_id: str, wait: float,
+               on_event: Callable[[Event], None] | None) -> tuple[bool, Any]:
+        deadline = time.monotonic() + wait
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not sock.poll(max(1, int(remaining * 1000)), zmq.POLLIN):
+                break
+            frames = sock.recv_multipart()
+            if len(frames) != 1:
+                continue
+            try:
+                message = decode_reply(frames[0])
+            except ProtocolError as exc:
+                if exc.code is ErrorCode.UNSUPPORTED_PROTOCOL_VERSION:
+                    raise errors.UnsupportedProtocolVersionError(
+                        f"backupd at {self.socket_path} answered in another protocol version: {exc.message}; "
+                        "install the backupd-client that matches the daemon", exc.details) from None
+                raise errors.InternalError(f"unreadable reply from backupd at {self.socket_path}: {exc.message}",
+                                           {"socket": self.socket_path}) from None
+            if message.id != request_id:
+                continue  # a late reply to an earlier request (or to another client's resend)
+            if isinstance(message, Event):
+                if on_event is not None:
+                    on_event(message)
+                deadline = time.monotonic() + wait  # the daemon is alive: wait afresh
+                continue
+            if message.ok:
+                return True, message.result
+            assert message.error is not None
+            raise error_for(message.error.code, message.error.message, message.error.details)
+        return False, None
+
+    # -- ops ---------------------------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        return self.call(Op.STATUS)
+
+    def health(self) -> Health:
+        return self.call(Op.HEALTH)
+
+    def backup_create(self, source: str, strategy: str = "auto", priority: str = "normal",
+                      tags: Iterable[str] = (), description: str = "") -> Job:
+        """Queue a backup; returns its job at once (see job_wait)."""
+        return self.call(Op.BACKUP_CREATE, {"source": source, "strategy": strategy, "priority": priority,
+                                            "tags": list(tags), "description": description})
+
+    def job_get(self, job_id: str) -> Job:
+        return self.call(Op.JOB_GET, {"job_id": job_id})
+
+    def job_list(self, status: str | None = None, source: str | None = None, kind: str | None = None,
+                 limit: int | None = None) -> list[Job]:
+        """Jobs, newest first."""
+        return self.call(Op.JOB_LIST, {"status": status, "source": source, "kind": kind, "limit": limit})
+
+    def job_cancel(self, job_id: str) -> Job:
+        return self.call(Op.JOB_CANCEL, {"job_id": job_id})
+
+    def job_wait(self, job_id: str, timeout_s: float | None = None,
+                 on_progress: Callable[[Job], None] | None = None) -> Job:
+        """Wait until the job ends (or `timeout_s` passes: then the job is returned as it stands, with
+        a status that is not final). With `on_progress`, the daemon streams the job as it progresses
+        and each one is passed to it. The wait is asked for in slices of WAIT_SLICE_S, each read with
+        that slice plus the client timeout, so a daemon that dies during a long wait is noticed."""
+        deadline = None if timeout_s is None else time.monotonic() + max(0.0, timeout_s)
+
+        def on_event(event: Event) -> None:
+            if on_progress is not None and isinstance(event.data, dict):
+                on_progress(event.data)  # type: ignore[arg-type]
+
+        while True:
+            started = time.monotonic()
+            slice_s = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - started))
+            job = self.call(Op.JOB_WAIT, {"job_id": job_id, "timeout_s": slice_s,
+                                          "progress": True if on_progress else None},
+                            timeout=slice_s + self.timeout, on_event=on_event)
+            now = time.monotonic()
+            if not isinstance(job, dict) or job.get("status") in FINAL_STATUSES:
+                return job
+            if deadline is not None and now >= deadline:
+                return job
+            if now - started < slice_s / 2:  # answered early yet unfinished: do not spin
+                time.sleep(min(1.0, slice_s / 2))
+
+    def restore_points(self, source: str | None = None) -> list[Backup]:
+        """Restore points: the objects `backupd list --json` prints."""
+        return self.call(Op.RESTORE_POINTS, {"source": source})
+
+    def restore_nearest(self, source: str, at: str | datetime) -> Nearest:
+        return self.call(Op.RESTORE_NEAREST, {"source": source, "at": iso_time(at)})
+
+    def restore_create(self, source: str, to: str | os.PathLike[str], backup_id: str | None = None,
+                       at: str | datetime | None = None, tables: Iterable[str] | None = None,
+                       overwrite: bool = False) -> Job:
+        """Queue a restore of `backup_id`, or of the newest restore point at or before `at`, to `to`."""
+        if (backup_id is None) == (at is None):
+            raise BadUsageError("restore: give exactly one of backup_id and at")
+        return self.call(Op.RESTORE_CREATE, {
+            "source": source, "to": os.fspath(to), "backup_id": backup_id,
+            "at": None if at is None else iso_time(at), "tables": None if tables is None else list(tables),
+            "overwrite": overwrite})
+
+    def validate(self, backup_id: str, level: str | None = None) -> Job:
+        """Queue a validation; the finished job's result is the validation report."""
+        return self.call(Op.VALIDATE, {"backup_id": backup_id, "level": level})
+
+    def schedule_add(self, name: str, source: str, cron: str, strategy: str | None = None,
+                     timezone: str | None = None, description: str | None = None,
+                     tags: Iterable[str] | None = None, **more: Any) -> Schedule:
+        """Add a run-time schedule; `more` takes the other schedule fields of the config (retry, ...)."""
+        return self.call(Op.SCHEDULE_ADD, {"name": name, "source": source, "cron": cron, "strategy": strategy,
+                                           "timezone": timezone, "description": description,
+                                           "tags": None if tags is None else list(tags), **more})
+
+    def schedule_list(self) -> list[Schedule]:
+        return self.call(Op.SCHEDULE_LIST)
+
+    def schedule_remove(self, name: str) -> dict[str, Any]:
+        return self.call(Op.SCHEDULE_REMOVE, {"name": name})
+
+    def schedule_pause(self, name: str) -> Schedule:
+        return self.call(Op.SCHEDULE_PAUSE, {"name": name})
+
+    def schedule_resume(self, name: str) -> Schedule:
+        return self.call(Op.SCHEDULE_RESUME, {"name": name})
+
+    def schedule_stats(self, name: str | None = None) -> list[ScheduleStats]:
+        return self.call(Op.SCHEDULE_STATS, {"name": name})
+
+    def destination_list(self) -> list[Destination]:
+        return self.call(Op.DESTINATION_LIST)
+
+    def destination_health(self, name: str | None = None) -> list[DestinationHealth]:
+        return self.call(Op.DESTINATION_HEALTH, {"name": name})
+
+    def prune(self, dry_run: bool = True) -> dict[str, Any]:
+        """Apply retention (or, by default, only plan it); returns the plan with a reason per backup."""
+        return self.call(Op.PRUNE, {"dry_run": dry_run})
+
+    def config_reload(self) -> dict[str, Any]:
+        return self.call(Op.CONFIG_RELOAD)
+
+
+def iso_time(at: str | datetime) -> str:
+    """An ISO 8601 time with a timezone, as the protocol takes it."""
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise BadUsageError(f"time {at.isoformat()} has no timezone")
+        return at.isoformat()
+    try:
+        parsed = datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        raise BadUsageError(f"{at!r} is not an ISO 8601 time (example: 2026-11-26T14:30:00Z)") from None
+    if parsed.tzinfo is None:
+        raise BadUsageError(f"{at!r} has no timezone; add Z or an offset such as +01:00")
+    return at
+
+
+__all__ = ["Client", "iso_time", "probe_socket", "resolve_socket"]

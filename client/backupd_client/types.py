@@ -1,0 +1,125 @@
+"""Shapes of the objects the daemon returns (docs/PROTOCOL.md, Objects). For type checkers only:
+replies are plain dicts, and a newer daemon may add keys."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class JobProgress(TypedDict, total=False):
+    phase: str
+    done_bytes: int
+    total_bytes: int | None
+    percent: float | None
+    rate: float | None  # bytes per second
+    eta_s: float | None
+
+
+class JobError(TypedDict, total=False):
+    code: str
+    message: str
+
+
+class Job(TypedDict, total=False):
+    job_id: str
+    kind: str  # backup | restore | validate | prune
+    source: str | None
+    status: str  # a JobStatus value
+    priority: str
+    schedule: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempt: int
+    max_attempts: int
+    reason: str | None
+    progress: JobProgress
+    result: dict[str, Any] | None
+    error: JobError | None
+
+
+class Backup(TypedDict, total=False):
+    """What `backupd list --json` prints for one restore point."""
+
+    id: str
+    source: str
+    strategy: str
+    parent_id: str | None
+    base_id: str | None
+    created_at: str
+    logical_bytes: int
+    stored_bytes: int
+    changed_pages: int
+    page_count: int
+
+
+class Nearest(TypedDict):
+    backup: Backup
+    gap_s: float
+
+
+class Schedule(TypedDict, total=False):
+    name: str
+    source: str
+    cron: str
+    strategy: str
+    timezone: str
+    enabled: bool
+    paused: bool
+    origin: str  # config | runtime
+    next_run: str | None
+    description: str
+    tags: list[str]
+    retry: dict[str, Any]
+    conditions: dict[str, Any]
+    validate_after_backup: bool
+    max_staleness_s: float | None
+
+
+class ScheduleStats(TypedDict, total=False):
+    name: str
+    runs: int
+    completed: int
+    failed: int
+    skipped: int
+    success_rate: float | None
+    reliability: float | None
+    mean_duration_s: float | None
+    last_run: str | None
+    next_run: str | None
+
+
+class Destination(TypedDict, total=False):
+    name: str
+    kind: str
+    enabled: bool
+    priority: int
+    encrypted: bool
+    compression_level: int
+
+
+class DestinationHealth(TypedDict, total=False):
+    name: str
+    status: str
+    reachable: bool
+    writable: bool
+    free_bytes: int | None
+    latency_ms: float | None
+    problems: list[str]
+
+
+class Status(TypedDict, total=False):
+    version: str
+    protocol: int
+    pid: int
+    uptime_s: float
+    state: str  # running | stopping
+    jobs: dict[str, int]  # queued, waiting, running
+    schedules: Any
+    config: Any
+
+
+class Health(TypedDict, total=False):
+    status: str  # ok | degraded | unhealthy
+    problems: list[Any]
+    destinations: list[Any]
