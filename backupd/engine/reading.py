@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import Executor
 
 from backupd.core import format as fmt
 from backupd.core.manifest import Manifest
@@ -28,7 +27,7 @@ def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy
 
 
 def iter_page_blocks(
-    target: Target, copy: Copy, expect: Manifest, executor: Executor | None = None
+    target: Target, copy: Copy, expect: Manifest, prefetch: bool = False
 ) -> Iterator[tuple[tuple[int, ...], memoryview]]:
     """Yield (page numbers, pages) per block of one artifact; after the last block, check its manifest.
 
@@ -48,7 +47,7 @@ def iter_page_blocks(
         h = reader.header
         if h.get("kind") != "artifact" or h.get("backup_id") != expect.backup_id or h.get("page_size") != expect.page_size:
             raise CorruptArtifact(f"{what}: header describes another backup", details={"backup_id": expect.backup_id})
-        for seq, kind, payload in reader.blocks(executor):
+        for seq, kind, payload in reader.blocks(prefetch):
             if kind == fmt.KIND_PAGES:
                 try:
                     numbers, pages = fmt.decode_pages(payload, expect.page_size)

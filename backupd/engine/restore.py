@@ -126,7 +126,7 @@ def materialize(ctx: EngineContext, plan: RestorePlan, out: Path, rep: Reporter)
         os.ftruncate(fd, ps * count)
         for member in reversed(plan.chain):
             target, copy = choose_copy(ctx, member)
-            for numbers, pages in iter_page_blocks(target, copy, member.manifest, ctx.executor):
+            for numbers, pages in iter_page_blocks(target, copy, member.manifest, prefetch=True):
                 _write_fresh_pages(fd, numbers, pages, ps, written, rep)
         missing = written.find(0)
         if missing != -1:

@@ -221,30 +221,19 @@ class ArtifactReader:
                 break
         self._check_trailer(seq)
 
-    def blocks(self, executor: Executor | None = None, depth: int = 4) -> Iterator[tuple[int, int, bytes]]:
+    def blocks(self, prefetch: bool = False, depth: int = 4) -> Iterator[tuple[int, int, bytes]]:
         """Yield (seq, kind, decompressed payload); the manifest block comes last, then the trailer is checked.
 
-        With an executor, reading and authentication run on a background thread and decompression on
-        the executor, `depth` blocks ahead of the consumer."""
-        if executor is None:
-            for seq, kind, payload in self.raw_blocks():
-                yield seq, kind, self._decompress(payload, seq)
-            return
-        pending: deque[tuple[int, int, Future[bytes]]] = deque()
-        raw = background(self.raw_blocks(), depth)
+        With `prefetch`, reading, hashing and authentication run on a background thread `depth` blocks
+        ahead, while this thread decompresses (zstd's one-shot decompression holds the GIL, so a pool
+        would only add contention)."""
+        raw = background(self.raw_blocks(), depth) if prefetch else self.raw_blocks()
         try:
             for seq, kind, payload in raw:
-                pending.append((seq, kind, executor.submit(self._decompress, payload, seq)))
-                if len(pending) > depth:
-                    s, k, fut = pending.popleft()
-                    yield s, k, fut.result()
-            while pending:
-                s, k, fut = pending.popleft()
-                yield s, k, fut.result()
+                yield seq, kind, self._decompress(payload, seq)
         finally:
-            for _, _, fut in pending:
-                fut.cancel()
-            raw.close()
+            if prefetch:
+                raw.close()
 
     def _check_trailer(self, count: int) -> None:
         whole = self._r.hash.digest()

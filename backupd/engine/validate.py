@@ -454,7 +454,7 @@ class _Validation:
         with m.target.dest.open_read(m.key) as f:
             reader = ArtifactReader(f, m.target.keyring, what=m.what)
             self._header_describes(reader.header, m)
-            with closing(reader.blocks(self.ctx.executor)) as blocks:
+            with closing(reader.blocks(prefetch=True)) as blocks:
                 for seq, kind, payload in blocks:
                     count += 1
                     if kind == fmt.KIND_PAGES:
