@@ -1,10 +1,14 @@
-"""The backupd config: `load_config(path)` returns a frozen, validated `Config` or raises `ConfigError`."""
+"""The backupd config: `load_config(path)` returns a frozen, validated `Config` or raises `ConfigError`;
+`parse_schedule(mapping, sources)` validates one schedule added at run time."""
 
-from backupd.config.load import load_config
+from backupd.config.load import load_config, parse_schedule
 from backupd.config.schema import (
     Config,
+    ControlConfig,
+    DaemonConfig,
     DestinationConfig,
     EncryptionConfig,
+    ScheduleConfig,
     SourceConfig,
     StateConfig,
     StrategyPolicy,
@@ -14,12 +18,16 @@ from backupd.config.schema import (
 
 __all__ = [
     "Config",
+    "ControlConfig",
+    "DaemonConfig",
     "DestinationConfig",
     "EncryptionConfig",
+    "ScheduleConfig",
     "SourceConfig",
     "StateConfig",
     "StrategyPolicy",
     "ValidationConfig",
     "ValidationRule",
     "load_config",
+    "parse_schedule",
 ]

@@ -7,21 +7,21 @@ Every problem found in a stage is reported at once, as `path: problem` (e.g.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import re
-import reprlib
 import shlex
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from backupd.config.schema import PROBLEM, Config, ConfigDocument
+from backupd.config.schema import PROBLEM, VALIDATION_LEVELS, Config, ConfigDocument, ScheduleConfig, show_value
 from backupd.errors import ConfigError
 
 KEY_SIZE = 32
@@ -42,9 +42,7 @@ _BOUNDS = {
     "less_than": ("lt", "<"),
 }
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_repr = reprlib.Repr()
-_repr.maxstring, _repr.maxother = 100, 60
-_repr.maxlevel = 2
+MAX_SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes, the last one a NUL
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -52,15 +50,43 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     config_path = Path(os.path.abspath(path))
     source = str(path)
     data = _read_toml(config_path, source)
+    context = {"base_dir": config_path.parent, "default_validation_level": _default_level(data)}
     try:
-        document = ConfigDocument.model_validate(data, context={"base_dir": config_path.parent})
+        document = ConfigDocument.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()], source=source) from None
     problems = _cross_field_problems(document)
+    problems += _control_problems(document)
     problems += _encryption_problems(document, os.environ if environ is None else environ)
     if problems:
         raise ConfigError(problems, source=source)
     return Config(path=config_path, **dict(document))
+
+
+def parse_schedule(
+    mapping: Mapping[str, Any], sources: Set[str], *, default_validation_level: str = "standard"
+) -> ScheduleConfig:
+    """Validate one schedule given at run time (e.g. over the control socket), as a [[schedules]] table.
+
+    `sources` are the configured source names; `true` for validate_after_backup means
+    `default_validation_level`. Problems are reported together as `schedule.<key>: problem`.
+    """
+    try:
+        context = {"default_validation_level": default_validation_level}
+        schedule = ScheduleConfig.model_validate(mapping, context=context)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error, prefix=("schedule",)) for error in exc.errors()]) from None
+    if schedule.source not in sources:
+        configured = ", ".join(sorted(sources)) or "none"
+        raise ConfigError([f"schedule.source: unknown source {schedule.source!r} (configured: {configured})"])
+    return schedule
+
+
+def _default_level(data: dict[str, Any]) -> str:
+    """validation.default_level as written, for `validate_after_backup = true` (its own errors come later)."""
+    validation = data.get("validation")
+    level = validation.get("default_level", "standard") if isinstance(validation, dict) else "standard"
+    return level if level in VALIDATION_LEVELS else "standard"
 
 
 def _read_toml(path: Path, source: str) -> dict[str, Any]:
@@ -78,9 +104,9 @@ def _read_toml(path: Path, source: str) -> dict[str, Any]:
     raise ConfigError([problem], source=source)
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(error: ErrorDetails, prefix: tuple[str, ...] = ()) -> str:
     """Turn one pydantic error into `a.b[0].c: problem`, in our words rather than pydantic's."""
-    loc, kind, value, ctx = error["loc"], error["type"], error["input"], error.get("ctx", {})
+    loc, kind, value, ctx = prefix + tuple(error["loc"]), error["type"], error["input"], error.get("ctx", {})
     if kind == PROBLEM:
         message = error["msg"]
     elif kind == "missing":
@@ -117,8 +143,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text
 
 
-def _show(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else _repr.repr(value)
+_show = show_value
 
 
 def _cross_field_problems(document: ConfigDocument) -> list[str]:
@@ -130,6 +155,8 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
         if not names:
             problems.append(f"{section}: at least one {noun} is required")
         problems += _duplicates(section, "name", f"{noun} name", names)
+    schedules = document.schedules
+    problems += _duplicates("schedules", "name", "schedule name", [schedule.name for schedule in schedules])
     rules = document.validation.rules
     problems += _duplicates("validation.rules", "id", "rule id", [rule.id for rule in rules])
     known = [source.name for source in document.sources]
@@ -140,6 +167,30 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
                     f"validation.rules[{index}].sources[{position}]: unknown source {name!r}"
                     f" (configured: {', '.join(known) or 'none'})"
                 )
+    for index, schedule in enumerate(schedules):
+        if schedule.source not in known:
+            configured = ", ".join(known) or "none"
+            problems.append(f"schedules[{index}].source: unknown source {schedule.source!r} (configured: {configured})")
+    return problems
+
+
+def _control_problems(document: ConfigDocument) -> list[str]:
+    problems = []
+    control = document.control
+    size = len(os.fsencode(control.socket))
+    if size > MAX_SOCKET_PATH_BYTES:
+        problems.append(
+            f"control.socket: {str(control.socket)!r} is {size} bytes, longer than the {MAX_SOCKET_PATH_BYTES}"
+            " a Unix socket path may have; choose a shorter path"
+        )
+    if control.group is not None:
+        try:
+            grp.getgrnam(control.group)
+        except KeyError:
+            problems.append(
+                f"control.group: no group {control.group!r} on this machine; create it (e.g. with systemd-sysusers)"
+                " or remove the key to allow the daemon's user only"
+            )
     return problems
 
 

@@ -3,22 +3,66 @@
 Models check shape only (types, ranges, known keys). Checks across sections and against the
 file system or environment live in `load.py`. Relative paths resolve against the `base_dir`
 given in the validation context (the directory of the config file).
+
+Schedules are typed with the pure core objects the daemon uses: `ScheduleConfig.retry` is a
+`core.backoff.RetryPolicy`, `.conditions` a `core.gate.Conditions` (windows parsed, sizes in bytes)
+and `.cron_spec` the parsed `core.cron.CronSpec`. Durations ("90s", "1h30m" or seconds) become
+float seconds, in attributes ending `_s` whose TOML key has no suffix (`shutdown_timeout`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import reprlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import time
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
 
+from backupd.core.backoff import RetryPolicy
+from backupd.core.cron import CronSpec, parse_cron
+from backupd.core.gate import Conditions
+from backupd.core.units import parse_duration, parse_size
+from backupd.core.windows import Window, parse_days, parse_time_of_day
 from backupd.errors import NotFound, UnknownSource
 
 PROBLEM = "config_problem"  # error type of the checks below; load.py reports their message as is
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+GROUP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
+VALIDATION_LEVELS = ("quick", "standard", "deep")
+_TIMEZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother = 100, 60
+_repr.maxlevel = 2
+
+
+def show_value(value: object) -> str:
+    """A value as a problem message quotes it: TOML spelling for booleans, long values shortened."""
+    return str(value).lower() if isinstance(value, bool) else _repr.repr(value)
+
+
+def _problem(message: str) -> PydanticCustomError:
+    # The message goes in as context: a literal "{" in it must not be read as a placeholder.
+    return PydanticCustomError(PROBLEM, "{problem}", {"problem": message})
 
 
 def _check_path_text(value: object) -> object:
@@ -126,6 +170,239 @@ class ValidationConfig(_Section):
     rules: list[ValidationRule] = Field(default_factory=list, description="Custom SQL assertions.")
 
 
+def _converter(parse: Callable[[Any], Any], expected: str, types: tuple[type, ...]) -> Callable[[Any], Any]:
+    """A before-validator running a core parser; its ValueError becomes the problem message."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise _problem(f"expected {expected} (got {show_value(value)})")
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise _problem(str(exc)) from None
+
+    return convert
+
+
+def _bounded(low: float, *, inclusive: bool, shown: Callable[[float], str]) -> Callable[[float], float]:
+    def check(value: float) -> float:
+        if value < low or (value == low and not inclusive):
+            raise _problem(f"must be {'>=' if inclusive else '>'} {shown(low)} (got {shown(value)})")
+        return value
+
+    return check
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+_DURATION_TEXT = 'a duration such as "90s", "15m" or "1h30m"'
+Duration = Annotated[
+    float, BeforeValidator(_converter(parse_duration, _DURATION_TEXT, (str, int, float))), AfterValidator(
+        _bounded(0, inclusive=True, shown=_seconds)
+    )
+]
+PositiveDuration = Annotated[Duration, AfterValidator(_bounded(0, inclusive=False, shown=_seconds))]
+_SIZE_TEXT = 'a size such as "256MiB" or a number of bytes'
+Size = Annotated[int, BeforeValidator(_converter(parse_size, _SIZE_TEXT, (str, int)))]
+
+
+@dataclass(frozen=True)
+class FromSection:
+    """Annotated marker: validate a TOML table with `section` (errors keep their key paths), then
+    turn the validated section into a core object with `convert` (a ValueError there is reported
+    at the table's path)."""
+
+    section: type[BaseModel]
+    convert: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source_type: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def convert(section: Any) -> Any:
+            try:
+                return self.convert(section)
+            except ValueError as exc:
+                raise _problem(str(exc)) from None
+
+        return core_schema.chain_schema(
+            [handler.generate_schema(self.section), core_schema.no_info_plain_validator_function(convert)]
+        )
+
+
+class ControlConfig(_Section):
+    socket: ConfigPath = Field(
+        Path("/run/backupd/control.sock"),
+        description="Unix path of the control socket (ipc://); at most 107 bytes once made absolute.",
+    )
+    group: str | None = Field(
+        None,
+        pattern=GROUP_PATTERN,
+        description="Group owning the socket and its directory, so its members may connect; omit for owner only.",
+    )
+    max_message_bytes: Size = Field(
+        1048576, ge=1024, description="Largest request accepted; bigger ones get an error reply."
+    )
+
+
+class DaemonConfig(_Section):
+    max_concurrent_jobs: int = Field(2, ge=1, description="Jobs that may run at the same time, over all sources.")
+    shutdown_timeout_s: Duration = Field(
+        60.0, alias="shutdown_timeout", description="On SIGTERM, how long running jobs may take to finish."
+    )
+    catch_up_grace_s: Duration = Field(
+        3600.0,
+        alias="catch_up_grace",
+        description="At start, a run missed within this long is caught up once; 0 catches up nothing.",
+    )
+    recheck_interval_s: PositiveDuration = Field(
+        30.0, alias="recheck_interval", description="How often a held job checks its conditions again."
+    )
+    max_hold_s: PositiveDuration = Field(
+        21600.0, alias="max_hold", description="A job held longer than this is skipped, with the reason logged."
+    )
+
+
+def _window(section: WindowSection) -> Window:
+    return Window(section.days, section.start, section.end)
+
+
+class WindowSection(_Section):
+    days: Annotated[frozenset[int], BeforeValidator(_converter(parse_days, "an array of days", (list,)))] = Field(
+        frozenset(range(7)), description='Days the window opens on: names, ranges such as "mon-fri", or "*".'
+    )
+    start: Annotated[time, BeforeValidator(_converter(parse_time_of_day, "a time HH:MM", (str,)))] = Field(
+        description="Wall-clock time (HH:MM) the window opens, in the schedule's timezone."
+    )
+    end: Annotated[
+        time, BeforeValidator(_converter(lambda text: parse_time_of_day(text, allow_24=True), "a time HH:MM", (str,)))
+    ] = Field(description="Wall-clock time (HH:MM, or 24:00) it closes; earlier than start means the next day.")
+
+
+WindowTable = Annotated[Window, FromSection(WindowSection, _window)]
+
+
+def _conditions(section: ConditionsSection) -> Conditions:
+    return Conditions(
+        blackout=tuple(section.blackout),
+        maintenance=tuple(section.maintenance),
+        max_cpu_percent=section.max_cpu_percent,
+        max_load_per_core=section.max_load_per_core,
+        min_free_memory=section.min_free_memory,
+        max_concurrent_jobs=section.max_concurrent_jobs,
+    )
+
+
+class ConditionsSection(_Section):
+    blackout: list[WindowTable] = Field(
+        default_factory=list, description="Windows in which no job of this schedule starts (never bypassed)."
+    )
+    maintenance: list[WindowTable] = Field(
+        default_factory=list, description="If set, jobs start only inside one of these windows."
+    )
+    max_cpu_percent: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        None, description="Hold the job while CPU use is above this percentage."
+    )
+    max_load_per_core: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Hold the job while the 1-minute load average per CPU core is above this."
+    )
+    min_free_memory: Size | None = Field(None, description="Hold the job while less memory than this is available.")
+    max_concurrent_jobs: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Hold the job while this many jobs (of any schedule) are running."
+    )
+
+
+def _retry(section: RetrySection) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=section.max_attempts,
+        base_delay=section.base_delay,
+        max_delay=section.max_delay,
+        multiplier=section.multiplier,
+        jitter=section.jitter,
+    )
+
+
+class RetrySection(_Section):
+    max_attempts: int = Field(3, ge=1, description="Attempts in all, the first included; 1 never retries.")
+    base_delay: Duration = Field(30.0, description="Wait before the first retry.")
+    max_delay: Duration = Field(900.0, description="Longest wait between attempts, before jitter.")
+    multiplier: float = Field(2.0, ge=1, description="Each wait is this many times the previous one.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Waits vary at random by up to this fraction.")
+
+
+def _cron(expression: str) -> str:
+    try:
+        parse_cron(expression)
+    except ValueError as exc:
+        raise _problem(str(exc)) from None
+    return expression
+
+
+def _timezone(name: str) -> str:
+    problem = f"unknown timezone {show_value(name)} (expected an IANA name such as 'UTC' or 'Europe/Berlin')"
+    if not _TIMEZONE_NAME.fullmatch(name):
+        raise _problem(problem)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _problem(problem) from None
+    return name
+
+
+Level = Literal["quick", "standard", "deep"]
+
+
+def _validation_level(value: object, info: ValidationInfo) -> str | None:
+    if value is False or value is None:
+        return None
+    if value is True:
+        return (info.context or {}).get("default_validation_level", "standard")
+    if isinstance(value, str) and value in VALIDATION_LEVELS:
+        return value
+    raise _problem(f"expected true, false or a level: {', '.join(VALIDATION_LEVELS)} (got {show_value(value)})")
+
+
+class ScheduleConfig(_Section):
+    """One [[schedules]] table; `cron_spec` is the parsed `cron`."""
+
+    name: Name = Field(description="Unique schedule name, shown in jobs, logs and statistics.")
+    source: Name = Field(description="Name of the source to back up.")
+    cron: Annotated[str, AfterValidator(_cron)] = Field(
+        description="When to run: 5 fields (minute hour day month weekday) or 6 with leading seconds."
+    )
+    strategy: Literal["full", "incremental", "differential", "auto"] = Field(
+        "auto", description="Backup strategy; auto picks one from the chain's state and the change rate."
+    )
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        "UTC", description="IANA time zone of the cron fields and the windows."
+    )
+    enabled: bool = Field(True, description="Set to false to keep the schedule without running it.")
+    description: str = Field("", description="Free text shown with the schedule.")
+    tags: list[str] = Field(default_factory=list, description="Tags recorded on every backup this schedule takes.")
+    validate_after_backup: Annotated[Level | None, BeforeValidator(_validation_level)] = Field(
+        None, description="Validate each new backup: false, true (validation.default_level) or a level."
+    )
+    max_staleness_s: PositiveDuration | None = Field(
+        None,
+        alias="max_staleness",
+        description="Once the last good backup is older than this, run despite load limits (never in a blackout).",
+    )
+    retry: Annotated[RetryPolicy, FromSection(RetrySection, _retry)] = Field(
+        default_factory=dict, validate_default=True, description="Retries of a failed job."
+    )
+    conditions: Annotated[Conditions, FromSection(ConditionsSection, _conditions)] = Field(
+        default_factory=dict, validate_default=True, description="When the schedule's jobs may start."
+    )
+
+    @field_validator("conditions", mode="after")
+    @classmethod
+    def _in_schedule_timezone(cls, conditions: Conditions, info: ValidationInfo) -> Conditions:
+        return replace(conditions, timezone=info.data.get("timezone", "UTC"))
+
+    @cached_property
+    def cron_spec(self) -> CronSpec:
+        return parse_cron(self.cron)
+
+
 class ConfigDocument(_Section):
     """The TOML document as written; `Config` adds where it was loaded from."""
 
@@ -134,6 +411,9 @@ class ConfigDocument(_Section):
     destinations: list[DestinationConfig] = Field(description="Where backups are stored.")
     strategy: StrategyPolicy = Field(default_factory=StrategyPolicy, description="How `auto` picks a strategy.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description="Backup validation.")
+    control: ControlConfig = Field(default_factory=ControlConfig, description="The control socket backupctl talks to.")
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Limits and timings of the daemon.")
+    schedules: list[ScheduleConfig] = Field(default_factory=list, description="When to back up which source.")
 
 
 class Config(ConfigDocument):
@@ -153,10 +433,16 @@ class Config(ConfigDocument):
                 return destination
         raise NotFound(f"unknown destination {name!r} (configured: {_names(self.destinations)})")
 
+    def schedule(self, name: str) -> ScheduleConfig:
+        for schedule in self.schedules:
+            if schedule.name == name:
+                return schedule
+        raise NotFound(f"unknown schedule {name!r} (configured: {_names(self.schedules) or 'none'})")
+
     def enabled_destinations(self) -> list[DestinationConfig]:
         """Enabled destinations, priority 1 first, ties in config order."""
         return sorted((d for d in self.destinations if d.enabled), key=lambda d: d.priority)
 
 
-def _names(items: list[SourceConfig] | list[DestinationConfig]) -> str:
+def _names(items: list[SourceConfig] | list[DestinationConfig] | list[ScheduleConfig]) -> str:
     return ", ".join(item.name for item in items)

@@ -69,6 +69,29 @@ def valid_document() -> dict[str, Any]:
     }
 
 
+def valid_document_with_schedules() -> dict[str, Any]:
+    """`valid_document()` plus [control], [daemon] and two schedules using every schedule key."""
+    document = valid_document()
+    document["control"] = {"socket": "run/control.sock", "max_message_bytes": "1MiB"}
+    document["daemon"] = {"max_concurrent_jobs": 2, "shutdown_timeout": "60s", "catch_up_grace": "1h",
+                          "recheck_interval": "30s", "max_hold": "6h"}  # fmt: skip
+    document["schedules"] = [
+        {
+            "name": "nightly", "source": "kb", "cron": "30 2 * * *", "strategy": "full", "timezone": "Europe/Berlin",
+            "enabled": True, "description": "every night", "tags": ["nightly"], "validate_after_backup": True,
+            "max_staleness": "26h",
+            "retry": {"max_attempts": 3, "base_delay": "30s", "max_delay": "15m", "multiplier": 2, "jitter": 0.2},
+            "conditions": {
+                "blackout": [{"days": ["mon-fri"], "start": "09:00", "end": "17:00"}],
+                "maintenance": [{"start": "22:00", "end": "06:00"}],
+                "max_cpu_percent": 80, "max_load_per_core": 1.5, "min_free_memory": "256MiB", "max_concurrent_jobs": 1,
+            },
+        },
+        {"name": "often", "source": "crm", "cron": "*/10 * * * * *"},
+    ]  # fmt: skip
+    return document
+
+
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
     """A directory holding a valid key file `backup.key` for `valid_document()`."""

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from backupd.config import load_config
-from backupd.config.schema import ConfigDocument
+from backupd.config.schema import ConfigDocument, FromSection
 from backupd.errors import ConfigError
 from tests.config.conftest import write_key
 
@@ -19,17 +19,20 @@ BUNDLED = Path(__file__).resolve().parents[2] / "config" / "backupd.toml"
 
 
 def _models(annotation) -> list[type[BaseModel]]:
+    """Models under an annotation, including the TOML sections behind core objects (FromSection)."""
+    if isinstance(annotation, FromSection):
+        return [annotation.section]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [model for arg in typing.get_args(annotation) for model in _models(arg)]
 
 
 def schema_fields(model: type[BaseModel]) -> dict[str, object]:
-    """Every field of `model` and the models under it, by name."""
+    """Every field of `model` and the models under it, by TOML key (the alias where there is one)."""
     fields: dict[str, object] = {}
     for name, field in model.model_fields.items():
-        fields[name] = field
-        for inner in _models(field.annotation):
+        fields[field.alias or name] = field
+        for inner in _models(field.annotation) + [m for meta in field.metadata for m in _models(meta)]:
             fields |= schema_fields(inner)
     return fields
 
@@ -77,3 +80,9 @@ def test_bundled_config_loads_with_the_demo_key(tmp_path):
     (local,) = cfg.enabled_destinations()
     assert (local.name, local.kind, local.path, local.compression_level) == ("local", "local", demo / "backups", 3)
     assert local.encryption.key_file == demo / "backup.key"
+    assert cfg.control.socket == demo / "run" / "control.sock"
+    assert cfg.daemon.max_concurrent_jobs == 2
+    (schedule,) = cfg.schedules
+    assert (schedule.name, schedule.source, schedule.strategy) == ("demo-every-30s", "demo", "auto")
+    assert schedule.enabled and schedule.cron == "*/30 * * * * *"
+    assert schedule.cron_spec.second == {0, 30} and schedule.cron_spec.minute == frozenset(range(60))

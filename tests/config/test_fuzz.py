@@ -11,15 +11,23 @@ from hypothesis import strategies as st
 
 from backupd.config import Config, load_config
 from backupd.errors import ConfigError
-from tests.config.conftest import toml_document, valid_document, write_key
+from tests.config.conftest import toml_document, valid_document, valid_document_with_schedules, write_key
 
 SCHEMA_WORDS = [
     "state", "dir", "sources", "name", "kind", "path", "destinations", "compression_level", "enabled",
     "priority", "encryption", "key_file", "passphrase_env", "strategy", "max_chain_length",
     "full_change_ratio", "differential_cost_ratio", "validation", "default_level", "rules", "id", "sql",
-    "severity", "description",
+    "severity", "description", "control", "socket", "group", "max_message_bytes", "daemon", "max_concurrent_jobs",
+    "shutdown_timeout", "catch_up_grace", "recheck_interval", "max_hold", "schedules", "source", "cron", "timezone",
+    "tags", "validate_after_backup", "max_staleness", "retry", "max_attempts", "base_delay", "max_delay",
+    "multiplier", "jitter", "conditions", "blackout", "maintenance", "days", "start", "end", "max_cpu_percent",
+    "max_load_per_core", "min_free_memory",
 ]  # fmt: skip
-SAMPLE_STRINGS = ["kb", "crm", "local", "sqlite", "lokal", "standard", "fatal", "backup.key", "PASS", "", "/", "a\0b"]
+SAMPLE_STRINGS = [
+    "kb", "crm", "local", "sqlite", "lokal", "standard", "fatal", "backup.key", "PASS", "", "/", "a\0b",
+    "30 2 * * *", "*/10 * * * * *", "61 * * * *", "mon-fri", "*", "09:00", "25:00", "24:00", "90s", "1h30m", "256MiB",
+    "Europe/Berlin", "Mars/Base", "../x", "full", "auto",
+]  # fmt: skip
 PYDANTIC_WORDING = ["Input should", "Field required", "Extra inputs", "Value error", "validation error"]
 
 keys = st.sampled_from(SCHEMA_WORDS) | st.text(max_size=6)
@@ -39,6 +47,8 @@ TOML_FRAGMENTS = [
     "[state]", "[[sources]]", "[[destinations]]", "[destinations.encryption]", "[[validation.rules]]", "[",
     "]", "[[", "{", "}", ",", "=", " = ", "\n", '"', "'", '"""', "#", ".", "dir", "name", "kind", "path",
     "key_file", '"kb"', '"local"', '"sqlite"', "1", "-1", "1.5", "nan", "inf", "true", "1979-05-27", "0x1F",
+    "[[schedules]]", "[schedules.conditions]", "[schedules.retry]", "[daemon]", "[control]", "cron", '"* * * * *"',
+    "blackout", '{ start = "09:00", end = "17:00" }', '"1h"',
 ]  # fmt: skip
 
 
@@ -55,7 +65,7 @@ def _slots(node, found=None) -> list[tuple[object, object]]:
 @st.composite
 def mutated_documents(draw) -> dict:
     """A valid document with a few values replaced, deleted or added, to reach the deeper checks."""
-    document = copy.deepcopy(valid_document())
+    document = copy.deepcopy(draw(st.sampled_from([valid_document(), valid_document_with_schedules()])))
     for _ in range(draw(st.integers(1, 4))):
         container, key = draw(st.sampled_from(_slots(document)))
         action = draw(st.sampled_from(["replace", "delete", "add"]))

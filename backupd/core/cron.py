@@ -1,0 +1,435 @@
+"""Cron expressions: parsing and validation, fire times in a time zone, catch-up of missed runs.
+
+The grammar is crontab(5) plus an optional leading seconds field:
+
+    [second] minute hour day month day_of_week
+
+* 5 fields (seconds = 0) or 6 fields; `*/10 * * * * *` is every 10 seconds.
+* Each field is a comma list of `*`, `N`, `N-M`, `*/S`, `N-M/S` or `N/S` (N to the field's maximum).
+* month takes names jan..dec, day_of_week names sun..sat; Sunday is 0 or 7. A day_of_week range
+  ending on Sunday (`fri-sun`, `5-0`) means up to 7.
+* day and day_of_week: when both are restricted (neither begins with `*`) a day matches if EITHER
+  matches (`0 0 1 * mon` = the 1st and every Monday); otherwise both must match. This is the
+  crontab(5) rule, including its quirk that `*/2` counts as unrestricted.
+
+Times are matched on the wall clock of the tzinfo of the datetime passed in (use zoneinfo or
+`datetime.timezone`). Across DST changes: a wall time that does not exist (spring forward) is
+skipped, and a wall time that occurs twice (fall back) fires once, at its first occurrence.
+
+`CronSpec.apscheduler_kwargs()` gives the same schedule as keyword arguments of APScheduler 3.x's
+`CronTrigger`, with weekdays as names so APScheduler's Monday = 0 numbering never applies. The two
+agree everywhere except at DST changes, where APScheduler 3.x fires a nonexistent wall time an
+hour late (02:30 on a spring-forward day fires at 03:30) and may fire a repeated wall time twice;
+`next_after` follows the rules above (tests/core/test_cron.py pins both).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+
+__all__ = ["CronSpec", "fire_times", "missed_runs", "parse_cron"]
+
+FIELD_NAMES = ("second", "minute", "hour", "day", "month", "day_of_week")
+_BOUNDS = {
+    "second": (0, 59), "minute": (0, 59), "hour": (0, 23), "day": (1, 31), "month": (1, 12), "day_of_week": (0, 7),
+}  # fmt: skip
+MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: index = number
+_NAMES = {
+    "month": {name: number for number, name in enumerate(MONTH_NAMES, start=1)},
+    "day_of_week": {name: number for number, name in enumerate(WEEKDAY_NAMES)},
+}
+_APS_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_POSITIONS = ("1st", "2nd", "3rd", "4th", "5th")
+_MAX_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_UTC = timezone.utc
+_SECOND = timedelta(seconds=1)
+_SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years; a valid spec fires within one cycle
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    """A parsed cron expression: the allowed values of each field.
+
+    day_of_week uses cron numbering, 0 = Sunday .. 6 = Saturday (7 is folded into 0). The
+    `*_restricted` flags record whether day / day_of_week were written without a leading `*`; they
+    select the OR rule. `expression` is the text as written and takes no part in equality, so
+    `0 0 * * 0` == `0 0 * * 7`.
+    """
+
+    second: frozenset[int]
+    minute: frozenset[int]
+    hour: frozenset[int]
+    day: frozenset[int]
+    month: frozenset[int]
+    day_of_week: frozenset[int]
+    day_restricted: bool = False
+    day_of_week_restricted: bool = False
+    expression: str = field(default="", compare=False)
+
+    @property
+    def day_or_weekday(self) -> bool:
+        """True when a day matches if day OR day_of_week matches (both restricted)."""
+        return self.day_restricted and self.day_of_week_restricted
+
+    def matches_date(self, day: date) -> bool:
+        if day.month not in self.month:
+            return False
+        in_day = day.day in self.day
+        in_weekday = (day.weekday() + 1) % 7 in self.day_of_week
+        return (in_day or in_weekday) if self.day_or_weekday else (in_day and in_weekday)
+
+    def matches(self, moment: datetime) -> bool:
+        """Whether the wall-clock fields of `moment` (whole seconds only) are a fire time of this spec."""
+        return (
+            moment.microsecond == 0
+            and moment.second in self.second
+            and moment.minute in self.minute
+            and moment.hour in self.hour
+            and self.matches_date(moment.date())
+        )
+
+    def next_after(self, dt: datetime) -> datetime:
+        """The first fire time strictly after `dt`, in `dt`'s tzinfo (fold=0).
+
+        Raises ValueError for a naive `dt`, or when no fire time exists before year 9999.
+
+        >>> spec = parse_cron("30 2 * * *")
+        >>> spec.next_after(datetime(2024, 3, 30, 12, 0, tzinfo=timezone.utc)).isoformat()
+        '2024-03-31T02:30:00+00:00'
+        """
+        tz = _require_aware(dt, "dt")
+        limit = _as_utc(dt)
+        # Search the wall clock from the reading of the instant itself: a nonexistent `dt` (in a
+        # DST gap) stands for an instant whose real reading differs.
+        wall = _add(_reading(limit, tz).replace(microsecond=0), 1)
+        while wall is not None and (wall := _next_wall(self, wall, dt.year + _SEARCH_YEARS)) is not None:
+            moment = _existing(wall, tz)
+            if moment is not None and _as_utc(moment) > limit:
+                return moment
+            if (wall := _add(wall, 1)) is None:
+                break
+        raise ValueError(f"cron {self.expression!r}: no fire time after {dt.isoformat()} before year 9999")
+
+    def previous_at_or_before(self, dt: datetime) -> datetime | None:
+        """The last fire time at or before `dt`, in `dt`'s tzinfo; None if there is none after year 1."""
+        tz = _require_aware(dt, "dt")
+        limit = _as_utc(dt)
+        wall = _reading(limit, tz).replace(microsecond=0)
+        local = limit.astimezone(tz)
+        if local.fold == 1:
+            # In the second pass of a repeated hour, the whole first pass (later wall times too)
+            # lies before `dt`: search back from the wall time the first-pass offset gives.
+            wall += local.replace(fold=0).utcoffset() - local.utcoffset()
+        while (wall := _previous_wall(self, wall, dt.year - _SEARCH_YEARS)) is not None:
+            moment = _existing(wall, tz)
+            if moment is not None and _as_utc(moment) <= limit:
+                return moment
+            if (wall := _add(wall, -1)) is None:
+                return None
+        return None
+
+    def apscheduler_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for `apscheduler.triggers.cron.CronTrigger(**kwargs, timezone=tz)` (3.x).
+
+        Weekdays are given by name ("mon,fri"). The OR rule is expressed inside APScheduler's day
+        field with weekday positions ("1,1st mon,2nd mon,...,5th mon") and day_of_week "*", since
+        APScheduler itself always requires every field to match.
+
+        >>> kwargs = parse_cron("*/20 30 2 * * mon-fri").apscheduler_kwargs()
+        >>> kwargs["second"], kwargs["minute"], kwargs["hour"], kwargs["day"], kwargs["day_of_week"]
+        ('0,20,40', '30', '2', '*', 'mon,tue,wed,thu,fri')
+        """
+        weekdays = [_APS_WEEKDAYS[(number - 1) % 7] for number in range(1, 8) if number % 7 in self.day_of_week]
+        if self.day_or_weekday:
+            days = [str(number) for number in sorted(self.day)]
+            days += [f"{position} {weekday}" for weekday in weekdays for position in _POSITIONS]
+            day, day_of_week = ",".join(days), "*"
+        else:
+            day = _listing(self.day, "day")
+            day_of_week = "*" if len(weekdays) == 7 else ",".join(weekdays)
+        return {
+            "second": _listing(self.second, "second"),
+            "minute": _listing(self.minute, "minute"),
+            "hour": _listing(self.hour, "hour"),
+            "day": day,
+            "month": _listing(self.month, "month"),
+            "day_of_week": day_of_week,
+        }
+
+
+def parse_cron(expression: str) -> CronSpec:
+    """Parse a 5- or 6-field cron expression; ValueError names the field and the problem.
+
+    >>> sorted(parse_cron("0 0 * * sun,7").day_of_week)
+    [0]
+    >>> parse_cron("61 * * * *")
+    Traceback (most recent call last):
+    ...
+    ValueError: minute: 61 is out of range 0-59
+    """
+    if not isinstance(expression, str):
+        raise ValueError(f"expected a cron expression string, got {type(expression).__name__}")
+    parts = expression.split()
+    if len(parts) not in (5, 6):
+        raise ValueError(f"expected 5 or 6 fields, got {len(parts)}")
+    if len(parts) == 5:
+        parts = ["0", *parts]
+    values = {name: _parse_field(name, text) for name, text in zip(FIELD_NAMES, parts)}
+    values["day_of_week"] = frozenset(number % 7 for number in values["day_of_week"])
+    spec = CronSpec(
+        **values,
+        day_restricted=not parts[3].startswith("*"),
+        day_of_week_restricted=not parts[5].startswith("*"),
+        expression=" ".join(expression.split()),
+    )
+    if not spec.day_or_weekday and not any(
+        day <= _MAX_MONTH_DAYS[month - 1] for month in spec.month for day in spec.day
+    ):
+        months = ",".join(MONTH_NAMES[month - 1] for month in sorted(spec.month))
+        days = ",".join(str(day) for day in sorted(spec.day))
+        raise ValueError(f"day: {days} never occurs in month {months}; the schedule would never run")
+    return spec
+
+
+def fire_times(spec: CronSpec, start: datetime, end: datetime) -> list[datetime]:
+    """Every fire time t with start < t <= end, ascending, in `start`'s tzinfo."""
+    _require_aware(end, "end")
+    times, last = [], _as_utc(end)
+    moment = start
+    while True:
+        moment = spec.next_after(moment)
+        if _as_utc(moment) > last:
+            return times
+        times.append(moment)
+
+
+def missed_runs(
+    spec: CronSpec, last_fire: datetime, now: datetime, grace_s: float, tz: tzinfo | None = None
+) -> datetime | None:
+    """The one run to catch up at start: the latest fire time t with last_fire < t <= now and
+    now - t <= grace_s, or None. Earlier missed runs are coalesced into it (never more than one).
+
+    Wall-clock fields are read in `tz`, by default `last_fire`'s tzinfo (pass the schedule's zone).
+    The result is in that zone.
+    """
+    zone = tz or _require_aware(last_fire, "last_fire")
+    _require_aware(now, "now")
+    candidate = spec.previous_at_or_before(now.astimezone(zone))
+    if candidate is None:
+        return None
+    t = _as_utc(candidate)
+    if t <= _as_utc(last_fire) or (_as_utc(now) - t).total_seconds() > grace_s:
+        return None
+    return candidate
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _parse_field(name: str, text: str) -> frozenset[int]:
+    low, high = _BOUNDS[name]
+    values: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            raise ValueError(f"{name}: empty item in list {text!r}")
+        base, slash, step_text = item.partition("/")
+        if slash:
+            step = _number(name, step_text, what="step")
+            if step < 1:
+                raise ValueError(f"{name}: step {step} in {item!r} must be at least 1")
+        else:
+            step = 1
+        if base == "*":
+            first, last = low, high if name != "day_of_week" else 6
+        elif "-" in base:
+            first_text, _, last_text = base.partition("-")
+            first, last = _value(name, first_text), _value(name, last_text)
+            if name == "day_of_week" and last == 0 and first > 0:
+                last = 7  # fri-sun
+            if first > last:
+                raise ValueError(f"{name}: range {base!r} runs backwards ({first} > {last})")
+        else:
+            first = _value(name, base)
+            last = (high if name != "day_of_week" else 6) if slash else first
+            if slash and first > last:
+                last = first
+        values.update(range(first, last + 1, step))
+    return frozenset(values)
+
+
+def _value(name: str, text: str) -> int:
+    low, high = _BOUNDS[name]
+    names = _NAMES.get(name, {})
+    if text.lower() in names:
+        return names[text.lower()]
+    number = _number(name, text, what="value")
+    if not low <= number <= high:
+        raise ValueError(f"{name}: {number} is out of range {low}-{high}")
+    return number
+
+
+def _number(name: str, text: str, *, what: str) -> int:
+    if text.isascii() and text.isdigit():
+        return int(text)
+    names = _NAMES.get(name)
+    if names and what == "value":
+        first, last = next(iter(names)), list(names)[-1]
+        raise ValueError(f"{name}: {text!r} is not a number or a name ({first}..{last})")
+    raise ValueError(f"{name}: {text!r} is not a {'number' if what == 'value' else 'step number'}")
+
+
+def _listing(values: frozenset[int], name: str) -> str:
+    low, high = _BOUNDS[name]
+    if values == frozenset(range(low, high + 1)):
+        return "*"
+    return ",".join(str(value) for value in sorted(values))
+
+
+# --- searching the wall clock ---------------------------------------------------------------
+
+
+def _next_wall(spec: CronSpec, t: datetime, year_limit: int) -> datetime | None:
+    """Smallest naive wall time >= t matching the spec (t whole seconds), or None past year_limit."""
+    while True:
+        if t.year > min(year_limit, 9999):
+            return None
+        if t.month not in spec.month:
+            month = _first_at_least(spec.month, t.month + 1)
+            t = datetime(t.year, month, 1) if month else _year_start(t.year + 1)
+            if t is None:
+                return None
+            continue
+        if not spec.matches_date(t.date()):
+            t = _day_start(t.date(), +1)
+            if t is None:
+                return None
+            continue
+        if t.hour not in spec.hour:
+            hour = _first_at_least(spec.hour, t.hour + 1)
+            t = t.replace(hour=hour, minute=0, second=0) if hour is not None else _day_start(t.date(), +1)
+            if t is None:
+                return None
+            continue
+        if t.minute not in spec.minute:
+            minute = _first_at_least(spec.minute, t.minute + 1)
+            t = t.replace(minute=minute, second=0) if minute is not None else _add(t.replace(minute=0, second=0), 3600)
+            if t is None:
+                return None
+            continue
+        if t.second not in spec.second:
+            second = _first_at_least(spec.second, t.second + 1)
+            t = t.replace(second=second) if second is not None else _add(t.replace(second=0), 60)
+            if t is None:
+                return None
+            continue
+        return t
+
+
+def _previous_wall(spec: CronSpec, t: datetime, year_limit: int) -> datetime | None:
+    """Largest naive wall time <= t matching the spec (t whole seconds), or None before year_limit."""
+    while True:
+        if t.year < max(year_limit, 1):
+            return None
+        if t.month not in spec.month:
+            month = _last_at_most(spec.month, t.month - 1)
+            if month is None:
+                if t.year == 1:
+                    return None
+                t = datetime(t.year - 1, 12, 31, 23, 59, 59)
+            else:
+                t = datetime(t.year, month, calendar.monthrange(t.year, month)[1], 23, 59, 59)
+            continue
+        if not spec.matches_date(t.date()):
+            t = _day_end(t.date(), -1)
+            if t is None:
+                return None
+            continue
+        if t.hour not in spec.hour:
+            hour = _last_at_most(spec.hour, t.hour - 1)
+            t = t.replace(hour=hour, minute=59, second=59) if hour is not None else _day_end(t.date(), -1)
+            if t is None:
+                return None
+            continue
+        if t.minute not in spec.minute:
+            minute = _last_at_most(spec.minute, t.minute - 1)
+            t = t.replace(minute=minute, second=59) if minute is not None else _add(t.replace(minute=0, second=0), -1)
+            if t is None:
+                return None
+            continue
+        if t.second not in spec.second:
+            second = _last_at_most(spec.second, t.second - 1)
+            t = t.replace(second=second) if second is not None else _add(t.replace(second=0), -1)
+            if t is None:
+                return None
+            continue
+        return t
+
+
+def _first_at_least(values: Iterable[int], floor: int) -> int | None:
+    return min((value for value in values if value >= floor), default=None)
+
+
+def _last_at_most(values: Iterable[int], ceiling: int) -> int | None:
+    return max((value for value in values if value <= ceiling), default=None)
+
+
+def _add(t: datetime, seconds: int) -> datetime | None:
+    try:
+        return t + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+def _year_start(year: int) -> datetime | None:
+    return datetime(year, 1, 1) if year <= 9999 else None
+
+
+def _day_start(day: date, offset: int) -> datetime | None:
+    try:
+        return datetime.combine(day + timedelta(days=offset), datetime.min.time())
+    except OverflowError:
+        return None
+
+
+def _day_end(day: date, offset: int) -> datetime | None:
+    try:
+        return datetime.combine(day + timedelta(days=offset), datetime.max.time().replace(microsecond=0))
+    except OverflowError:
+        return None
+
+
+# --- time zones -----------------------------------------------------------------------------
+
+
+def _require_aware(dt: datetime, name: str) -> tzinfo:
+    if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime (got {dt!r})")
+    return dt.tzinfo
+
+
+def _as_utc(dt: datetime) -> datetime:
+    # Aware datetimes sharing a tzinfo compare by wall clock, ignoring fold; compare in UTC instead.
+    return dt.astimezone(_UTC)
+
+
+def _reading(instant: datetime, tz: tzinfo) -> datetime:
+    """The naive wall-clock reading of `instant` in `tz`."""
+    try:
+        return instant.astimezone(tz).replace(tzinfo=None, fold=0)
+    except OverflowError:  # within a day of datetime.min / datetime.max
+        return instant.replace(tzinfo=None, fold=0)
+
+
+def _existing(wall: datetime, tz: tzinfo) -> datetime | None:
+    """`wall` in `tz` at its first occurrence (fold=0), or None if the wall clock skips it."""
+    moment = wall.replace(tzinfo=tz, fold=0)
+    try:
+        if moment.astimezone(_UTC).astimezone(tz).replace(tzinfo=None) != wall:
+            return None
+    except OverflowError:  # within a day of datetime.min / datetime.max
+        return None
+    return moment
