@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backup", dest="backup_id", required=True)
     v.add_argument("--level", choices=LEVELS)
 
+    d = cmd("run", "run the daemon in the foreground (systemd supervises it)")
+    d.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
     c = cmd("catalog", "catalog maintenance")
     c.add_argument("action", choices=["rebuild"])
     return p
@@ -111,6 +114,10 @@ def run(args) -> tuple[Any, str, int]:
 
         kid = keygen(args.path)
         return {"path": str(args.path), "key_id": kid}, f"wrote {args.path} (key id {kid}); keep a copy offline", 0
+    if args.command == "run":
+        from backupd.daemon.main import run as run_daemon
+
+        return None, "", run_daemon(args.config, args.log_level)
     ctx = _engine(args)
     try:
         if args.command == "backup":
@@ -176,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
-    print(json.dumps(result, indent=None) if as_json else text)
+    if result is not None or text:
+        print(json.dumps(result, indent=None) if as_json else text)
     return code
 
 

@@ -168,22 +168,30 @@ def run_backup(
     description: str = "",
     metadata: dict[str, Any] | None = None,
     progress: ProgressSink | None = None,
+    job_id: str | None = None,
 ) -> CatalogBackup:
-    """Back up one source to every enabled destination; returns the recorded backup."""
+    """Back up one source to every enabled destination; returns the recorded backup.
+
+    Without `job_id` the run is recorded as a job in the catalog; the daemon passes the id of the job
+    it already records."""
     if strategy not in STRATEGY_CHOICES:
         raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(STRATEGY_CHOICES)})")
     src = ctx.config.source(source)
     with ctx.source_lock(source):
         ctx.catalog.fail_interrupted_jobs()
-        job_id = ctx.catalog.job_started("backup", source)
+        own_job = job_id is None
+        if own_job:
+            job_id = ctx.catalog.job_started("backup", source)
         with bound_contextvars(job_id=job_id, source=source):
             try:
                 result = _backup(ctx, src, strategy, tags, description, metadata or {}, Reporter(progress))
             except BaseException as exc:
-                ctx.catalog.job_finished(job_id, "failed", error=str(exc))
+                if own_job:
+                    ctx.catalog.job_finished(job_id, "failed", error=str(exc))
                 log.error("backup_failed", error=str(exc), code=getattr(exc, "code", type(exc).__name__))
                 raise
-            ctx.catalog.job_finished(job_id, "completed", result=result.to_json())
+            if own_job:
+                ctx.catalog.job_finished(job_id, "completed", result=result.to_json())
             return result
 
 

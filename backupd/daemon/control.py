@@ -1,0 +1,200 @@
+"""The control socket: a ZeroMQ ROUTER on an ipc:// path, msgpack requests decoded by
+backupd_client.protocol, one handler per op. Only this thread touches the socket; other threads hand
+it job updates through a queue, which it turns into streamed progress events and `job.wait` replies.
+
+Bad frames get an error reply (or are dropped when they carry no identity) and are counted; no
+request can crash or block the loop.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import queue
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import zmq
+from backupd_client.protocol import (EVENT_PROGRESS, ErrorCode, Op, ProtocolError, decode_request, encode_event,
+                                     encode_reply_error, encode_reply_ok)
+
+from backupd.daemon.handlers import Handlers
+from backupd.daemon.jobs import FINAL
+from backupd.errors import BackupdError
+
+log = structlog.get_logger("backupd.control")
+
+
+@dataclass
+class _Waiter:
+    identity: bytes
+    request_id: str
+    progress: bool
+    deadline: float | None
+
+
+class ControlServer:
+    def __init__(self, path: Path, *, group: str | None, max_bytes: int, handlers: Handlers):
+        self.path = Path(path)
+        self.group = group
+        self.max_bytes = max_bytes
+        self.handlers = handlers
+        self.rejected = 0
+        self._updates: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ctx = zmq.Context()
+        self._ctx.linger = 0
+        self._sock: zmq.Socket | None = None
+
+    def bind(self) -> None:
+        """Create the socket directory (0750) and bind the socket (0660), owned by the service group."""
+        gid = grp.getgrnam(self.group).gr_gid if self.group else -1
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o750)
+        os.chown(directory, -1, gid)
+        if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                raise BackupdError(f"{self.path} exists and is not a socket", hint="remove it or choose another [control] socket")
+            self.path.unlink()  # stale: we hold the daemon lock, so no live daemon owns it
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        old = os.umask(0o117)
+        try:
+            sock.bind(f"ipc://{self.path}")
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        os.chown(self.path, -1, gid)
+        self._sock = sock
+
+    def job_changed(self, job: dict[str, Any]) -> None:
+        """Listener for the supervisor (any thread)."""
+        if job["job_id"] in self._waiters:
+            self._updates.put(job)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        self._ctx.term()
+        self.path.unlink(missing_ok=True)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            try:
+                if poller.poll(20):
+                    for _ in range(100):
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                        except zmq.Again:
+                            break
+                        self._handle(frames)
+                self._drain_updates()
+                self._expire_waiters()
+            except Exception as exc:  # the loop must survive anything
+                log.error("control_loop_error", error=f"{type(exc).__name__}: {exc}")
+
+    def _send(self, identity: bytes, frame: bytes) -> None:
+        try:
+            self._sock.send_multipart([identity, frame], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("control_reply_dropped", error=str(exc))
+
+    def _reject(self, identity: bytes | None, err: ProtocolError) -> None:
+        self.rejected += 1
+        log.warning("control_request_rejected", code=err.code.value, message=err.message[:200])
+        if identity is not None:
+            self._send(identity, err.reply())
+
+    def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            self._reject(None, ProtocolError(ErrorCode.BAD_REQUEST, "frame without identity or payload"))
+            return
+        identity, body = frames[0], frames[1:]
+        if len(body) == 2 and body[0] == b"":
+            body = body[1:]  # a REQ-style empty delimiter
+        if len(body) != 1:
+            self._reject(identity, ProtocolError(ErrorCode.BAD_REQUEST, f"expected 1 payload frame, got {len(body)}"))
+            return
+        try:
+            req = decode_request(body[0], self.max_bytes)
+        except ProtocolError as err:
+            self._reject(identity, err)
+            return
+        try:
+            if req.op == Op.JOB_WAIT:
+                self._wait(identity, req.id, req.args)
+                return
+            result = self.handlers.table[req.op](req.args)
+            frame = encode_reply_ok(req.id, result)
+        except BackupdError as exc:
+            frame = encode_reply_error(req.id, exc.code, str(exc), exc.details)
+        except ProtocolError as exc:
+            frame = encode_reply_error(req.id, exc.code, exc.message, exc.details)
+        except Exception as exc:
+            log.error("control_handler_error", op=req.op.value, error=f"{type(exc).__name__}: {exc}")
+            frame = encode_reply_error(req.id, ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        self._send(identity, frame)
+
+    def _wait(self, identity: bytes, request_id: str, args: dict[str, Any]) -> None:
+        job = self.handlers.d.supervisor.get(args["job_id"])
+        if job["status"] in FINAL:
+            self._send(identity, encode_reply_ok(request_id, job))
+            return
+        timeout = args.get("timeout_s")
+        waiter = _Waiter(identity, request_id, bool(args.get("progress")),
+                         time.monotonic() + float(timeout) if timeout is not None else None)
+        self._waiters.setdefault(job["job_id"], []).append(waiter)
+        if waiter.progress:
+            self._send(identity, encode_event(request_id, EVENT_PROGRESS, job))
+        # the job may have finished between get() and registration
+        self._updates.put(self.handlers.d.supervisor.get(job["job_id"]))
+
+    def _drain_updates(self) -> None:
+        while True:
+            try:
+                job = self._updates.get_nowait()
+            except queue.Empty:
+                return
+            waiters = self._waiters.get(job["job_id"], [])
+            final = job["status"] in FINAL
+            for w in waiters:
+                if final:
+                    self._send(w.identity, encode_reply_ok(w.request_id, job))
+                elif w.progress:
+                    self._send(w.identity, encode_event(w.request_id, EVENT_PROGRESS, job))
+            if final:
+                self._waiters.pop(job["job_id"], None)
+
+    def _expire_waiters(self) -> None:
+        now = time.monotonic()
+        for job_id, waiters in list(self._waiters.items()):
+            due = [w for w in waiters if w.deadline is not None and w.deadline <= now]
+            if not due:
+                continue
+            job = self.handlers.d.supervisor.get(job_id)
+            for w in due:
+                self._send(w.identity, encode_reply_ok(w.request_id, job))
+                waiters.remove(w)
+            if not waiters:
+                del self._waiters[job_id]

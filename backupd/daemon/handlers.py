@@ -1,0 +1,132 @@
+"""Control ops: one function per op, each turning checked arguments into a plain result.
+
+Handlers run on the control thread and must not block: anything slow becomes a job, and `job.wait`
+is answered later by the server (see control.py).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any, Callable
+
+from backupd import __version__
+from backupd_client.protocol import PROTOCOL_VERSION, Op
+
+from backupd.core.chain import restore_point_at
+from backupd.errors import NotFound, UsageError
+
+
+class Handlers:
+    def __init__(self, daemon: Any):
+        self.d = daemon
+        self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {
+            Op.STATUS: self.status,
+            Op.HEALTH: self.health,
+            Op.BACKUP_CREATE: self.backup_create,
+            Op.JOB_GET: lambda a: self.d.supervisor.get(a["job_id"]),
+            Op.JOB_LIST: lambda a: self.d.supervisor.list(status=a.get("status"), source=a.get("source"),
+                                                          kind=a.get("kind"), limit=min(a.get("limit", 50), 1000)),
+            Op.JOB_CANCEL: lambda a: self.d.supervisor.cancel(a["job_id"]),
+            Op.RESTORE_POINTS: self.restore_points,
+            Op.RESTORE_NEAREST: self.restore_nearest,
+            Op.RESTORE_CREATE: self.restore_create,
+            Op.VALIDATE: self.validate,
+            Op.SCHEDULE_ADD: self.schedule_add,
+            Op.SCHEDULE_LIST: lambda a: self.d.schedules.list(),
+            Op.SCHEDULE_REMOVE: lambda a: self.d.schedules.remove(a["name"]),
+            Op.SCHEDULE_PAUSE: lambda a: self.d.schedules.pause(a["name"], True),
+            Op.SCHEDULE_RESUME: lambda a: self.d.schedules.pause(a["name"], False),
+            Op.SCHEDULE_STATS: lambda a: self.d.schedules.stats(a.get("name")),
+            Op.DESTINATION_LIST: self.destination_list,
+            Op.DESTINATION_HEALTH: self.destination_health,
+            Op.PRUNE: self.prune,
+            Op.CONFIG_RELOAD: lambda a: self.d.reload_config(),
+        }
+
+    def status(self, _: dict[str, Any]) -> dict[str, Any]:
+        sup = self.d.supervisor
+        return {
+            "version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
+            "uptime_s": round((sup.clock() - sup.started_at).total_seconds(), 3), "state": sup.state,
+            "jobs": sup.counts(), "schedules": len(self.d.schedules.names()), "config": str(self.d.config_path),
+        }
+
+    def health(self, _: dict[str, Any]) -> dict[str, Any]:
+        dests = self.d.destination_health()
+        problems = [f"{h['name']}: {p}" for h in dests for p in h["problems"]]
+        statuses = {h["status"] for h in dests}
+        status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"
+        if self.d.supervisor.state != "running":
+            status, problems = "degraded", [*problems, "the daemon is stopping"]
+        return {"status": status, "problems": problems, "destinations": dests}
+
+    def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:
+        args = {"strategy": a.get("strategy", "auto"), "tags": a.get("tags", []), "description": a.get("description", "")}
+        return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"))
+
+    def schedule_add(self, a: dict[str, Any]) -> dict[str, Any]:
+        """The wire names the staleness limit in seconds (`max_staleness_s`, as the schedule object
+        does); the schedule table calls it `max_staleness` (a duration, or a number of seconds)."""
+        if "max_staleness_s" in a:
+            if "max_staleness" in a:
+                raise UsageError("schedule: give max_staleness_s or max_staleness, not both")
+            a = {("max_staleness" if k == "max_staleness_s" else k): v for k, v in a.items()}
+        return self.d.schedules.add(a)
+
+    def restore_points(self, a: dict[str, Any]) -> list[dict[str, Any]]:
+        if a.get("source"):
+            self.d.config.source(a["source"])
+        return [b.to_json() for b in self.d.supervisor.catalog.backups(a.get("source"))]
+
+    def restore_nearest(self, a: dict[str, Any]) -> dict[str, Any]:
+        self.d.config.source(a["source"])
+        at = _parse_at(a["at"])
+        backup, gap = restore_point_at(self.d.supervisor.catalog.backups(a["source"]), at)
+        return {"backup": backup.to_json(), "gap_s": gap.total_seconds()}
+
+    def restore_create(self, a: dict[str, Any]) -> dict[str, Any]:
+        if a.get("at"):
+            _parse_at(a["at"])
+        if not os.path.isabs(a["to"]):
+            raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
+        args = {k: a.get(k) for k in ("backup_id", "at", "to", "tables", "overwrite")}
+        return self.d.supervisor.submit("restore", a["source"], args, priority="high")
+
+    def validate(self, a: dict[str, Any]) -> dict[str, Any]:
+        backup = next((b for b in self.d.supervisor.catalog.backups() if b.backup_id == a["backup_id"]), None)
+        if backup is None:
+            raise NotFound(f"no backup {a['backup_id']}", hint="list restore points with `backupctl ls`")
+        level = a.get("level") or self.d.config.validation.default_level
+        return self.d.supervisor.submit("validate", backup.manifest.source,
+                                        {"backup_id": a["backup_id"], "level": level}, priority="high")
+
+    def destination_list(self, _: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"name": d.name, "kind": d.kind, "enabled": d.enabled, "priority": d.priority,
+                 "encrypted": d.encryption is not None, "compression_level": d.compression_level}
+                for d in self.d.config.destinations]
+
+    def destination_health(self, a: dict[str, Any]) -> list[dict[str, Any]]:
+        out = self.d.destination_health()
+        if a.get("name"):
+            out = [h for h in out if h["name"] == a["name"]]
+            if not out:
+                raise NotFound(f"no destination {a['name']!r}")
+        return out
+
+    def prune(self, a: dict[str, Any]) -> dict[str, Any]:
+        if not a["dry_run"]:
+            raise UsageError("retention is not configured in this version; only `prune --dry-run` is available")
+        keep = [b.backup_id for b in self.d.supervisor.catalog.backups()]
+        return {"dry_run": True, "policy": None, "keep": keep, "delete": [],
+                "reasons": {b: "no retention policy is configured: everything is kept" for b in keep}}
+
+
+def _parse_at(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"at: {value!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise UsageError(f"at: {value!r} has no timezone; add Z or an offset")
+    return at

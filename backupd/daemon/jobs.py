@@ -1,0 +1,73 @@
+"""Jobs: what the daemon runs, their statuses and the transitions allowed between them.
+
+The supervisor is the only writer of job state; everything else reads snapshots (`to_wire`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from backupd.core.backoff import RetryPolicy
+from backupd.core.gate import Conditions
+
+PENDING = frozenset({"queued", "waiting"})
+FINAL = frozenset({"completed", "completed_with_warnings", "partial", "failed", "cancelled", "skipped"})
+ALLOWED: dict[str, frozenset[str]] = {
+    "queued": frozenset({"waiting", "running", "cancelled", "skipped"}),
+    "waiting": frozenset({"waiting", "running", "cancelled", "skipped"}),
+    "running": FINAL | {"waiting"},  # waiting again: a retry after a failed attempt
+}
+
+
+class TransitionError(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    job_id: str
+    kind: str  # backup | restore | validate
+    source: str
+    args: dict[str, Any]
+    created_at: datetime
+    priority: str = "normal"
+    schedule: str | None = None
+    conditions: Conditions | None = None
+    retry: RetryPolicy | None = None
+    max_staleness_s: float | None = None
+    status: str = "queued"
+    attempt: int = 1
+    reason: str | None = None
+    not_before: datetime | None = None
+    held_since: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts if self.retry else 1
+
+    def move(self, status: str, reason: str | None = None) -> None:
+        if status not in ALLOWED.get(self.status, frozenset()):
+            raise TransitionError(f"job {self.job_id}: {self.status} -> {status} is not allowed")
+        self.status = status
+        self.reason = reason
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def to_wire(self) -> dict[str, Any]:
+        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        return {
+            "job_id": self.job_id, "kind": self.kind, "source": self.source, "status": self.status,
+            "priority": self.priority, "schedule": self.schedule, "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "attempt": self.attempt,
+            "max_attempts": self.max_attempts, "reason": self.reason, "progress": self.progress,
+            "result": self.result, "error": self.error, "args": self.args,
+        }

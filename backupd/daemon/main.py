@@ -1,0 +1,168 @@
+"""`backupd run`: the long-running daemon (foreground; systemd supervises it).
+
+Wiring and lifecycle: single-instance locks (flock, released by the kernel on a crash), the control
+socket, the scheduler, sd_notify, and signals. Signal handlers only record; the main loop acts:
+SIGTERM/SIGINT -> drain and exit 0, SIGHUP -> reload the config (a bad one keeps the old running).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from backupd import log as logsetup
+from backupd.config import load_config
+from backupd.daemon.control import ControlServer
+from backupd.daemon.handlers import Handlers
+from backupd.daemon.notify import Notifier
+from backupd.daemon.probes import default_probe
+from backupd.daemon.scheduler import ScheduleBook
+from backupd.daemon.store import DaemonStore
+from backupd.daemon.supervisor import Supervisor
+from backupd.destinations.registry import open_destination
+from backupd.errors import BackupdError, ConfigError
+
+log = structlog.get_logger("backupd.daemon")
+
+
+class AlreadyRunning(BackupdError):
+    code = "already_running"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _lock(path: Path, what: str) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AlreadyRunning(f"another backupd daemon (pid {holder}) is using {what}",
+                             hint="stop it first; the lock is released automatically when it exits") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class Daemon:
+    def __init__(self, config_path: Path, log_level: str = "info"):
+        self.config_path = Path(config_path).absolute()
+        self.log_level = log_level
+        self.config = load_config(self.config_path)
+        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def run(self) -> int:
+        cfg = self.config
+        locks = [_lock(cfg.state.dir / "daemon.lock", f"state dir {cfg.state.dir}"),
+                 _lock(cfg.control.socket.with_name(cfg.control.socket.name + ".lock"),
+                       f"control socket {cfg.control.socket}")]
+        notifier = Notifier()
+        self.store = DaemonStore(cfg.state.dir / "catalog.db")
+        self.supervisor = Supervisor(cfg, probe=default_probe(), store=self.store, clock=utc_now,
+                                     log_level=self.log_level)
+        self.schedules = ScheduleBook(self.supervisor, self.store)
+        control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
+                                handlers=Handlers(self))
+        control.bind()
+        self.supervisor.add_listener(control.job_changed)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda signum, _frame: (self._signals.put(signum), self.supervisor.wake.set()))
+        control.start()
+        self.schedules.start()
+        notifier.ready(f"listening on {cfg.control.socket}")
+        log.info("daemon_ready", pid=os.getpid(), socket=str(cfg.control.socket), config=str(self.config_path),
+                 schedules=self.schedules.names())
+        last_ping = 0.0
+        try:
+            while True:
+                self.supervisor.wake.wait(timeout=min(1.0, cfg.daemon.recheck_interval_s))
+                self.supervisor.wake.clear()
+                if self._handle_signals():
+                    break
+                self.supervisor.tick()
+                self.supervisor.reap_overdue_cancels()
+                if notifier.watchdog_interval is not None:
+                    if time.monotonic() - last_ping >= notifier.watchdog_interval:
+                        notifier.watchdog()
+                        last_ping = time.monotonic()
+                counts = self.supervisor.counts()
+                notifier.status(f"{counts['running']} running, {counts['waiting']} waiting, {counts['queued']} queued")
+        finally:
+            notifier.stopping()
+            log.info("daemon_stopping", running=self.supervisor.counts()["running"],
+                     timeout_s=cfg.daemon.shutdown_timeout_s)
+            self.schedules.stop()
+            self.supervisor.shutdown(self.config.daemon.shutdown_timeout_s)
+            control.stop()
+            self.store.close()
+            for fd in locks:
+                os.close(fd)
+            log.info("daemon_stopped")
+        return 0
+
+    def _handle_signals(self) -> bool:
+        """Act on recorded signals; True when the daemon should stop."""
+        while True:
+            try:
+                signum = self._signals.get_nowait()
+            except queue.Empty:
+                return False
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                return True
+            if signum == signal.SIGHUP:
+                try:
+                    self.reload_config()
+                except ConfigError:
+                    pass  # logged by reload_config; the old config keeps running
+
+    def reload_config(self) -> dict[str, Any]:
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config_reload_failed", config=str(self.config_path), problems=exc.problems,
+                      note="the previous config keeps running")
+            raise
+        if new.control != self.config.control or new.state != self.config.state:
+            log.warning("config_reload_partial", note="[state] and [control] changes take effect at the next start")
+        self.config = new
+        self.supervisor.config = new
+        self.schedules.reload(new)
+        log.info("config_reloaded", config=str(self.config_path), schedules=self.schedules.names())
+        return {"reloaded": True, "config": str(self.config_path)}
+
+    def destination_health(self) -> list[dict[str, Any]]:
+        newest: dict[str, str] = {}
+        for b in self.supervisor.catalog.backups():
+            for c in b.copies:
+                newest[c.destination] = max(newest.get(c.destination, ""), b.created_at)
+        out = []
+        for d in self.config.destinations:
+            h = open_destination(d).health()
+            last = newest.get(d.name)
+            age = (utc_now() - datetime.fromisoformat(last)).total_seconds() if last else None
+            out.append({"name": d.name, "kind": d.kind, "enabled": d.enabled, "status": h.status,
+                        "reachable": h.reachable, "writable": h.writable, "free_bytes": h.free_bytes,
+                        "latency_ms": round(h.latency_ms, 2), "problems": list(h.problems),
+                        "last_backup_at": last, "last_backup_age_s": age})
+            if h.status != "ok":
+                log.warning("destination_unhealthy", destination=d.name, status=h.status, problems=list(h.problems))
+        return out
+
+
+def run(config_path: Path, log_level: str = "info") -> int:
+    logsetup.configure(log_level, stream=sys.stdout)
+    return Daemon(config_path, log_level).run()

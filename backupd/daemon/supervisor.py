@@ -1,0 +1,311 @@
+"""The supervisor: the only owner of job state. Triggers and control requests hand it job requests;
+its loop asks the gate (core.gate) whether each pending job may start, starts it in a worker process
+(backupd.daemon.worker), follows its progress over a pipe, retries failed backups with backoff, and
+tells listeners (the control server) about every change.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import structlog
+
+from backupd.core.backoff import RetryPolicy, retry_delay
+from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
+from backupd.daemon.jobs import FINAL, PENDING, Job
+from backupd.daemon.probes import LoadProbe
+from backupd.daemon.store import DaemonStore
+from backupd.daemon.worker import run_job
+from backupd.engine.catalog import Catalog
+from backupd.errors import BackupdError, NotFound
+
+log = structlog.get_logger("backupd.supervisor")
+NO_RETRY_CODES = frozenset({"unknown_source", "config_invalid", "bad_usage", "wrong_key", "key_unusable", "cancelled"})
+KEEP_FINISHED = 500
+_PRELOAD = ["backupd.engine.backup", "backupd.engine.restore", "backupd.engine.validate", "backupd.daemon.worker"]
+
+
+class ShuttingDown(BackupdError):
+    code = "shutting_down"
+
+
+class Conflict(BackupdError):
+    code = "conflict"
+
+
+@dataclass
+class _Worker:
+    process: Any
+    cancel_sent: float | None = None
+
+
+class Supervisor:
+    def __init__(self, config: Any, *, probe: LoadProbe, store: DaemonStore, clock: Callable[[], datetime],
+                 log_level: str = "info"):
+        self.config = config
+        self.probe = probe
+        self.store = store
+        self.clock = clock
+        self.log_level = log_level
+        self.state = "running"
+        self.started_at = clock()
+        self.catalog = Catalog(config.state.dir / "catalog.db")
+        self._lock = threading.RLock()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._workers: dict[str, _Worker] = {}
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.wake = threading.Event()
+        self._mp = multiprocessing.get_context("forkserver")
+        self._mp.set_forkserver_preload(_PRELOAD)
+        stale = store.fail_unfinished("the daemon stopped while this job was pending or running")
+        if stale:
+            log.warning("jobs_interrupted", job_ids=stale)
+
+    # -- requests (any thread) -----------------------------------------------------------------
+    def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(fn)
+
+    def submit(self, kind: str, source: str, args: dict[str, Any], *, priority: str = "normal",
+               schedule: str | None = None, conditions: Conditions | None = None, retry: RetryPolicy | None = None,
+               max_staleness_s: float | None = None) -> dict[str, Any]:
+        """Queue a job; it starts when the gate allows. Returns its wire form."""
+        if self.state != "running":
+            raise ShuttingDown("the daemon is stopping and accepts no new jobs")
+        self.config.source(source)
+        now = self.clock()
+        job = Job(job_id=now.strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3), kind=kind, source=source,
+                  args=args, created_at=now, priority=priority, schedule=schedule, conditions=conditions,
+                  retry=retry, max_staleness_s=max_staleness_s)
+        with self._lock:
+            self._jobs[job.job_id] = job
+            self._changed(job)
+        log.info("job_queued", job_id=job.job_id, kind=kind, source=source, schedule=schedule, priority=priority)
+        self.wake.set()
+        return job.to_wire()
+
+    def pending_for_schedule(self, schedule: str) -> bool:
+        with self._lock:
+            return any(j.schedule == schedule and j.status in PENDING for j in self._jobs.values())
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                return job.to_wire()
+        stored = self.store.job(job_id)
+        if stored is None:
+            raise NotFound(f"no job {job_id}")
+        return stored
+
+    def list(self, *, status: str | None = None, source: str | None = None, kind: str | None = None,
+             limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            live = {j.job_id: j.to_wire() for j in self._jobs.values()}
+        merged = {**{j["job_id"]: j for j in self.store.jobs(limit=max(limit * 4, 200))}, **live}
+        out = [j for j in merged.values() if (status is None or j["status"] == status)
+               and (source is None or j["source"] == source) and (kind is None or j["kind"] == kind)]
+        out.sort(key=lambda j: j["created_at"], reverse=True)
+        return out[:limit]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            statuses = [j.status for j in self._jobs.values()]
+        return {s: statuses.count(s) for s in ("queued", "waiting", "running")}
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return self.get(job_id)
+            if job.status in PENDING:
+                self._finish(job, "cancelled", None, {"code": "cancelled", "message": "cancelled before it started"})
+            elif job.status == "running":
+                self._signal_cancel(job_id)
+                job.reason = "cancelling"
+                self._changed(job)
+            return job.to_wire()
+
+    # -- the loop (main thread) ------------------------------------------------------------------
+    def tick(self) -> None:
+        """Dispatch what may start; hold or skip the rest."""
+        with self._lock:
+            pending = [j for j in self._jobs.values() if j.status in PENDING]
+            if not pending:
+                return
+            now = self.clock()
+            due = [j for j in pending if j.not_before is None or j.not_before <= now]
+            if not due:
+                return
+            load = self.probe.sample()
+            last_good = self._last_good_backups()
+            due.sort(key=lambda j: (j.priority != "high", j.created_at))
+            for job in due:
+                running_jobs = [j for j in self._jobs.values() if j.status == "running"]
+                running = Running(total=len(running_jobs), sources=frozenset(j.source for j in running_jobs))
+                request = JobRequest(source=job.source, priority=job.priority,
+                                     conditions=job.conditions or Conditions(), max_staleness_s=job.max_staleness_s,
+                                     last_good_backup_at=last_good.get(job.source), held_since=job.held_since)
+                decision = decide(request, running, load, now, self.config.daemon.max_concurrent_jobs,
+                                  max_hold_s=self.config.daemon.max_hold_s)
+                if isinstance(decision, Dispatch):
+                    self._start(job, decision.note if decision.note.startswith("running despite") else None)
+                elif isinstance(decision, Skip):
+                    log.warning("job_skipped", job_id=job.job_id, source=job.source, schedule=job.schedule,
+                                reason=decision.reason)
+                    self._finish(job, "skipped", None, None, reason=decision.reason)
+                elif isinstance(decision, Hold) and (job.status != "waiting" or job.reason != decision.reason):
+                    job.held_since = job.held_since or now
+                    job.move("waiting", decision.reason)
+                    log.info("job_held", job_id=job.job_id, source=job.source, reason=decision.reason)
+                    self._changed(job)
+
+    def _last_good_backups(self) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        for b in self.catalog.backups():
+            at = datetime.fromisoformat(b.created_at)
+            if b.manifest.source not in out or at > out[b.manifest.source]:
+                out[b.manifest.source] = at
+        return out
+
+    def _start(self, job: Job, note: str | None) -> None:
+        receiver, sender = self._mp.Pipe(duplex=False)
+        proc = self._mp.Process(target=run_job, name=f"backupd-job-{job.job_id}",
+                                args=(self.config, job.job_id, job.kind, job.source, job.args, sender, self.log_level))
+        proc.start()
+        sender.close()
+        self._workers[job.job_id] = _Worker(proc)
+        job.move("running", note)
+        job.started_at = self.clock()
+        job.progress = {}
+        if note:
+            log.warning("running_despite_load", job_id=job.job_id, source=job.source, reason=note)
+        log.info("job_started", job_id=job.job_id, kind=job.kind, source=job.source, attempt=job.attempt,
+                 pid=proc.pid)
+        self._changed(job)
+        threading.Thread(target=self._pump, args=(job.job_id, proc, receiver), daemon=True,
+                         name=f"pump-{job.job_id}").start()
+
+    def _pump(self, job_id: str, proc, receiver) -> None:
+        """Follow one worker's pipe until it reports done or dies."""
+        outcome = None
+        last_note = 0.0
+        while outcome is None:
+            try:
+                msg = receiver.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "progress":
+                with self._lock:
+                    job = self._jobs[job_id]
+                    job.progress = msg[1]
+                    if time.monotonic() - last_note >= 0.2:
+                        last_note = time.monotonic()
+                        self._notify(job)
+            elif msg[0] == "done":
+                outcome = msg[1:]
+        receiver.close()
+        proc.join()
+        if outcome is None:
+            outcome = ("failed", None, {"code": "worker_died",
+                                        "message": f"the job's process died (exit code {proc.exitcode})"})
+        with self._lock:
+            self._workers.pop(job_id, None)
+            self._finish(self._jobs[job_id], *outcome)
+        self.wake.set()
+
+    def _finish(self, job: Job, status: str, result: Any, error: dict[str, Any] | None, reason: str | None = None) -> None:
+        now = self.clock()
+        if (status == "failed" and job.retry is not None and job.attempt < job.max_attempts
+                and (error or {}).get("code") not in NO_RETRY_CODES and self.state == "running"):
+            delay = retry_delay(job.retry, job.attempt, random.random())
+            if delay is not None:
+                job.attempt += 1
+                job.not_before = now + timedelta(seconds=delay)
+                job.held_since = None
+                job.error = error
+                job.move("waiting", f"retry {job.attempt}/{job.max_attempts} in {delay:.0f}s after: "
+                                    f"{(error or {}).get('message', 'failure')}")
+                log.warning("job_retry_scheduled", job_id=job.job_id, attempt=job.attempt, delay_s=round(delay, 1),
+                            error=error)
+                self._changed(job)
+                self.wake.set()
+                return
+        job.move(status, reason if reason is not None else job.reason)
+        job.finished_at = now
+        job.result = result
+        job.error = error
+        duration = (now - job.started_at).total_seconds() if job.started_at else None
+        fields = dict(job_id=job.job_id, kind=job.kind, source=job.source, schedule=job.schedule, status=status,
+                      attempt=job.attempt, duration_s=round(duration, 3) if duration is not None else None,
+                      error=error)
+        if status == "failed":
+            log.error("job_failed", **fields)
+        elif status == "cancelled":
+            log.info("job_cancelled", **fields)
+        elif status != "skipped":  # a skip was logged as job_skipped when decided
+            log.info("job_completed", **fields)
+        self._changed(job)
+        self._trim()
+
+    def _trim(self) -> None:
+        finished = [k for k, j in self._jobs.items() if j.final]
+        for k in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[k]
+
+    def _changed(self, job: Job) -> None:
+        self.store.save_job(job.to_wire())
+        self._notify(job)
+
+    def _notify(self, job: Job) -> None:
+        wire = job.to_wire()
+        for fn in self._listeners:
+            fn(wire)
+
+    def _signal_cancel(self, job_id: str) -> None:
+        w = self._workers.get(job_id)
+        if w is not None and w.process.is_alive():
+            try:
+                w.process.terminate()
+            except (OSError, ValueError):
+                pass
+            w.cancel_sent = w.cancel_sent or time.monotonic()
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, cancel pending jobs, let running ones finish up to `timeout_s`, cancel the rest."""
+        with self._lock:
+            self.state = "stopping"
+            for job in [j for j in self._jobs.values() if j.status in PENDING]:
+                self._finish(job, "cancelled", None, {"code": "shutting_down", "message": "the daemon stopped"})
+        deadline = time.monotonic() + timeout_s
+        while self._workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            for job_id in list(self._workers):
+                log.warning("job_cancelled_at_shutdown", job_id=job_id)
+                self._signal_cancel(job_id)
+        hard = time.monotonic() + 10
+        while self._workers and time.monotonic() < hard:
+            time.sleep(0.05)
+        with self._lock:
+            for w in self._workers.values():
+                w.process.kill()
+        while self._workers and time.monotonic() < hard + 5:
+            time.sleep(0.05)
+        self.catalog.close()
+
+    def reap_overdue_cancels(self, grace_s: float = 15.0) -> None:
+        """A worker that ignores SIGTERM for `grace_s` is killed (its temp files are cleaned next time)."""
+        with self._lock:
+            for w in self._workers.values():
+                if w.cancel_sent and time.monotonic() - w.cancel_sent > grace_s and w.process.is_alive():
+                    w.process.kill()
+

@@ -1,0 +1,91 @@
+"""The process one job runs in. The daemon starts it through a forkserver, talks to it over a pipe,
+and cancels it with SIGTERM: the engine then stops at its next progress report, aborting uploads,
+so no partial artifact is left.
+
+Messages to the daemon: ("progress", dict) ... then exactly one ("done", status, result, error).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from backupd import log as logsetup
+from backupd.errors import BackupdError, Cancelled
+
+
+def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, Any], conn: Connection,
+            log_level: str) -> None:
+    """Process entry point."""
+    logsetup.configure(log_level, json=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def sink(progress) -> None:
+        conn.send(("progress", progress.to_dict()))
+        if stop.is_set():
+            raise Cancelled("the job was cancelled")
+
+    from structlog.contextvars import bind_contextvars
+
+    bind_contextvars(job_id=job_id, source=source)
+    try:
+        status, result, error = _run(config, job_id, kind, source, args, sink)
+    except Cancelled as exc:
+        status, result, error = "cancelled", None, {"code": exc.code, "message": str(exc)}
+    except BackupdError as exc:
+        status, result, error = "failed", None, {"code": exc.code, "message": str(exc)}
+    except Exception as exc:  # a bug: reported as a failed job, the daemon keeps running
+        status, result, error = "failed", None, {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+    conn.send(("done", status, result, error))
+    conn.close()
+
+
+def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | None]:
+    from backupd.engine.context import open_context
+
+    ctx = open_context(config)
+    try:
+        if kind == "backup":
+            from backupd.engine.backup import run_backup
+
+            backup = run_backup(ctx, source, args.get("strategy", "auto"), tags=tuple(args.get("tags", ())),
+                                description=args.get("description", ""), metadata=args.get("metadata") or {},
+                                progress=sink, job_id=job_id)
+            result = backup.to_json()
+            level = args.get("validate_level")
+            if not level:
+                return "completed", result, None
+            report = _validate(ctx, backup.backup_id, level).to_json()
+            result["validation"] = report
+            if report["verdict"] == "fail":
+                return "failed", result, {"code": "verification_failed",
+                                          "message": f"backup {backup.backup_id} failed {level} validation"}
+            return ("completed_with_warnings" if report["verdict"] == "warn" else "completed"), result, None
+        if kind == "restore":
+            from datetime import datetime
+
+            from backupd.engine.restore import run_restore
+
+            at = datetime.fromisoformat(args["at"]) if args.get("at") else None
+            res = run_restore(ctx, source, args["to"], backup_id=args.get("backup_id"), at=at,
+                              tables=args.get("tables"), overwrite=bool(args.get("overwrite")), progress=sink)
+            return "completed", res.to_json(), None
+        if kind == "validate":
+            report = _validate(ctx, args["backup_id"], args["level"]).to_json()
+            if report["verdict"] == "fail":
+                return "failed", report, {"code": "verification_failed",
+                                          "message": f"backup {args['backup_id']} failed {args['level']} validation"}
+            return ("completed_with_warnings" if report["verdict"] == "warn" else "completed"), report, None
+        raise BackupdError(f"unknown job kind {kind!r}")
+    finally:
+        ctx.close()
+
+
+def _validate(ctx, backup_id: str, level: str):
+    from backupd.engine.validate import validate_backup
+
+    return validate_backup(ctx, backup_id, level)
