@@ -65,12 +65,3 @@ def restore_point_at(backups: Iterable[B], at: datetime) -> tuple[B, timedelta]:
 
 def newest(backups: Iterable[B]) -> B | None:
     return max(backups, key=lambda b: (created(b), b.backup_id), default=None)
-
-
-def last_full(backups: Iterable[B]) -> B | None:
-    return newest(b for b in backups if b.strategy == "full")
-
-
-def deltas_since_full(target_id: str, by_id: Mapping[str, B]) -> int:
-    """How many backups after the full a restore of `target_id` must apply."""
-    return len(resolve_chain(target_id, by_id)) - 1

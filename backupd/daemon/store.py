@@ -75,9 +75,6 @@ class DaemonStore:
             ids.append(job["job_id"])
         return ids
 
-    def schedule_stats_rows(self, schedule: str) -> list[dict[str, Any]]:
-        return self.jobs(limit=1000, schedule=schedule)
-
     # schedules -------------------------------------------------------------------------------
     def runtime_schedules(self) -> list[tuple[str, dict[str, Any], bool]]:
         rows = self._db.execute("SELECT name, spec, paused FROM schedules WHERE origin = 'runtime'").fetchall()

@@ -168,10 +168,6 @@ class Catalog:
              c.compression_level, int(c.encrypted), utcnow_iso(), c.verified_at),
         )
 
-    def add_copy(self, backup_id: str, copy: Copy) -> None:
-        with self._tx():
-            self._put_copy(backup_id, copy)
-
     def remove_copy(self, backup_id: str, destination: str) -> None:
         with self._tx():
             self._db.execute("DELETE FROM copies WHERE backup_id = ? AND destination = ?", (backup_id, destination))

@@ -121,7 +121,3 @@ class PageHashCache:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-
-    def drop(self, source: str) -> None:
-        for which in ("last", "full"):
-            self._path(source, which).unlink(missing_ok=True)

@@ -104,12 +104,6 @@ class ArtifactWriter:
         self.size += fmt.TRAILER_SIZE
         return self.size, whole.hex()
 
-    def cancel(self) -> None:
-        for f in self._pending:
-            f.cancel()
-        self._pending.clear()
-        self._writer.shutdown(wait=True, cancel_futures=True)
-
 
 class _HashingReader:
     def __init__(self, f: BinaryIO, what: str):

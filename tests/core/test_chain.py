@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backupd.core.chain import deltas_since_full, last_full, newest, resolve_chain, restore_point_at
+from backupd.core.chain import newest, resolve_chain, restore_point_at
 from backupd.core.ids import new_backup_id
 from backupd.errors import MissingChainMember, NoRestorePoint
 
@@ -66,7 +66,6 @@ def test_every_chain_starts_with_a_full_and_follows_parents(history):
         assert all(c.strategy != "full" for c in chain[1:])
         assert all(chain[k].parent_id == chain[k - 1].backup_id for k in range(1, len(chain)))
         assert [c.backup_id for c in chain] == expected_chain(history, i)
-        assert deltas_since_full(b.backup_id, by_id) == len(chain) - 1
 
 
 @given(histories(), st.data())
@@ -117,7 +116,6 @@ def test_selection_does_not_depend_on_order(history, rnd):
     shuffled = list(history)
     rnd.shuffle(shuffled)
     assert newest(shuffled) is history[-1]
-    assert last_full(shuffled) is [b for b in history if b.strategy == "full"][-1]
     at = datetime.fromisoformat(history[-1].created_at)
     assert restore_point_at(shuffled, at) == (history[-1], timedelta(0))
 
@@ -132,4 +130,4 @@ def test_restore_point_exactly_at_a_backup_and_the_gap():
     with pytest.raises(NoRestorePoint) as exc:
         restore_point_at(history, T0 - timedelta(microseconds=1))
     assert exc.value.hint
-    assert newest([]) is None and last_full([]) is None
+    assert newest([]) is None
