@@ -7,7 +7,7 @@ store keeps (APScheduler's memory job store forgets everything on restart).
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 

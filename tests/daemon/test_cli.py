@@ -1,0 +1,107 @@
+"""`backupctl` end to end against a real daemon: backup --wait, ls, restore, validate, schedules, jobs,
+status while a backup runs, and the exit codes and output of failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from .harness import BACKUPD, row_count, wait_for
+
+BACKUP_FIELDS = {"id", "source", "strategy", "parent_id", "base_id", "created_at", "logical_bytes", "stored_bytes",
+                 "changed_pages", "page_count"}
+
+
+def test_backupctl_end_to_end(installation, daemon_for):
+    inst = installation(demo="small", big="big", compression_level=9)
+    inst.sources["ghost"] = "no-such.db"  # a source whose database does not exist: its backups fail
+    inst.write_config()
+    d = daemon_for(inst).start()
+
+    status = d.ctl_json("status")
+    assert status["state"] == "running" and status["jobs"] == {"queued": 0, "waiting": 0, "running": 0}
+
+    # backup --wait --json: the job's status and the backup's fields, flat
+    first = d.ctl_json("backup", "--source", "demo", "--wait", "--tag", "e2e")
+    assert first["status"] == "completed" and first["error"] is None and first["job_id"].startswith("j")
+    assert BACKUP_FIELDS <= set(first), sorted(first)
+    assert first["source"] == "demo" and first["strategy"] == "full" and first["tags"] == ["e2e"]
+    second = d.ctl_json("backup", "--source", "demo", "--wait", "--strategy", "incremental")
+    assert second["status"] == "completed" and second["strategy"] == "incremental"
+    assert second["parent_id"] == first["id"]
+
+    # ls --json is exactly what `backupd list --json` prints
+    listed = d.ctl_json("ls")
+    offline = subprocess.run([str(BACKUPD), "list", "-c", str(inst.config), "--json"], capture_output=True,
+                             text=True, timeout=60)
+    assert offline.returncode == 0, offline.stderr
+    assert listed == json.loads(offline.stdout)
+    assert [b["id"] for b in listed] == [first["id"], second["id"]]
+    assert d.ctl_json("ls", "--source", "demo") == listed
+
+    # restore the incremental (its chain) to a new file, then validate
+    target = inst.root / "restored.db"
+    restored = d.ctl_json("restore", "--source", "demo", "--backup", second["id"], "--to", str(target), "--wait")
+    assert restored["status"] == "completed", restored
+    assert row_count(target) == row_count(inst.db("demo"))
+    report = d.ctl_json("validate", second["id"], "--level", "standard", "--wait")
+    assert report["status"] == "completed" and report["verdict"] == "pass", report
+    human = d.ctl("validate", first["id"], "--level", "quick", "--wait")
+    assert human.returncode == 0 and "pass" in human.stdout, human
+
+    # a job that fails: exit 1, one stderr line naming the cause; with --json the job says why
+    failed = d.ctl("backup", "--source", "ghost", "--wait")
+    assert failed.returncode == 1, failed
+    assert failed.stderr.count("\n") == 1 and "snapshot_failed" in failed.stderr and "Traceback" not in failed.stderr
+    failed_json = d.ctl("--json", "backup", "--source", "ghost", "--wait")
+    assert failed_json.returncode == 1
+    assert json.loads(failed_json.stdout)["status"] == "failed"
+    assert json.loads(failed_json.stdout)["error"]["code"] == "snapshot_failed"
+    over = d.ctl("restore", "--source", "demo", "--backup", first["id"], "--to", str(target), "--wait")
+    assert over.returncode == 1 and "target_exists" in over.stderr, over
+    unknown = d.ctl("backup", "--source", "nope", "--wait")
+    assert unknown.returncode == 2 and "unknown source" in unknown.stderr, unknown
+
+    # schedule add / ls / stats / rm
+    added = d.ctl_json("schedule", "add", "nightly", "--source", "demo", "--cron", "15 3 * * *",
+                       "--strategy", "incremental", "--description", "added by the e2e test")
+    assert added["name"] == "nightly" and added["origin"] == "runtime" and added["next_run"]
+    assert [s["name"] for s in d.ctl_json("schedule", "ls")] == ["nightly"]
+    again = d.ctl("schedule", "add", "nightly", "--source", "demo", "--cron", "15 3 * * *")
+    assert again.returncode == 1 and "conflict" not in again.stdout and "exists" in again.stderr, again
+    stats = d.ctl_json("schedule", "stats", "nightly")
+    assert stats[0]["name"] == "nightly" and stats[0]["runs"] == 0
+    assert d.ctl_json("schedule", "rm", "nightly") == {"removed": "nightly"}
+    assert d.ctl_json("schedule", "ls") == []
+    gone = d.ctl("schedule", "rm", "nightly")
+    assert gone.returncode == 1 and "no schedule" in gone.stderr
+
+    # status while a backup runs: it answers at once and counts the running job
+    job = d.ctl_json("backup", "--source", "big")
+    assert job["status"] in ("queued", "running")
+    timings = []
+
+    def running_now() -> bool:
+        t = time.monotonic()
+        s = d.ctl_json("status")
+        timings.append(time.monotonic() - t)
+        return s["jobs"]["running"] == 1
+
+    assert wait_for(running_now, 30, interval=0.01), "the big backup never showed as running"
+    during = d.ctl_json("status")
+    assert during["jobs"]["running"] == 1
+    shown = d.ctl_json("jobs", job["job_id"])
+    assert shown["status"] == "running" and shown["kind"] == "backup", shown
+    assert max(timings) < 5, timings  # a whole backupctl process; the bench measures the round trip
+    finished = d.wait_job(job["job_id"], lambda j: j["status"] == "completed", 120, "completed")
+    assert finished["result"]["source"] == "big"
+
+    jobs = d.ctl_json("jobs", "--limit", "20")
+    assert jobs[0]["job_id"] == job["job_id"]  # newest first
+    assert {j["status"] for j in jobs} == {"completed", "failed"}
+    assert [j["job_id"] for j in d.ctl_json("jobs", "--status", "failed")] == \
+        [j["job_id"] for j in jobs if j["status"] == "failed"]
+    human_status = d.ctl("status")
+    assert human_status.returncode == 0 and "running" in human_status.stdout
+    d.stop()
