@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from backupd import log as logsetup
+from backupd.core.units import parse_instant
 from backupd.errors import BackupdError, UsageError
 
 STRATEGIES = ["full", "incremental", "differential", "auto"]
@@ -25,14 +26,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_at(value: str) -> datetime:
-    """ISO 8601 with `Z` or an offset, fractional seconds allowed."""
     try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"--at: {value!r} is not an ISO 8601 time (example: 2026-11-26T14:30:00Z)") from None
-    if at.tzinfo is None:
-        raise UsageError(f"--at: {value!r} has no timezone; add Z or an offset such as +01:00")
-    return at
+        return parse_instant(value)
+    except ValueError as exc:
+        raise UsageError(f"--at: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from fractions import Fraction
 
 MAX_DURATION_S = 100 * 365 * 86400
@@ -118,3 +119,14 @@ def format_size(size: int) -> str:
         if abs(size) >= scale:
             return f"{size / scale:.2f}".rstrip("0").rstrip(".") + unit
     return f"{size}B"
+
+
+def parse_instant(value: str) -> datetime:
+    """ISO 8601 with `Z` or an offset, fractional seconds allowed: '2026-11-26T14:30:00.5Z' -> aware datetime."""
+    try:
+        at = datetime.fromisoformat(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value!r} is not an ISO 8601 time (example: 2026-11-26T14:30:00Z)") from None
+    if at.tzinfo is None:
+        raise ValueError(f"{value!r} has no timezone; add Z or an offset such as +01:00")
+    return at

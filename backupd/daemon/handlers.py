@@ -14,6 +14,7 @@ from backupd import __version__
 from backupd_client.protocol import PROTOCOL_VERSION, Op
 
 from backupd.core.chain import restore_point_at
+from backupd.core.units import parse_instant
 from backupd.errors import NotFound, UsageError
 
 
@@ -124,9 +125,6 @@ class Handlers:
 
 def _parse_at(value: str) -> datetime:
     try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"at: {value!r} is not an ISO 8601 time") from None
-    if at.tzinfo is None:
-        raise UsageError(f"at: {value!r} has no timezone; add Z or an offset")
-    return at
+        return parse_instant(value)
+    except ValueError as exc:
+        raise UsageError(f"at: {exc}") from None

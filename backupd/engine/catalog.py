@@ -240,7 +240,7 @@ class Catalog:
         """Jobs left 'running' by a process that no longer exists become failed; returns their ids."""
         stale = []
         for job_id, pid in self._db.execute("SELECT job_id, pid FROM jobs WHERE status = 'running'").fetchall():
-            if pid is None or not _alive(pid):
+            if pid is None or not pid_alive(pid):
                 stale.append(job_id)
         with self._tx():
             for job_id in stale:
@@ -256,7 +256,8 @@ class Catalog:
         return [dict(zip(cols, r)) for r in rows]
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,19 +9,19 @@ import os
 import secrets
 import sqlite3
 import time
-from glob import escape as glob_escape
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from glob import escape as glob_escape
 from pathlib import Path
 
 import structlog
 
 from backupd.core import chain
-from backupd.engine.catalog import CatalogBackup
+from backupd.engine.catalog import CatalogBackup, pid_alive
+from backupd.destinations.local import fsync_dir
 from backupd.engine.context import EngineContext
 from backupd.engine.inventory import reconcile
-from backupd.destinations.local import fsync_dir
 from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, iter_page_blocks
 from backupd.engine.snapshot import schema_and_counts
@@ -89,7 +89,7 @@ def remove_dead_restore_temps(target: Path) -> list[Path]:
     for p in target.parent.glob(f".{glob_escape(target.name)}.*{TEMP_SUFFIX}*"):
         middle = p.name[len(prefix):].split(TEMP_SUFFIX)[0]
         pid = middle.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             p.unlink(missing_ok=True)
             removed.append(p)
     if removed:
@@ -97,18 +97,9 @@ def remove_dead_restore_temps(target: Path) -> list[Path]:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_db_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+def _remove_db_files(path: Path, *, main: bool = True) -> None:
+    """Remove a database's -wal, -shm and -journal files, and the database itself unless `main` is False."""
+    for suffix in ("", "-wal", "-shm", "-journal")[0 if main else 1:]:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
@@ -242,7 +233,7 @@ def run_restore(
             flushed = pool.submit(_fsync_file, final_tmp)  # disk-bound, overlaps the CPU-bound checks
             check_restored(final_tmp, plan, tables)
             flushed.result()
-        _remove_db_files_side(final_tmp)
+        _remove_db_files(final_tmp, main=False)
         _install(final_tmp, to, overwrite)
     except BaseException as exc:
         _remove_db_files(full_tmp)
@@ -265,11 +256,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_db_files_side(path: Path) -> None:
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def _install(tmp: Path, to: Path, overwrite: bool) -> None:
     """Move the validated file into place: replace atomically (keeping the replaced file's mode and
     owner), or refuse to clobber a file that appeared meanwhile. New files are created mode 0600."""
@@ -280,7 +266,7 @@ def _install(tmp: Path, to: Path, overwrite: bool) -> None:
             os.chown(tmp, st.st_uid, st.st_gid)
         except (FileNotFoundError, PermissionError):
             pass  # no old file, or not ours to give away: the new file keeps our owner
-        _remove_db_files_side(to)
+        _remove_db_files(to, main=False)
         os.replace(tmp, to)
     else:
         try:
