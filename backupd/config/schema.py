@@ -244,24 +244,6 @@ class ControlConfig(_Section):
     )
 
 
-class DaemonConfig(_Section):
-    max_concurrent_jobs: int = Field(2, ge=1, description="Jobs that may run at the same time, over all sources.")
-    shutdown_timeout_s: Duration = Field(
-        60.0, alias="shutdown_timeout", description="On SIGTERM, how long running jobs may take to finish."
-    )
-    catch_up_grace_s: Duration = Field(
-        3600.0,
-        alias="catch_up_grace",
-        description="At start, a run missed within this long is caught up once; 0 catches up nothing.",
-    )
-    recheck_interval_s: PositiveDuration = Field(
-        30.0, alias="recheck_interval", description="How often a held job checks its conditions again."
-    )
-    max_hold_s: PositiveDuration = Field(
-        21600.0, alias="max_hold", description="A job held longer than this is skipped, with the reason logged."
-    )
-
-
 def _window(section: WindowSection) -> Window:
     return Window(section.days, section.start, section.end)
 
@@ -308,6 +290,29 @@ class ConditionsSection(_Section):
     min_free_memory: Size | None = Field(None, description="Hold the job while less memory than this is available.")
     max_concurrent_jobs: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Hold the job while this many jobs (of any schedule) are running."
+    )
+
+
+class DaemonConfig(_Section):
+    max_concurrent_jobs: int = Field(2, ge=1, description="Jobs that may run at the same time, over all sources.")
+    shutdown_timeout_s: Duration = Field(
+        60.0, alias="shutdown_timeout", description="On SIGTERM, how long running jobs may take to finish."
+    )
+    catch_up_grace_s: Duration = Field(
+        3600.0,
+        alias="catch_up_grace",
+        description="At start, a run missed within this long is caught up once; 0 catches up nothing.",
+    )
+    recheck_interval_s: PositiveDuration = Field(
+        30.0, alias="recheck_interval", description="How often a held job checks its conditions again."
+    )
+    max_hold_s: PositiveDuration = Field(
+        21600.0, alias="max_hold", description="A job held longer than this is skipped, with the reason logged."
+    )
+    conditions: Annotated[Conditions, FromSection(ConditionsSection, _conditions)] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="When manual jobs (backupctl backup, priority normal) may start: a schedule's conditions, in UTC.",
     )
 
 

@@ -64,7 +64,8 @@ class Handlers:
 
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:
         args = {"strategy": a.get("strategy", "auto"), "tags": a.get("tags", []), "description": a.get("description", "")}
-        return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"))
+        return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"),
+                                        conditions=self.d.config.daemon.conditions)
 
     def schedule_add(self, a: dict[str, Any]) -> dict[str, Any]:
         """The wire names the staleness limit in seconds (`max_staleness_s`, as the schedule object

@@ -152,3 +152,22 @@ def test_a_run_missed_while_down_is_caught_up_once(installation, daemon_for):
     assert [j["job_id"] for j in c.job_list(source="demo")] == [caught["job_id"]]
     assert [s["name"] for s in c.schedule_list()] == ["minutely"]  # the runtime schedule survived the restart
     d.stop()
+
+
+def test_manual_jobs_pass_the_daemon_gate_and_high_priority_bypasses_load(installation, daemon_for):
+    inst = installation(demo="small", other="small",
+                        daemon={**FAST, "conditions": {"max_cpu_percent": 50}})
+    inst.set_load(HEAVY_LOAD)
+    d = daemon_for(inst).start()
+    c = d.client()
+    normal = c.backup_create("demo")
+    held = d.wait_event("job_held", timeout=10, job_id=normal["job_id"])
+    assert held["reason"] == "cpu 99% > max_cpu_percent 50", held
+    urgent = c.backup_create("other", priority="high")
+    assert c.job_wait(urgent["job_id"], timeout_s=60)["status"] == "completed"
+    despite = d.wait_event("running_despite_load", timeout=10, job_id=urgent["job_id"])
+    assert "priority high" in despite["reason"]
+    assert c.job_get(normal["job_id"])["status"] == "waiting"
+    inst.set_load(LIGHT_LOAD)
+    assert c.job_wait(normal["job_id"], timeout_s=60)["status"] == "completed"
+    d.stop()
