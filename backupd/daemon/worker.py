@@ -3,10 +3,16 @@ and cancels it with SIGTERM: the engine then stops at its next progress report, 
 so no partial artifact is left.
 
 Messages to the daemon: ("progress", dict) ... then exactly one ("done", status, result, error).
+
+A job is throughput work: its process (and every thread the engine starts in it, since Linux
+threads inherit the nice value of the thread that creates them) runs WORKER_NICE steps below the
+daemon, so on a busy machine the control socket, the supervisor and the application whose database
+is being backed up get the CPU first. On an idle machine this costs nothing.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -15,10 +21,18 @@ from typing import Any
 from backupd import log as logsetup
 from backupd.errors import BackupdError, Cancelled
 
+# Measured with bench/bench_control.py on 2 cores with two backups running: `status` p99 ~10 ms with
+# the workers at the daemon's priority, ~0.3-1 ms with them 10 steps nicer.
+WORKER_NICE = 10
+
 
 def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, Any], conn: Connection,
             log_level: str) -> None:
     """Process entry point."""
+    try:
+        os.nice(WORKER_NICE)  # before the engine starts any thread: they all inherit it
+    except OSError:
+        pass  # lowering one's own priority is always allowed; never fail a job over it
     logsetup.configure(log_level, json=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

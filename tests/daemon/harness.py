@@ -333,6 +333,19 @@ class Daemon:
         assert r.returncode == 0, f"backupctl {' '.join(args)} exited {r.returncode}: {r.stderr}"
         return json.loads(r.stdout)
 
+    def job_threads(self) -> dict[int, int]:
+        """Every thread of the daemon's job processes (the forkserver's children): thread id -> nice."""
+        import psutil
+
+        assert self.proc is not None
+        out = {}
+        for server in psutil.Process(self.proc.pid).children():
+            if "forkserver" in " ".join(server.cmdline()):
+                for worker in server.children():
+                    for tid in os.listdir(f"/proc/{worker.pid}/task"):
+                        out[int(tid)] = os.getpriority(os.PRIO_PROCESS, int(tid))  # per thread on Linux
+        return out
+
     def wait_job(self, job_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
                  what: str = "") -> dict[str, Any]:
         """Poll job.get until `predicate(job)` holds; the job."""

@@ -4,10 +4,13 @@ paused flags)."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 from backupd_client.errors import ShuttingDownError
+
+from backupd.daemon.worker import WORKER_NICE
 
 from .harness import schedule_table, wait_for
 
@@ -28,6 +31,11 @@ def test_cancel_a_running_backup_leaves_no_partial_artifact(installation, daemon
     inst = installation(big="big", compression_level=SLOW)
     d = daemon_for(inst).start()
     job = _start_slow_backup(d, inst)
+    # The job runs in its own process, every thread of it niced below the daemon (the control socket
+    # stays responsive on a busy machine; see bench/bench_control.py).
+    threads = d.job_threads()
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, d.proc.pid) + WORKER_NICE)
+    assert len(threads) >= 2 and set(threads.values()) == {expected}, threads
     cancel = d.ctl_json("cancel", job["job_id"])
     assert cancel["job_id"] == job["job_id"] and cancel["status"] in ("running", "cancelled")
     done = d.client().job_wait(job["job_id"], timeout_s=60)
