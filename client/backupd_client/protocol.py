@@ -171,7 +171,7 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.SCHEDULE_ADD: OpArgs({"name": (True, _STR), "source": (True, _STR), "cron": (True, _STR),
                             "strategy": (False, _STR), "timezone": (False, _STR), "description": (False, _STR),
                             "tags": (False, _STRS), "enabled": (False, _BOOL), "retry": (False, _MAP),
-                            "conditions": (False, _MAP), "validate_after_backup": (False, _BOOL),
+                            "conditions": (False, _MAP), "validate_after_backup": (False, (bool, str)),
                             "max_staleness_s": (False, _NUM)}, open=True),
     Op.SCHEDULE_LIST: OpArgs(),
     Op.SCHEDULE_REMOVE: OpArgs({"name": (True, _STR)}),
@@ -275,7 +275,13 @@ def _unpack(frame: bytes, limit: int) -> Any:
     except Exception as exc:  # msgpack raises ValueError subclasses, UnicodeDecodeError, TypeError...
         why = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"not a msgpack message ({why})") from None
-    _check_plain(obj)
+    try:
+        _check_plain(obj)
+    except ProtocolError as exc:
+        # answer the right request when its id is readable, even if its arguments are not plain data
+        rid = obj.get("id") if isinstance(obj, dict) else None
+        exc.request_id = rid if valid_id(rid) else None
+        raise
     return obj
 
 

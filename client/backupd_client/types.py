@@ -72,7 +72,7 @@ class Schedule(TypedDict, total=False):
     tags: list[str]
     retry: dict[str, Any]
     conditions: dict[str, Any]
-    validate_after_backup: bool
+    validate_after_backup: str | None  # the validation level, or None
     max_staleness_s: float | None
 
 
