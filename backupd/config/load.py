@@ -58,6 +58,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     problems = _cross_field_problems(document)
     problems += _control_problems(document)
     problems += _encryption_problems(document, os.environ if environ is None else environ)
+    problems += _remote_login_problems(document, os.environ if environ is None else environ)
     if problems:
         raise ConfigError(problems, source=source)
     return Config(path=config_path, **dict(document))
@@ -220,6 +221,41 @@ def _encryption_problems(document: ConfigDocument, environ: Mapping[str, str]) -
                 " set it in backupd's environment"
             )
     return problems
+
+
+def _remote_login_problems(document: ConfigDocument, environ: Mapping[str, str]) -> list[str]:
+    """sftp and smb logins: the files they name exist (secrets readable by the owner only), the variable is set."""
+    problems = []
+    for index, destination in enumerate(document.destinations):
+        where = f"destinations[{index}]"
+        for key, secret in (("key_file", True), ("credentials_file", True), ("known_hosts", False)):
+            path = getattr(destination, key)
+            if path is not None and (problem := _login_file_problem(path, secret=secret)):
+                problems.append(f"{where}.{key}: {problem}")
+        if destination.password_env is not None and not environ.get(destination.password_env):
+            problems.append(
+                f"{where}.password_env: environment variable {destination.password_env!r} is not set or empty;"
+                " set it in backupd's environment"
+            )
+    return problems
+
+
+def _login_file_problem(path: Path, *, secret: bool) -> str | None:
+    """Why `path` cannot serve as a login file (a secret must be mode 0600 or stricter); None when it can."""
+    shown, quoted = repr(str(path)), shlex.quote(str(path))
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{shown} does not exist; check the path"
+    except OSError as exc:
+        return f"{shown} cannot be read ({exc.strerror}); check the path and its directories"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{shown} is not a regular file"
+    mode = stat.S_IMODE(info.st_mode)
+    if secret and mode & 0o077:
+        access = "readable" if mode & 0o044 else "accessible"
+        return f"{shown} is {access} by group or others (mode {mode:04o}); run: chmod 600 {quoted}"
+    return None
 
 
 def _key_file_problem(path: Path) -> str | None:

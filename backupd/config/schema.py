@@ -125,10 +125,42 @@ class EncryptionConfig(_Section):
         return self
 
 
+DESTINATION_KINDS = ("local", "share", "sftp", "smb")
+# Keys only some kinds take: key -> the kinds that allow it, and the kinds that require it.
+_KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mount_point": (("share",), ()),
+    "host": (("sftp",), ("sftp",)),
+    "port": (("sftp", "smb"), ()),
+    "user": (("sftp", "smb"), ("sftp", "smb")),
+    "key_file": (("sftp",), ()),
+    "known_hosts": (("sftp",), ("sftp",)),
+    "server": (("smb",), ("smb",)),
+    "share": (("smb",), ("smb",)),
+    "password_env": (("smb",), ()),
+    "credentials_file": (("smb",), ()),
+    "require_encryption": (("smb",), ()),
+}
+DEFAULT_PORTS = {"sftp": 22, "smb": 445}
+_LOCAL_PATH_KINDS = ("local", "share")
+
+
+def _kind_key(description: str) -> Any:
+    """A key only some kinds take (see _KIND_KEYS); validated even when absent, to report it missing."""
+    return Field(None, validate_default=True, description=description)
+
+
 class DestinationConfig(_Section):
+    """One [[destinations]] table. Keys of other kinds are errors; `port` and `require_encryption`
+    get their kind's default (22 for sftp, 445 for smb; false) and stay None for kinds without them."""
+
     name: Name = Field(description="Unique destination name.")
-    kind: Literal["local"] = Field(description="Destination type; only 'local' for now.")
-    path: ConfigPath = Field(description="Directory that receives the backup artifacts.")
+    kind: Literal["local", "share", "sftp", "smb"] = Field(
+        description="Destination type: 'local' directory, mounted 'share', 'sftp' server or 'smb' server."
+    )
+    path: Annotated[Path, Strict(False), BeforeValidator(_check_path_text)] = Field(
+        description="local/share: directory on this machine (resolved against the config's directory);"
+        " sftp: directory on the server; smb: directory inside the share."
+    )
     compression_level: Annotated[int, AfterValidator(_compression_level)] = Field(
         3, description="zstd compression level, 1..22."
     )
@@ -137,6 +169,61 @@ class DestinationConfig(_Section):
         1, ge=1, description="1 is the most preferred; larger numbers are used after smaller ones."
     )
     encryption: EncryptionConfig | None = Field(None, description="Encrypt artifacts; omit to store them unencrypted.")
+    max_age_days: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Retention: delete backups older than this many days here (chains permitting)."
+    )
+    max_count: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Retention: keep at most this many backups here (chains permitting)."
+    )
+    mount_point: ConfigPath | None = _kind_key(
+        "share: the mount point that must be mounted before anything is written there."
+    )
+    host: Annotated[str, Field(min_length=1)] | None = _kind_key("sftp: server host name or address.")
+    port: Annotated[int, Field(ge=1, le=65535)] | None = _kind_key("sftp/smb: server TCP port (sftp 22, smb 445).")
+    user: Annotated[str, Field(min_length=1)] | None = _kind_key("sftp/smb: user name to log in as.")
+    key_file: ConfigPath | None = _kind_key("sftp: private key file (mode 0600); omit to use the ssh-agent.")
+    known_hosts: ConfigPath | None = _kind_key(
+        "sftp: known_hosts file holding the server's host key; unknown or changed keys are refused."
+    )
+    server: Annotated[str, Field(min_length=1)] | None = _kind_key("smb: server host name or address.")
+    share: Annotated[str, Field(min_length=1)] | None = _kind_key("smb: name of the share.")
+    password_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = _kind_key(
+        "smb: environment variable holding the password."
+    )
+    credentials_file: ConfigPath | None = _kind_key("smb: file (mode 0600) holding the password.")
+    require_encryption: bool | None = _kind_key(
+        "smb: refuse a server that does not encrypt (encryption is used whenever the server offers it)."
+    )
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _resolve_local_path(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info) if info.data.get("kind") in _LOCAL_PATH_KINDS else value
+
+    @field_validator(*_KIND_KEYS, mode="after")
+    @classmethod
+    def _kind_allows(cls, value: object, info: ValidationInfo) -> object:
+        kind = info.data.get("kind")
+        allowed, required = _KIND_KEYS[info.field_name or ""]
+        if kind is None:  # the kind itself is wrong: reported on its own
+            return value
+        if value is not None and kind not in allowed:
+            raise _problem(f"not allowed for kind {kind!r}")
+        if value is None and kind in required:
+            raise _problem("required key missing")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_defaults(self) -> DestinationConfig:
+        if self.kind == "smb" and (self.password_env is None) == (self.credentials_file is None):
+            got = "neither" if self.password_env is None else "both"
+            raise _problem(f"set exactly one of password_env or credentials_file (got {got})")
+        # defaults that depend on the kind; the model is frozen, so set them the way pydantic does
+        if self.kind in DEFAULT_PORTS and self.port is None:
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.kind])
+        if self.kind == "smb" and self.require_encryption is None:
+            object.__setattr__(self, "require_encryption", False)
+        return self
 
 
 class StrategyPolicy(_Section):
@@ -408,6 +495,33 @@ class ScheduleConfig(_Section):
         return parse_cron(self.cron)
 
 
+class RetentionConfig(_Section):
+    """Global retention, applied per source; a backup any rule keeps is kept, with its chain."""
+
+    keep_last: Annotated[int, Field(ge=0)] | None = Field(None, description="Keep the newest this many backups.")
+    keep_daily: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Keep the newest backup of each of the last this many days that have one."
+    )
+    keep_weekly: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Keep the newest backup of each of the last this many weeks that have one."
+    )
+    keep_monthly: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Keep the newest backup of each of the last this many months that have one."
+    )
+    keep_yearly: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Keep the newest backup of each of the last this many years that have one."
+    )
+
+
+class FanoutConfig(_Section):
+    max_parallel_destinations: int = Field(
+        2, ge=1, description="Destinations a backup is sent to at the same time, highest priority first."
+    )
+    success_policy: Literal["all", "quorum", "any"] = Field(
+        "all", description="Which outcome counts as success: every copy, a majority, or at least one."
+    )
+
+
 class ConfigDocument(_Section):
     """The TOML document as written; `Config` adds where it was loaded from."""
 
@@ -419,6 +533,10 @@ class ConfigDocument(_Section):
     control: ControlConfig = Field(default_factory=ControlConfig, description="The control socket backupctl talks to.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Limits and timings of the daemon.")
     schedules: list[ScheduleConfig] = Field(default_factory=list, description="When to back up which source.")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="Which backups to keep; per destination: max_age_days, max_count."
+    )
+    fanout: FanoutConfig = Field(default_factory=FanoutConfig, description="How a backup goes to several destinations.")
 
 
 class Config(ConfigDocument):

@@ -168,7 +168,7 @@ def _set(document: dict, dotted: str, value) -> dict:
 @pytest.mark.parametrize(
     ("key", "value", "problem"),
     [
-        ("destinations.0.kind", "lokal", "destinations[0].kind: unknown kind 'lokal' (expected local)"),
+        ("destinations.0.kind", "lokal", "destinations[0].kind: unknown kind 'lokal' (expected local, share, sftp, smb)"),
         ("sources.0.kind", "postgres", "sources[0].kind: unknown kind 'postgres' (expected sqlite)"),
         ("destinations.1.compression_level", 40, "destinations[1].compression_level: must be 1..22 (got 40)"),
         ("destinations.1.compression_level", 0, "destinations[1].compression_level: must be 1..22 (got 0)"),
@@ -269,7 +269,7 @@ def test_all_shape_problems_reported_together(write_config):
     assert problems_of(write_config(document)) == [
         "sources[0].nme: unknown key",
         "sources[1].path: required key missing",
-        "destinations[0].kind: unknown kind 'lokal' (expected local)",
+        "destinations[0].kind: unknown kind 'lokal' (expected local, share, sftp, smb)",
         "destinations[1].compression_level: must be 1..22 (got 40)",
         "validation.rules[0].severity: unknown severity 'fatal' (expected info, warning, error, critical)",
     ]
