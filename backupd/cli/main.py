@@ -123,8 +123,15 @@ def run(args) -> tuple[Any, str, int]:
             b = run_backup(ctx, args.source, args.strategy, tags=tuple(args.tags), description=args.description,
                            progress=_progress_printer())
             j = b.to_json()
-            return j, (f"backup {j['id']} ({j['strategy']}): {j['changed_pages']} of {j['page_count']} pages, "
-                       f"stored {_human_size(j['stored_bytes'])}"), 0
+            text = (f"backup {j['id']} ({j['strategy']}): {j['changed_pages']} of {j['page_count']} pages, "
+                    f"stored {_human_size(j['stored_bytes'])}")
+            if b.failed:
+                lines = [f"  {c.destination}: stored" for c in b.copies]
+                lines += [f"  {name}: FAILED: {why}" for name, why in b.failed.items()]
+                head = (f"partial: success policy {b.policy!r} not met" if b.status == "partial"
+                        else f"success policy {b.policy!r} met, with failed copies")
+                text += "\n" + head + "\n" + "\n".join(lines)
+            return j, text, 1 if b.status == "partial" else 0
         if args.command == "list":
             if args.source:
                 ctx.config.source(args.source)

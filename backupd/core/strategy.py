@@ -43,3 +43,18 @@ def choose_strategy(m: ChangeMeasure, policy: AutoPolicy) -> tuple[str, str]:
     return "incremental", (
         f"incremental stores {m.changed_since_last} pages vs {m.changed_since_full} for a differential"
     )
+
+
+def policy_met(succeeded: int, total: int, policy: str) -> bool:
+    """Whether `succeeded` of `total` copies satisfy a success policy: all, quorum (a majority) or any.
+
+    >>> policy_met(2, 3, "quorum"), policy_met(1, 2, "quorum"), policy_met(1, 3, "any")
+    (True, False, True)
+    """
+    if policy == "all":
+        return succeeded == total
+    if policy == "quorum":
+        return succeeded * 2 > total
+    if policy == "any":
+        return succeeded >= 1
+    raise ValueError(f"unknown success policy {policy!r}")

@@ -70,9 +70,12 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
                                 description=args.get("description", ""), metadata=args.get("metadata") or {},
                                 progress=sink, job_id=job_id)
             result = backup.to_json()
+            if backup.status == "partial":
+                return "partial", result, {"code": "partial", "message": "copies failed on "
+                                           + ", ".join(f"{d} ({why})" for d, why in backup.failed.items())}
             level = args.get("validate_level")
             if not level:
-                return "completed", result, None
+                return backup.status, result, None
             report = _validate(ctx, backup.backup_id, level).to_json()
             result["validation"] = report
             if report["verdict"] == "fail":

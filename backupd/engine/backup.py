@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -19,7 +18,7 @@ from structlog.contextvars import bound_contextvars
 from backupd.core import chain
 from backupd.core.ids import artifact_key, new_backup_id, sidecar_key
 from backupd.core.manifest import Manifest, Sidecar
-from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy
+from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext
 from backupd.engine.inventory import reconcile
@@ -28,7 +27,7 @@ from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, iter_page_blocks
 from backupd.engine.snapshot import Snapshot, open_snapshot
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
-from backupd.errors import BackupdError, UsageError
+from backupd.errors import BackupdError, Cancelled, UsageError
 
 log = structlog.get_logger("backupd.backup")
 BLOCK_TARGET = 1024 * 1024
@@ -169,8 +168,8 @@ def run_backup(
     metadata: dict[str, Any] | None = None,
     progress: ProgressSink | None = None,
     job_id: str | None = None,
-) -> CatalogBackup:
-    """Back up one source to every enabled destination; returns the recorded backup.
+) -> BackupResult:
+    """Back up one source to every enabled destination; returns the recorded backup and how each copy went.
 
     Without `job_id` the run is recorded as a job in the catalog; the daemon passes the id of the job
     it already records."""
@@ -195,7 +194,55 @@ def run_backup(
             return result
 
 
-def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> CatalogBackup:
+@dataclass(frozen=True)
+class BackupResult(CatalogBackup):
+    """A recorded backup plus how its fan-out went: `failed` maps destinations to what went wrong."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    policy: str = "all"
+
+    @property
+    def status(self) -> str:
+        if not self.failed:
+            return "completed"
+        met = policy_met(len(self.copies), len(self.copies) + len(self.failed), self.policy)
+        return "completed_with_warnings" if met else "partial"
+
+    def to_json(self) -> dict[str, Any]:
+        d = super().to_json()
+        d["status"] = self.status
+        if self.failed:
+            d["failed_destinations"] = dict(self.failed)
+        return d
+
+
+class _Copy:
+    """One destination's share of a backup. Its failures are recorded, not raised, so the other
+    destinations carry on; only cancellation and errors of the source itself stop the backup."""
+
+    def __init__(self, target):
+        self.target = target
+        self.error: BaseException | None = None
+        self.upload = None
+        self.writer: ArtifactWriter | None = None
+        self.copy: Copy | None = None
+
+    def attempt(self, fn) -> None:
+        if self.error is not None:
+            return
+        try:
+            fn()
+        except Cancelled:
+            raise
+        except (BackupdError, OSError) as exc:
+            self.error = exc
+            if self.upload is not None:
+                self.upload.abort()
+            log.warning("destination_copy_failed", destination=self.target.name, error=str(exc),
+                        code=getattr(exc, "code", type(exc).__name__))
+
+
+def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> BackupResult:
     started = time.monotonic()
     rep.phase("reconciling")
     reconcile(ctx, src.name)
@@ -204,7 +251,8 @@ def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> 
     bases = find_bases(ctx, src.name, need_last, need_full)
     policy = AutoPolicy(ctx.config.strategy.max_chain_length, ctx.config.strategy.full_change_ratio,
                         ctx.config.strategy.differential_cost_ratio)
-    targets = ctx.enabled_targets()
+    fanout = ctx.config.fanout
+    copies = [_Copy(t) for t in ctx.enabled_targets()]
     with open_snapshot(src.path, now=ctx.now) as snap:
         info = snap.info
         ppc = max(1, BLOCK_TARGET // info.page_size)
@@ -220,62 +268,88 @@ def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> 
             parent_id = base_id = bases.full.backup_id
             compare = bases.full_hashes
         log.info("backup_started", backup_id=backup_id, strategy=strategy, reason=reason,
-                 destinations=[t.name for t in targets])
+                 destinations=[c.target.name for c in copies])
         new_hashes = PageHashes.empty(backup_id, info.page_size, info.page_count)
-        with ExitStack() as stack:
-            uploads, writers = [], []
-            for t in targets:
-                up = t.dest.open_write(artifact_key(src.name, backup_id))
-                stack.push(lambda et, e, tb, up=up: up.abort() if et else None)
-                uploads.append(up)
-                writers.append(ArtifactWriter(up, {"kind": "artifact", "backup_id": backup_id, "source": src.name,
-                                                   "page_size": info.page_size},
-                                              level=t.compression_level, keyring=t.keyring, executor=ctx.executor))
+        manifest: Manifest | None = None
+        step = fanout.max_parallel_destinations
+        for i in range(0, len(copies), step):  # each batch is one pass over the snapshot
+            batch = copies[i : i + step]
             rep.phase("writing", info.page_size * info.page_count)
-            changed = _stream_pages(snap, compare, new_hashes, writers, ppc, rep)
-            manifest = Manifest(
-                backup_id=backup_id, source=src.name, strategy=strategy, parent_id=parent_id, base_id=base_id,
-                created_at=info.created_at.isoformat(), page_size=info.page_size, page_count=info.page_count,
-                changed_pages=changed, journal_mode=info.journal_mode, schema_hash=info.schema_hash,
-                tables=info.tables, strategy_reason=reason, tags=tuple(tags), description=description,
-                metadata=metadata,
-            )
-            finished = [w.finish(manifest.to_json()) for w in writers]
+            changed = _write_batch(ctx, src.name, backup_id, info, batch, snap, compare, new_hashes, ppc, rep)
+            if manifest is None:
+                manifest = Manifest(
+                    backup_id=backup_id, source=src.name, strategy=strategy, parent_id=parent_id, base_id=base_id,
+                    created_at=info.created_at.isoformat(), page_size=info.page_size, page_count=info.page_count,
+                    changed_pages=changed, journal_mode=info.journal_mode, schema_hash=info.schema_hash,
+                    tables=info.tables, strategy_reason=reason, tags=tuple(tags), description=description,
+                    metadata=metadata,
+                )
             rep.phase("committing")
-            for up in uploads:
-                up.commit()
-        copies = []
-        for t, (size, digest) in zip(targets, finished):
-            sc = Sidecar(manifest, artifact_key(src.name, backup_id), size, digest, t.compression_level,
-                         t.keyring is not None)
-            with t.dest.open_write(sidecar_key(src.name, backup_id)) as up:
-                w = ArtifactWriter(up, {"kind": "sidecar", "backup_id": backup_id, "source": src.name,
-                                        "page_size": info.page_size},
-                                   level=t.compression_level, keyring=t.keyring, executor=ctx.executor)
-                w.finish(sc.to_json())
-            copies.append(Copy.from_sidecar(t.name, sc, w.size))
-    ctx.catalog.record_backup(manifest, copies)
+            _commit_batch(ctx, src.name, backup_id, info, batch, manifest)
+    done = [c.copy for c in copies if c.copy is not None]
+    failed = {c.target.name: str(c.error) for c in copies if c.error is not None}
+    if not done:
+        first = next(c.error for c in copies if c.error is not None)
+        raise first
+    ctx.catalog.record_backup(manifest, done)
     ctx.pagecache.save(src.name, "last", new_hashes)
     if strategy == "full":
         ctx.pagecache.save(src.name, "full", new_hashes)
-    result = CatalogBackup(manifest, tuple(copies))
+    result = BackupResult(manifest, tuple(done), failed, fanout.success_policy)
     log.info("backup_completed", backup_id=backup_id, strategy=strategy, parent_id=parent_id,
-             changed_pages=changed, page_count=info.page_count, logical_bytes=manifest.logical_bytes,
-             stored_bytes=result.stored_bytes, duration_s=round(time.monotonic() - started, 3))
+             changed_pages=manifest.changed_pages, page_count=info.page_count, logical_bytes=manifest.logical_bytes,
+             stored_bytes=result.stored_bytes, status=result.status, failed_destinations=failed,
+             duration_s=round(time.monotonic() - started, 3))
     return result
 
 
+def _write_batch(ctx, source, backup_id, info, batch: list[_Copy], snap, compare, new_hashes, ppc, rep) -> int:
+    """Stream the pages to every copy of the batch; returns how many pages the backup stores."""
+    header = {"kind": "artifact", "backup_id": backup_id, "source": source, "page_size": info.page_size}
+    for c in batch:
+        def start(c=c) -> None:
+            c.upload = c.target.dest.open_write(artifact_key(source, backup_id))
+            c.writer = ArtifactWriter(c.upload, header, level=c.target.compression_level,
+                                      keyring=c.target.keyring, executor=ctx.executor)
+        c.attempt(start)
+
+    def send(page_numbers, data: bytes) -> None:
+        for c in batch:
+            c.attempt(lambda c=c: c.writer.add_pages(page_numbers, data))
+
+    try:
+        return _stream_pages(snap, compare, new_hashes, send, ppc, rep)
+    except BaseException:
+        for c in batch:
+            if c.upload is not None:
+                c.upload.abort()
+        raise
+
+
+def _commit_batch(ctx, source, backup_id, info, batch: list[_Copy], manifest: Manifest) -> None:
+    """Finish and commit each artifact, then its sidecar: the backup exists on a destination from then on."""
+    for c in batch:
+        def finish(c=c) -> None:
+            size, digest = c.writer.finish(manifest.to_json())
+            c.upload.commit()
+            sc = Sidecar(manifest, artifact_key(source, backup_id), size, digest, c.target.compression_level,
+                         c.target.keyring is not None)
+            with c.target.dest.open_write(sidecar_key(source, backup_id)) as up:
+                w = ArtifactWriter(up, {"kind": "sidecar", "backup_id": backup_id, "source": source,
+                                        "page_size": info.page_size},
+                                   level=c.target.compression_level, keyring=c.target.keyring, executor=ctx.executor)
+                w.finish(sc.to_json())
+            c.copy = Copy.from_sidecar(c.target.name, sc, w.size)
+        c.attempt(finish)
+
+
 def _stream_pages(snap: Snapshot, compare: PageHashes | None, new_hashes: PageHashes,
-                  writers: list[ArtifactWriter], ppc: int, rep: Reporter) -> int:
-    """Hash every page, send the ones `compare` lacks (all when None) to the writers; returns their count."""
+                  emit: Callable[[Any, bytes], None], ppc: int, rep: Reporter) -> int:
+    """Hash every page, `emit` blocks of the ones `compare` lacks (all when None); returns their count."""
     ps = snap.info.page_size
     numbers: list[int] = []
     buf = bytearray()
     changed = 0
-
-    def emit(page_numbers, data: bytes) -> None:
-        for w in writers:
-            w.add_pages(page_numbers, data)
 
     for first, data in snap.chunks(ppc):
         n = len(data) // ps
