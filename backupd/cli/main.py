@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = cmd("run", "run the daemon in the foreground (systemd supervises it)")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
+    rs = cmd("resync", "copy backups onto the destinations that lack them (after a partial backup)")
+    rs.add_argument("--source", help="only this source (default: all)")
+
     c = cmd("catalog", "catalog maintenance")
     c.add_argument("action", choices=["rebuild"])
     return p
@@ -159,6 +162,15 @@ def run(args) -> tuple[Any, str, int]:
             j = report.to_json()
             lines = [f"{c['status']:<5} {c['severity']:<8} {c['id']}: {c['message']}" for c in j["checks"]]
             return j, "\n".join([*lines, f"verdict: {j['verdict']}"]), 1 if j["verdict"] == "fail" else 0
+        if args.command == "resync":
+            from backupd.engine.resync import resync
+
+            sources = [ctx.config.source(args.source).name] if args.source else [s.name for s in ctx.config.sources]
+            reports = {s: resync(ctx, s).to_json() for s in sources}
+            copied = sum(len(r["copied"]) for r in reports.values())
+            failed = [f"{f['destination']}: {f['backup_id']}: {f['error']}" for r in reports.values() for f in r["failed"]]
+            text = "\n".join([f"resync: {copied} copies made", *failed])
+            return reports, text, 1 if failed else 0
         if args.command == "catalog":
             from backupd.engine.inventory import rebuild_catalog
 

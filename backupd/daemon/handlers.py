@@ -41,6 +41,7 @@ class Handlers:
             Op.SCHEDULE_STATS: lambda a: self.d.schedules.stats(a.get("name")),
             Op.DESTINATION_LIST: self.destination_list,
             Op.DESTINATION_HEALTH: self.destination_health,
+            Op.DESTINATION_RESYNC: self.destination_resync,
             Op.PRUNE: self.prune,
             Op.CONFIG_RELOAD: lambda a: self.d.reload_config(),
         }
@@ -115,6 +116,10 @@ class Handlers:
             if not out:
                 raise NotFound(f"no destination {a['name']!r}")
         return out
+
+    def destination_resync(self, a: dict[str, Any]) -> list[dict[str, Any]]:
+        sources = [self.d.config.source(a["source"]).name] if a.get("source") else [s.name for s in self.d.config.sources]
+        return [self.d.supervisor.submit("resync", s, {}) for s in sources]
 
     def prune(self, a: dict[str, Any]) -> dict[str, Any]:
         if not a["dry_run"]:

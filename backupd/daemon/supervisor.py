@@ -30,6 +30,7 @@ from backupd.errors import BackupdError, NotFound
 log = structlog.get_logger("backupd.supervisor")
 NO_RETRY_CODES = frozenset({"unknown_source", "config_invalid", "bad_usage", "wrong_key", "key_unusable", "cancelled"})
 KEEP_FINISHED = 500
+RESYNC_RETRY = RetryPolicy(max_attempts=5, base_delay=60.0, max_delay=3600.0)
 _PRELOAD = ["backupd.engine.backup", "backupd.engine.restore", "backupd.engine.validate", "backupd.daemon.worker"]
 
 
@@ -254,6 +255,16 @@ class Supervisor:
             log.info("job_completed", **fields)
         self._changed(job)
         self._trim()
+        if job.kind == "backup" and isinstance(result, dict) and result.get("failed_destinations"):
+            self._resync_later(job.source, now)
+
+    def _resync_later(self, source: str, now: datetime) -> None:
+        """Copies that failed are retried automatically: a resync job, after a delay, with backoff."""
+        if self.state != "running" or any(j.kind == "resync" and j.source == source and j.status in PENDING
+                                          for j in self._jobs.values()):
+            return
+        wire = self.submit("resync", source, {}, retry=RESYNC_RETRY)
+        self._jobs[wire["job_id"]].not_before = now + timedelta(seconds=RESYNC_RETRY.base_delay)
 
     def _trim(self) -> None:
         finished = [k for k, j in self._jobs.items() if j.final]

@@ -91,6 +91,14 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
             res = run_restore(ctx, source, args["to"], backup_id=args.get("backup_id"), at=at,
                               tables=args.get("tables"), overwrite=bool(args.get("overwrite")), progress=sink)
             return "completed", res.to_json(), None
+        if kind == "resync":
+            from backupd.engine.resync import resync
+
+            report = resync(ctx, source).to_json()
+            if report["failed"]:
+                return "partial", report, {"code": "partial", "message": "; ".join(
+                    f"{f['destination']}: {f['error']}" for f in report["failed"])}
+            return "completed", report, None
         if kind == "validate":
             report = _validate(ctx, args["backup_id"], args["level"]).to_json()
             if report["verdict"] == "fail":

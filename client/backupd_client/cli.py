@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd(dsub, "ls", "list destinations")
     cmd(dsub, "health", "probe destinations (exit 1 when one is unhealthy)").add_argument(
         "name", nargs="?", metavar="NAME")
+    rs = cmd(dsub, "resync", "copy backups onto the destinations that lack them (after a partial backup)")
+    rs.add_argument("--source", metavar="S")
+    rs.add_argument("--wait", action="store_true", help="wait for the resync jobs and show their outcome")
 
     pr = cmd(sub, "prune", "apply retention; explains every decision")
     pr.add_argument("--dry-run", action="store_true", help="only show what would be deleted, and why")
@@ -191,6 +194,12 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         if args.action == "ls":
             dests = client.destination_list()
             return Outcome(dests, render.table(dests, render.DESTINATION_COLUMNS) or "no destinations")
+        if args.action == "resync":
+            jobs = client.destination_resync(args.source)
+            if args.wait:
+                jobs = [client.job_wait(j["job_id"]) for j in jobs]
+            failed = any(j.get("status") in FAILED_STATUSES for j in jobs)
+            return Outcome(jobs, render.table(jobs, render.JOB_COLUMNS) or "nothing to resync", 1 if failed else 0)
         health = client.destination_health(args.name)
         bad = any(isinstance(h, dict) and h.get("status") == "unhealthy" for h in health)
         return Outcome(health, render.table(health, render.DESTINATION_HEALTH_COLUMNS) or "no destinations",

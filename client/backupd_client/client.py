@@ -298,6 +298,10 @@ class Client:
     def destination_health(self, name: str | None = None) -> list[DestinationHealth]:
         return self.call(Op.DESTINATION_HEALTH, {"name": name})
 
+    def destination_resync(self, source: str | None = None) -> list[Job]:
+        """Start resync jobs (one per source) that copy missing backups onto the destinations lacking them."""
+        return self.call(Op.DESTINATION_RESYNC, {"source": source})
+
     def prune(self, dry_run: bool = True) -> dict[str, Any]:
         """Apply retention (or, by default, only plan it); returns the plan with a reason per backup."""
         return self.call(Op.PRUNE, {"dry_run": dry_run})

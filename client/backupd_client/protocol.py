@@ -58,6 +58,7 @@ class Op(str, Enum):
     SCHEDULE_STATS = "schedule.stats"
     DESTINATION_LIST = "destination.list"
     DESTINATION_HEALTH = "destination.health"
+    DESTINATION_RESYNC = "destination.resync"
     PRUNE = "prune"
     CONFIG_RELOAD = "config.reload"
 
@@ -66,7 +67,7 @@ class Op(str, Enum):
 
 
 # Each of these starts a new job: a client must not resend it after a timeout (PROTOCOL.md, Transport).
-RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE})
+RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE, Op.DESTINATION_RESYNC})
 # Ops whose reply may be preceded by streamed events.
 STREAMING_OPS = frozenset({Op.JOB_WAIT})
 
@@ -126,7 +127,7 @@ FINAL_STATUSES = frozenset(JobStatus) - ACTIVE_STATUSES
 SUCCESS_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS})
 FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.PARTIAL})  # a CLI waiting on one exits 1
 
-JOB_KINDS = ("backup", "restore", "validate", "prune")
+JOB_KINDS = ("backup", "restore", "validate", "prune", "resync")
 PRIORITIES = ("normal", "high")
 STRATEGIES = ("auto", "full", "incremental", "differential")
 VALIDATION_LEVELS = ("quick", "standard", "deep")
@@ -180,6 +181,7 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.SCHEDULE_STATS: OpArgs({"name": (False, _STR)}),
     Op.DESTINATION_LIST: OpArgs(),
     Op.DESTINATION_HEALTH: OpArgs({"name": (False, _STR)}),
+    Op.DESTINATION_RESYNC: OpArgs({"source": (False, _STR)}),
     Op.PRUNE: OpArgs({"dry_run": (True, _BOOL)}),
     Op.CONFIG_RELOAD: OpArgs(),
 }

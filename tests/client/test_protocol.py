@@ -96,7 +96,7 @@ SAMPLE_ARGS = {
                       "timezone": "Europe/Paris", "retry": {"max_attempts": 3}, "some_future_field": 1},
     Op.SCHEDULE_LIST: {}, Op.SCHEDULE_REMOVE: {"name": "n"}, Op.SCHEDULE_PAUSE: {"name": "n"},
     Op.SCHEDULE_RESUME: {"name": "n"}, Op.SCHEDULE_STATS: {"name": "n"},
-    Op.DESTINATION_LIST: {}, Op.DESTINATION_HEALTH: {"name": "local"},
+    Op.DESTINATION_LIST: {}, Op.DESTINATION_HEALTH: {"name": "local"}, Op.DESTINATION_RESYNC: {"source": "kb"},
     Op.PRUNE: {"dry_run": True}, Op.CONFIG_RELOAD: {},
 }
 

@@ -77,3 +77,41 @@ def test_every_copy_failing_fails_the_backup(tmp_path: Path):
     assert proc.returncode == 1
     assert json.loads(proc.stderr)["code"] == "destination_error"
     assert json.loads(_cli("list", "-c", str(cfg), "--json").stdout) == []
+
+
+def test_resync_completes_a_partial_backup_with_the_target_destinations_own_key(tmp_path: Path):
+    from backupd.engine.crypto import keygen
+
+    cfg = _setup(tmp_path, "all")
+    keygen(tmp_path / "broken.key")
+    cfg.write_text(cfg.read_text().replace('path = "not-a-dir/backups"\npriority = 2\n',
+                                           'path = "not-a-dir/backups"\npriority = 2\ncompression_level = 9\n'
+                                           '[destinations.encryption]\nkey_file = "broken.key"\n'))
+    first = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
+    conn = sqlite3.connect(tmp_path / "src.db")
+    conn.execute("UPDATE t SET body = 'changed' WHERE id % 7 = 0")
+    conn.commit()
+    conn.close()
+    second = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
+    assert first["status"] == second["status"] == "partial"
+
+    (tmp_path / "not-a-dir").unlink()  # the destination comes back
+    r = _cli("resync", "-c", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    copied = json.loads(r.stdout)["db"]["copied"]
+    assert [c["backup_id"] for c in copied] == [first["id"], second["id"]]
+    assert all(c["destination"] == "broken" for c in copied)
+    assert {b["id"]: sorted(b["destinations"]) for b in json.loads(_cli("list", "-c", str(cfg), "--json").stdout)} \
+        == {first["id"]: ["broken", "good", "good2"], second["id"]: ["broken", "good", "good2"]}
+    assert _cli("resync", "-c", str(cfg)).stdout.startswith("resync: 0 copies made")
+
+    # the resynced copy stands alone: only that destination (and its own key) is configured now
+    text = cfg.read_text()
+    for name in ("good", "good2"):
+        text = text.replace(f'name = "{name}"\nkind = "local"', f'name = "{name}"\nkind = "local"\nenabled = false')
+    cfg.write_text(text)
+    restored = tmp_path / "alone.db"
+    r = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", second["id"], "--to", str(restored))
+    assert r.returncode == 0, r.stderr
+    assert sqlite3.connect(restored).execute("SELECT count(*) FROM t WHERE body = 'changed'").fetchone()[0] == 428
+    assert _cli("verify", "-c", str(cfg), "--backup", second["id"], "--level", "standard").returncode == 0

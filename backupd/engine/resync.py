@@ -1,0 +1,93 @@
+"""Resync: give every enabled destination the copies it lacks, so a partial backup becomes whole.
+
+A copy is rebuilt from one that exists (chosen like a restore chooses, by priority): its blocks are
+read and verified with the source destination's key, then re-compressed and re-sealed with the
+target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does.
+Backups are copied oldest first, so a destination never holds a delta without the chain before it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from backupd.core import format as fmt
+from backupd.core.ids import sidecar_key
+from backupd.core.manifest import Sidecar
+from backupd.engine.catalog import CatalogBackup, Copy
+from backupd.engine.context import EngineContext, Target
+from backupd.engine.inventory import reconcile
+from backupd.engine.reading import choose_copy
+from backupd.engine.stream import ArtifactReader, ArtifactWriter
+from backupd.errors import BackupdError, Cancelled, CorruptArtifact
+
+log = structlog.get_logger("backupd.resync")
+
+
+@dataclass
+class ResyncReport:
+    copied: list[dict] = field(default_factory=list)  # {"backup_id", "destination", "bytes"}
+    failed: list[dict] = field(default_factory=list)  # {"backup_id", "destination", "error"}
+
+    def to_json(self) -> dict:
+        return {"copied": self.copied, "failed": self.failed}
+
+
+def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Copy:
+    """Write `backup` to `target` from another destination's copy; returns the new copy."""
+    src_target, src_copy = choose_copy(ctx, backup)
+    m = backup.manifest
+    header = {"backup_id": m.backup_id, "source": m.source, "page_size": m.page_size}
+    with src_target.dest.open_read(src_copy.artifact_key) as f:
+        reader = ArtifactReader(f, src_target.keyring, what=f"backup {m.backup_id} on {src_target.name}")
+        with target.dest.open_write(src_copy.artifact_key) as up:
+            writer = ArtifactWriter(up, {**header, "kind": "artifact"}, level=target.compression_level,
+                                    keyring=target.keyring, executor=ctx.executor)
+            embedded = None
+            for _, kind, payload in reader.blocks(prefetch=True):
+                if kind == fmt.KIND_PAGES:
+                    numbers, pages = fmt.decode_pages(payload, m.page_size)
+                    writer.add_pages(list(numbers), bytes(pages))
+                else:
+                    embedded = payload
+            if embedded is None or embedded != m.to_json():
+                raise CorruptArtifact(f"backup {m.backup_id} on {src_target.name}: its manifest differs from the catalog's")
+            size, digest = writer.finish(embedded)
+    sc = Sidecar(m, src_copy.artifact_key, size, digest, target.compression_level, target.keyring is not None)
+    with target.dest.open_write(sidecar_key(m.source, m.backup_id)) as up:
+        w = ArtifactWriter(up, {**header, "kind": "sidecar"}, level=target.compression_level,
+                           keyring=target.keyring, executor=ctx.executor)
+        w.finish(sc.to_json())
+    return Copy.from_sidecar(target.name, sc, w.size)
+
+
+def resync(ctx: EngineContext, source: str) -> ResyncReport:
+    """Copy every backup of `source` that an enabled destination lacks onto it (oldest first)."""
+    report = ResyncReport()
+    with ctx.source_lock(source):
+        reconcile(ctx, source)
+        broken: set[str] = set()  # a destination that failed once this run is left for the next one
+        for backup in ctx.catalog.backups(source):
+            have = {c.destination for c in backup.copies}
+            for target in ctx.enabled_targets():
+                if target.name in have or target.name in broken:
+                    continue
+                started = time.monotonic()
+                try:
+                    copy = copy_backup(ctx, backup, target)
+                except Cancelled:
+                    raise
+                except (BackupdError, OSError) as exc:
+                    broken.add(target.name)
+                    report.failed.append({"backup_id": backup.backup_id, "destination": target.name, "error": str(exc)})
+                    log.warning("resync_copy_failed", backup_id=backup.backup_id, destination=target.name,
+                                error=str(exc))
+                    continue
+                ctx.catalog.record_backup(backup.manifest, [*backup.copies, copy])
+                report.copied.append({"backup_id": backup.backup_id, "destination": target.name,
+                                      "bytes": copy.stored_bytes})
+                log.info("resync_copied", backup_id=backup.backup_id, destination=target.name,
+                         stored_bytes=copy.stored_bytes, duration_s=round(time.monotonic() - started, 3))
+    return report
