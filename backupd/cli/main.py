@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = cmd("run", "run the daemon in the foreground (systemd supervises it)")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
+    pr = cmd("prune", "apply retention ([retention], per-destination max_age_days/max_count)")
+    pr.add_argument("--source", help="only this source (default: all)")
+    pr.add_argument("--dry-run", action="store_true", help="only show the plan, with a reason for every decision")
+
     rs = cmd("resync", "copy backups onto the destinations that lack them (after a partial backup)")
     rs.add_argument("--source", help="only this source (default: all)")
 
@@ -162,6 +166,19 @@ def run(args) -> tuple[Any, str, int]:
             j = report.to_json()
             lines = [f"{c['status']:<5} {c['severity']:<8} {c['id']}: {c['message']}" for c in j["checks"]]
             return j, "\n".join([*lines, f"verdict: {j['verdict']}"]), 1 if j["verdict"] == "fail" else 0
+        if args.command == "prune":
+            from backupd.engine.prune import run_prune
+
+            sources = [ctx.config.source(args.source).name] if args.source else [s.name for s in ctx.config.sources]
+            plans = {s: run_prune(ctx, s, dry_run=args.dry_run) for s in sources}
+            verb = "would delete" if args.dry_run else "deleted"
+            lines = []
+            for plan in plans.values():
+                lines += [f"{verb} {d['id']}: {'; '.join(d['reasons'])}" for d in plan["delete"]]
+                lines += [f"{verb} {d['id']} on {d['destination']}: {'; '.join(d['reasons'])}" for d in plan["delete_copies"]]
+                lines += [f"keep {k['id']}: {'; '.join(k['reasons'])}" for k in plan["keep"]]
+                lines += [f"error: {e}" for e in plan["errors"]]
+            return plans, "\n".join(lines) or "nothing to prune", 1 if any(p["errors"] for p in plans.values()) else 0
         if args.command == "resync":
             from backupd.engine.resync import resync
 

@@ -15,6 +15,7 @@ from backupd_client.protocol import PROTOCOL_VERSION, Op
 
 from backupd.core.chain import restore_point_at
 from backupd.core.units import parse_instant
+from backupd.engine.prune import plan_prune
 from backupd.errors import NotFound, UsageError
 
 
@@ -122,11 +123,17 @@ class Handlers:
         return [self.d.supervisor.submit("resync", s, {}) for s in sources]
 
     def prune(self, a: dict[str, Any]) -> dict[str, Any]:
+        """A dry run answers with the plan at once; a real prune runs as one job per source."""
+        sources = [s.name for s in self.d.config.sources]
         if not a["dry_run"]:
-            raise UsageError("retention is not configured in this version; only `prune --dry-run` is available")
-        keep = [b.backup_id for b in self.d.supervisor.catalog.backups()]
-        return {"dry_run": True, "policy": None, "keep": keep, "delete": [],
-                "reasons": {b: "no retention policy is configured: everything is kept" for b in keep}}
+            return {"dry_run": False, "jobs": [self.d.supervisor.submit("prune", s, {}) for s in sources]}
+        merged: dict[str, Any] = {"dry_run": True, "keep": [], "delete": [], "keep_copies": [], "delete_copies": []}
+        now = self.d.supervisor.clock()
+        for s in sources:
+            plan = plan_prune(self.d.supervisor.catalog, self.d.config, s, now).to_json()
+            for key in ("keep", "delete", "keep_copies", "delete_copies"):
+                merged[key] += [{**item, "source": s} for item in plan[key]]
+        return merged
 
 
 def _parse_at(value: str) -> datetime:

@@ -91,6 +91,13 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
             res = run_restore(ctx, source, args["to"], backup_id=args.get("backup_id"), at=at,
                               tables=args.get("tables"), overwrite=bool(args.get("overwrite")), progress=sink)
             return "completed", res.to_json(), None
+        if kind == "prune":
+            from backupd.engine.prune import run_prune
+
+            report = run_prune(ctx, source, dry_run=False)
+            if report["errors"]:
+                return "partial", report, {"code": "partial", "message": "; ".join(report["errors"])}
+            return "completed", report, None
         if kind == "resync":
             from backupd.engine.resync import resync
 

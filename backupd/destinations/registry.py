@@ -7,8 +7,23 @@ from typing import Any, Callable
 from backupd.destinations.base import Destination
 from backupd.destinations.local import LocalDestination
 
+
+def _share(cfg: Any) -> Destination:
+    from backupd.destinations.share import from_config
+
+    return from_config(cfg)
+
+
+def _smb(cfg: Any) -> Destination:
+    from backupd.destinations.smb import from_config  # imports smbprotocol only when SMB is configured
+
+    return from_config(cfg)
+
+
 FACTORIES: dict[str, Callable[[Any], Destination]] = {
     "local": lambda cfg: LocalDestination(cfg.name, cfg.path),
+    "share": _share,
+    "smb": _smb,
 }
 
 

@@ -191,7 +191,8 @@ def run_backup(
                 raise
             if own_job:
                 ctx.catalog.job_finished(job_id, "completed", result=result.to_json())
-            return result
+    _prune_after(ctx, source)
+    return result
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,18 @@ class _Copy:
                 self.upload.abort()
             log.warning("destination_copy_failed", destination=self.target.name, error=str(exc),
                         code=getattr(exc, "code", type(exc).__name__))
+
+
+def _prune_after(ctx: EngineContext, source: str) -> None:
+    """Retention runs after every backup; its failures are logged, never the backup's."""
+    from backupd.engine.prune import has_policy, run_prune
+
+    if not has_policy(ctx.config):
+        return
+    try:
+        run_prune(ctx, source, dry_run=False)
+    except BackupdError as exc:
+        log.warning("prune_failed", source=source, error=str(exc))
 
 
 def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> BackupResult:

@@ -267,7 +267,8 @@ def plan_text(plan: Any, dry_run: bool) -> str:
 
     def line(verb: str, item: Any) -> str:
         ident = item.get("id") or item.get("backup_id") if isinstance(item, Mapping) else item
-        why = (item.get("reason") if isinstance(item, Mapping) else None) or reasons.get(str(ident))
+        why = (item.get("reason") or "; ".join(item.get("reasons") or []) if isinstance(item, Mapping) else None) \
+            or reasons.get(str(ident))
         return f"{verb} {fmt(ident)}" + (f": {fmt(why)}" if why else "")
 
     delete = plan.get("delete") if isinstance(plan.get("delete"), list) else None

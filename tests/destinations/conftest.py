@@ -9,14 +9,19 @@ starts only when that kind runs); its `plant_temp` leaves behind what an upload 
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
+import smbclient
 
 from backupd.destinations.base import TEMP_SUFFIX, Destination
 from backupd.destinations.local import LocalDestination
+from backupd.destinations.share import ShareDestination
+from backupd.destinations.smb import SmbDestination
+from tests.servers.smbd import smb_server  # noqa: F401 - the fixture make_smb asks for
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,46 @@ def plant_local_temp(dest: Destination, key: str, data: bytes) -> str:
     return str(temp)
 
 
+def make_share(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    """A tmpfs mounted for this test stands in for the NFS/CIFS share (the suite runs as root)."""
+    mount_point = tmp_path / "share-mnt"
+    mount_tmpfs(request, mount_point)
+    return ShareDestination("contract", mount_point / "backupd", mount_point=mount_point)
+
+
+def mount_tmpfs(request: pytest.FixtureRequest, mount_point: Path, size: str = "32m") -> None:
+    mount_point.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], check=True)
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(mount_point)], check=False))
+
+
+def make_smb(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    """A fresh folder on the session's real smbd for each test."""
+    server = request.getfixturevalue("smb_server")
+    dest = SmbDestination(
+        "contract", server.host, server.share, f"t-{secrets.token_hex(6)}/backupd", server.user, server.password,
+        port=server.port,
+    )
+    request.addfinalizer(dest.close)
+    return dest
+
+
+def plant_smb_temp(dest: Destination, key: str, data: bytes) -> str:
+    """What an SmbUpload leaves when the process dies before commit: a closed temp file beside the target."""
+    assert isinstance(dest, SmbDestination)
+    final = PurePosixPath(key)
+    temp = str(final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"))
+    with dest._errors("planting a temp file"):
+        dest._makedirs(dest._path(str(final.parent)))
+        with smbclient.open_file(dest._path(temp), mode="xb", **dest._kw()) as f:
+            f.write(data)
+    return temp
+
+
 KINDS = [
     DestinationKind("local", make_local, plant_local_temp),
+    DestinationKind("share", make_share, plant_local_temp),
+    DestinationKind("smb", make_smb, plant_smb_temp),
 ]
 
 

@@ -1,0 +1,457 @@
+"""An SMB2/3 share reached directly through smbprotocol, without mounting it.
+
+Objects are files under `\\\\server\\share\\path`. The write path is the one every destination uses
+(STYLE.md 3.7): write `.<name>.<random>.backupd-tmp` beside the target, flush it (SMB2 FLUSH), close
+it, then `replace` it onto the target (SMB2 rename with ReplaceIfExists; a plain rename fails when the
+target exists). Encryption: SMB3 encryption is switched on whenever the negotiated dialect supports
+it; `require_encryption=True` refuses a server that cannot encrypt.
+
+Every destination keeps its own smbclient connection cache (never the process-wide one), so two
+destinations on one server do not share sessions, and `close()` drops exactly this one's connection.
+
+Errors are classified here, at the boundary: a refused, dropped or timed-out connection is
+DestinationUnavailable (a retry may help); a logon failure, a missing share, denied access or a full
+disk is DestinationError naming the server, share and user; a missing object is NotFound.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import smbclient
+from smbprotocol.connection import Connection
+from smbprotocol.exceptions import (
+    AccessDenied,
+    BadNetworkName,
+    LogonFailure,
+    SMBAuthenticationError,
+    SMBConnectionClosed,
+    SMBException,
+    SMBOSError,
+    SMBResponseException,
+)
+from smbprotocol.header import NtStatus
+from smbprotocol.session import Session
+from smbprotocol.tree import TreeConnect
+
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo
+from backupd.destinations.local import _check_key, _check_prefix
+from backupd.errors import DestinationError, DestinationUnavailable, NotFound
+
+_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+_DISK_FULL = (NtStatus.STATUS_DISK_FULL, getattr(NtStatus, "STATUS_QUOTA_EXCEEDED", -1))
+_DENIED = (NtStatus.STATUS_ACCESS_DENIED, NtStatus.STATUS_PRIVILEGE_NOT_HELD)
+CONNECT_TIMEOUT_S = 15
+
+
+def _check_smb_key(key: str) -> None:
+    _check_key(key)
+    if "\\" in key or "\x00" in key:  # a backslash is a separator on SMB, NUL ends the name
+        raise ValueError(f"invalid object key {key!r}")
+
+
+def _ntstatus(exc: BaseException) -> int | None:
+    return getattr(exc, "ntstatus", None) or getattr(exc, "status", None)
+
+
+def _is_missing_os(exc: BaseException) -> bool:
+    """Nothing there, a directory, a path under a file, or a file already being deleted (a crashed
+    upload's temp file that is still held open stays listed, delete-pending, until its handle closes)."""
+    return isinstance(exc, SMBOSError) and (
+        exc.errno in _MISSING_ERRNOS or exc.ntstatus == NtStatus.STATUS_DELETE_PENDING
+    )
+
+
+class SmbUpload:
+    """Streams into a temp file beside the target; commit flushes, closes and replaces it onto the target."""
+
+    def __init__(self, dest: "SmbDestination", key: str):
+        self._dest = dest
+        self._key = key
+        parent, _, name = key.rpartition("/")
+        temp_key = f"{parent}/" if parent else ""
+        temp_key += f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        self._final = dest._path(key)
+        self._tmp = dest._path(temp_key)
+        self._what = f"writing {key}"
+        self.bytes_written = 0
+        self._done = False
+        with dest._errors(self._what):
+            if parent:
+                dest._makedirs(dest._path(parent))
+            # share "rwd": a crashed upload's temp file can still be deleted by remove_stale_temp
+            self._f = smbclient.open_file(self._tmp, mode="xb", buffering=0, share_access="rwd", **dest._kw())
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            with self._dest._errors(self._what):
+                view = memoryview(data).cast("B")
+                while view:
+                    n = self._f.write(view)
+                    view = view[n:]
+        except DestinationError:
+            self.abort()
+            raise
+        self.bytes_written += len(data)
+
+    def commit(self) -> None:
+        try:
+            with self._dest._errors(self._what):
+                self._f.flush()
+                self._f.close()
+                smbclient.replace(self._tmp, self._final, **self._dest._kw())
+        except DestinationError:
+            self.abort()
+            raise
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._f.close()
+            smbclient.remove(self._tmp, **self._dest._kw())
+        except (OSError, SMBException, ValueError):
+            pass  # the connection is gone: remove_stale_temp cleans the temp file up later
+
+    def __enter__(self) -> "SmbUpload":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class SmbDestination:
+    """Objects are files under `\\\\server\\share\\path` (path "" is the share's root)."""
+
+    kind = "smb"
+
+    def __init__(
+        self,
+        name: str,
+        server: str,
+        share: str,
+        path: str,
+        user: str,
+        password: str,
+        port: int = 445,
+        require_encryption: bool = False,
+    ):
+        self.name = name
+        self.server = server
+        self.share = share
+        self.path = path.strip("/\\").replace("\\", "/")
+        self.user = user
+        self._password = password
+        self.port = port
+        self.require_encryption = require_encryption
+        self._share_root = rf"\\{server}\{share}"
+        self._root = self._share_root + ("\\" + self.path.replace("/", "\\") if self.path else "")
+        self._cache: dict[str, Connection] = {}
+        self._lock = threading.Lock()
+        self._root_ready = False
+
+    # --- connection -------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"destination {self.name!r} (smb://{self.user}@{self.server}:{self.port}/{self.share}/{self.path})"
+
+    def _connect(self) -> None:
+        """Open (or reopen after a drop) this destination's connection and session."""
+        key = f"{self.server.lower()}:{self.port}"
+        with self._lock:
+            conn = self._cache.get(key)
+            if conn is not None and conn.transport.connected:
+                return
+            self._cache.pop(key, None)
+            conn = Connection(uuid.uuid4(), self.server, self.port, require_signing=True)
+            conn.connect(timeout=CONNECT_TIMEOUT_S)
+            try:
+                if self.require_encryption and not conn.supports_encryption:
+                    raise DestinationError(
+                        f"{self._where()}: the server does not offer SMB3 encryption",
+                        hint="enable SMB3 encryption on the server or set require_encryption = false",
+                    )
+                # encrypt whenever the dialect allows it, not only when the server insists
+                session = Session(conn, self.user, self._password, require_encryption=conn.supports_encryption)
+                session.connect()
+                # connect the share now: a wrong share name fails here, clearly, not deep inside smbclient
+                TreeConnect(session, self._share_root).connect()
+            except BaseException:
+                conn.disconnect()
+                raise
+            self._cache[key] = conn
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the current session encrypts on the wire (connects if needed)."""
+        with self._errors("connecting"):
+            self._connect()
+        conn = self._cache[f"{self.server.lower()}:{self.port}"]
+        return all(s.encrypt_data for s in conn.session_table.values())
+
+    def _kw(self) -> dict:
+        self._connect()
+        return {"port": self.port, "username": self.user, "connection_cache": self._cache}
+
+    def close(self) -> None:
+        with self._lock:
+            smbclient.reset_connection_cache(connection_cache=self._cache)
+            self._root_ready = False
+
+    def _drop(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is dropped either way
+            with self._lock:
+                self._cache.clear()
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Translate smbprotocol's and the socket's exceptions into DestinationError / Unavailable."""
+        where = f"{self._where()}: {what}"
+        try:
+            yield
+        except (NotFound, DestinationError):
+            raise
+        except (LogonFailure, SMBAuthenticationError) as exc:
+            raise DestinationError(
+                f"{where}: logon failed for user {self.user!r} on {self.server}:{self.port} share {self.share!r} ({exc})",
+                hint="check user and password (password_env or credentials_file)",
+            ) from None
+        except BadNetworkName:
+            raise DestinationError(
+                f"{where}: server {self.server} has no share {self.share!r}", hint="check the share name"
+            ) from None
+        except AccessDenied as exc:
+            raise DestinationError(
+                f"{where}: access denied for user {self.user!r} on share {self.share!r} ({exc})",
+                hint="check the share's permissions for this user",
+            ) from None
+        except SMBOSError as exc:
+            status = _ntstatus(exc)
+            if status in _DISK_FULL:
+                raise DestinationError(f"{where}: no space left on the share", hint="free space or prune old backups") from None
+            if status in _DENIED or exc.errno in (errno.EACCES, errno.EPERM):
+                raise DestinationError(
+                    f"{where}: permission denied for user {self.user!r} ({exc})", hint="check the share's permissions"
+                ) from None
+            raise DestinationError(f"{where}: {exc}") from None
+        except (SMBConnectionClosed, ConnectionError, socket.timeout, TimeoutError) as exc:
+            self._drop()
+            raise DestinationUnavailable(f"{where}: connection to {self.server}:{self.port} lost ({exc})") from None
+        except ValueError as exc:
+            if "Failed to connect" in str(exc):  # smbprotocol's transport wraps socket errors in ValueError
+                self._drop()
+                raise DestinationUnavailable(
+                    f"{where}: cannot connect to {self.server}:{self.port} ({exc})", hint="check the server and port"
+                ) from None
+            raise
+        except SMBResponseException as exc:
+            raise DestinationError(f"{where}: {exc}") from None
+        except SMBException as exc:
+            self._drop()
+            raise DestinationUnavailable(f"{where}: {exc}") from None
+        except OSError as exc:
+            self._drop()
+            raise DestinationUnavailable(f"{where}: {exc}") from None
+
+    # --- paths ------------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return self._root + ("\\" + key.replace("/", "\\") if key else "")
+
+    def _makedirs(self, path: str) -> None:
+        smbclient.makedirs(path, exist_ok=True, **self._kw())
+
+    def _ensure_root(self) -> None:
+        if not self._root_ready:
+            if self.path:
+                self._makedirs(self._root)
+            self._root_ready = True
+
+    # --- the Destination protocol -----------------------------------------------------------------
+
+    def open_write(self, key: str) -> SmbUpload:
+        _check_smb_key(key)
+        with self._errors(f"writing {key}"):
+            self._ensure_root()
+        return SmbUpload(self, key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        _check_smb_key(key)
+        try:
+            with self._errors(f"reading {key}"):
+                return smbclient.open_file(self._path(key), mode="rb", share_access="rwd", **self._kw())
+        except DestinationError as exc:
+            if self._is_missing(exc):
+                raise NotFound(f"destination {self.name!r} has no object {key}") from None
+            raise
+
+    @staticmethod
+    def _is_missing(exc: DestinationError) -> bool:
+        return _is_missing_os(exc.__context__)
+
+    def _scan(self, rel: str) -> Iterator[tuple[str, object]]:
+        """(key, SMBDirEntry) of every file under the folder `rel` ("" is the root), depth first."""
+        try:
+            entries = list(smbclient.scandir(self._path(rel.rstrip("/")), **self._kw()))
+        except SMBOSError as exc:
+            if _is_missing_os(exc):
+                return
+            raise
+        for entry in entries:
+            key = f"{rel}{entry.name}"
+            if entry.is_dir():
+                yield from self._scan(key + "/")
+            else:
+                yield key, entry
+
+    @staticmethod
+    def _info(key: str, entry) -> ObjectInfo:
+        info = entry.smb_info
+        return ObjectInfo(key, int(info.end_of_file), info.last_write_time.timestamp())
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        _check_prefix(prefix)
+        rel = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        out = []
+        with self._errors(f"listing {prefix or '/'}"):
+            for key, entry in self._scan(rel):
+                name = key.rsplit("/", 1)[-1]
+                if name.startswith(".") or name.endswith(TEMP_SUFFIX):
+                    continue
+                out.append(self._info(key, entry))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete(self, key: str) -> None:
+        _check_smb_key(key)
+        try:
+            with self._errors(f"deleting {key}"):
+                smbclient.remove(self._path(key), **self._kw())
+        except DestinationError as exc:
+            if not self._is_missing(exc):
+                raise
+
+    def stat(self, key: str) -> ObjectInfo:
+        """From the parent's directory entry, so `stat` and `list` report the very same size and mtime."""
+        _check_smb_key(key)
+        parent, _, name = key.rpartition("/")
+        try:
+            with self._errors(f"reading {key}"):
+                entries = list(smbclient.scandir(self._path(parent), search_pattern=name, **self._kw()))
+        except DestinationError as exc:
+            if self._is_missing(exc):
+                entries = []
+            else:
+                raise
+        for entry in entries:
+            if entry.name == name and not entry.is_dir():
+                return self._info(key, entry)
+        raise NotFound(f"destination {self.name!r} has no object {key}")
+
+    def free_space(self) -> int | None:
+        try:
+            with self._errors("querying free space"):
+                return int(smbclient.stat_volume(self._share_root, **self._kw()).caller_available_size)
+        except DestinationError:
+            return None
+
+    def health(self) -> Health:
+        start = time.monotonic()
+        problems: list[str] = []
+        reachable = writable = False
+        free = None
+        try:
+            with self._errors("health probe"):
+                self._ensure_root()
+                reachable = True
+                probe = self._path(f".probe-{secrets.token_hex(4)}")
+                with smbclient.open_file(probe, mode="xb", **self._kw()) as f:
+                    f.write(b"backupd health probe")
+                smbclient.remove(probe, **self._kw())
+                writable = True
+            free = self.free_space()
+        except DestinationError as exc:
+            problems.append(str(exc))
+        return Health(reachable, writable, free, (time.monotonic() - start) * 1000, tuple(problems))
+
+    def remove_stale_temp(self, prefix: str = "") -> list[str]:
+        _check_prefix(prefix)
+        rel = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        removed = []
+        with self._errors(f"removing stale temp files under {prefix or '/'}"):
+            for key, _entry in self._scan(rel):
+                if key.endswith(TEMP_SUFFIX):
+                    try:
+                        smbclient.remove(self._path(key), **self._kw())
+                        removed.append(key)
+                    except SMBOSError as exc:
+                        if not _is_missing_os(exc):
+                            raise
+        return removed
+
+
+def read_password(name: str, password_env: str | None, credentials_file: str | os.PathLike | None) -> str:
+    """The SMB password from the environment variable `password_env`, else from `credentials_file`.
+
+    The credentials file holds the password alone on its first line (a trailing newline is ignored,
+    nothing else is parsed), and must not be readable by group or others (mode 0600 or 0400).
+    """
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise DestinationError(
+                f"destination {name!r}: environment variable {password_env} is not set",
+                hint=f"export {password_env} with the SMB password before starting backupd",
+            )
+        return value
+    if credentials_file:
+        path = os.fspath(credentials_file)
+        try:
+            st = os.stat(path)
+            if st.st_mode & 0o077:
+                raise DestinationError(
+                    f"destination {name!r}: credentials file {path} is readable by others (mode {st.st_mode & 0o777:04o})",
+                    hint=f"chmod 600 {path}",
+                )
+            with open(path, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise DestinationError(
+                f"destination {name!r}: cannot read credentials file {path}: {exc.strerror or exc}",
+                hint="point credentials_file at a readable file holding the password on its first line",
+            ) from None
+    raise DestinationError(
+        f"destination {name!r}: no SMB password configured", hint="set password_env or credentials_file"
+    )
+
+
+def from_config(cfg) -> SmbDestination:
+    """Build from a DestinationConfig of kind 'smb' (server, port, share, path, user, password_env or
+    credentials_file, require_encryption). The password is read now, so a missing one fails early."""
+    path = getattr(cfg, "path", "") or ""
+    path = path.as_posix() if hasattr(path, "as_posix") else str(path)
+    return SmbDestination(
+        cfg.name,
+        server=cfg.server,
+        share=cfg.share,
+        path="" if path == "." else path,
+        user=cfg.user,
+        password=read_password(cfg.name, getattr(cfg, "password_env", None), getattr(cfg, "credentials_file", None)),
+        port=getattr(cfg, "port", None) or 445,
+        require_encryption=bool(getattr(cfg, "require_encryption", False)),
+    )
