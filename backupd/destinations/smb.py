@@ -17,6 +17,7 @@ disk is DestinationError naming the server, share and user; a missing object is 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 import socket
@@ -132,6 +133,28 @@ class SmbUpload:
             self.commit()
         else:
             self.abort()
+
+
+class _Reader(io.RawIOBase):
+    """A streaming read whose failures (a dropped connection mid-restore) are classified like the rest."""
+
+    def __init__(self, dest: "SmbDestination", key: str, raw):
+        self._dest, self._key, self._raw = dest, key, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        with self._dest._errors(f"reading {self._key}"):
+            return self._raw.readinto(b)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._raw.close()
+            except (OSError, SMBException, ValueError):
+                pass  # the connection is gone; nothing to release
+        super().close()
 
 
 class SmbDestination:
@@ -295,7 +318,8 @@ class SmbDestination:
         _check_smb_key(key)
         try:
             with self._errors(f"reading {key}"):
-                return smbclient.open_file(self._path(key), mode="rb", share_access="rwd", **self._kw())
+                raw = smbclient.open_file(self._path(key), mode="rb", buffering=0, share_access="rwd", **self._kw())
+            return io.BufferedReader(_Reader(self, key, raw), buffer_size=1024 * 1024)
         except DestinationError as exc:
             if self._is_missing(exc):
                 raise NotFound(f"destination {self.name!r} has no object {key}") from None

@@ -99,6 +99,9 @@ def test_a_server_that_goes_away_mid_upload_is_unavailable_and_nothing_is_visibl
     with running_smbd() as server:
         d = smb(server)
         put_bytes(d, "kb/old.bkpd", b"old")
+        put_bytes(d, "kb/big.bkpd", os.urandom(3 * 1024 * 1024))
+        reader = d.open_read("kb/big.bkpd")
+        assert len(reader.read(1)) == 1
         up = d.open_write("kb/a.bkpd")
         up.write(b"half" * 1000)
         share_dir = server.share_dir
@@ -107,11 +110,14 @@ def test_a_server_that_goes_away_mid_upload_is_unavailable_and_nothing_is_visibl
             up.write(b"more" * 1000)
             up.commit()
         with pytest.raises(DestinationUnavailable):
+            reader.read()  # a restore reading this copy fails over cleanly
+        reader.close()
+        with pytest.raises(DestinationUnavailable):
             d.list("")
         # what the server kept: the old object and at most a temp file, which remove_stale_temp clears later
         left = sorted(p.name for p in (share_dir / "backupd" / "kb").iterdir())
-        assert "a.bkpd" not in left and "old.bkpd" in left
-        assert all(n == "old.bkpd" or n.endswith(TEMP_SUFFIX) for n in left)
+        assert "a.bkpd" not in left and {"old.bkpd", "big.bkpd"} <= set(left)
+        assert all(n in ("old.bkpd", "big.bkpd") or n.endswith(TEMP_SUFFIX) for n in left)
         d.close()
 
 
