@@ -20,8 +20,15 @@ def _smb(cfg: Any) -> Destination:
     return from_config(cfg)
 
 
+def _sftp(cfg: Any) -> Destination:
+    from backupd.destinations.sftp import from_config  # imports paramiko only when SFTP is configured
+
+    return from_config(cfg)
+
+
 FACTORIES: dict[str, Callable[[Any], Destination]] = {
     "local": lambda cfg: LocalDestination(cfg.name, cfg.path),
+    "sftp": _sftp,
     "share": _share,
     "smb": _smb,
 }

@@ -19,9 +19,11 @@ import smbclient
 
 from backupd.destinations.base import TEMP_SUFFIX, Destination
 from backupd.destinations.local import LocalDestination
+from backupd.destinations.sftp import SftpDestination
 from backupd.destinations.share import ShareDestination
 from backupd.destinations.smb import SmbDestination
 from tests.servers.smbd import smb_server  # noqa: F401 - the fixture make_smb asks for
+from tests.servers.sshd import sshd_server  # noqa: F401 - the fixture make_sftp asks for
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,32 @@ def plant_smb_temp(dest: Destination, key: str, data: bytes) -> str:
     return temp
 
 
+def make_sftp(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    """A fresh folder on the session's real sshd for each test (the server runs on this machine)."""
+    server = request.getfixturevalue("sshd_server")
+    root = server.root / f"t-{secrets.token_hex(6)}" / "backupd"
+    dest = SftpDestination(
+        "contract", server.host, str(root), user=server.user, known_hosts=server.known_hosts, port=server.port,
+        key_file=server.client_key_file,
+    )  # fmt: skip
+    request.addfinalizer(dest.close)
+    return dest
+
+
+def plant_sftp_temp(dest: Destination, key: str, data: bytes) -> str:
+    """What an SftpUpload leaves when the process dies before commit: `.<name>.<hex>.backupd-tmp`."""
+    assert isinstance(dest, SftpDestination)
+    final = PurePosixPath(key)
+    temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    path = Path(dest.root) / temp  # the server's files are on this machine
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(temp)
+
+
 KINDS = [
     DestinationKind("local", make_local, plant_local_temp),
+    DestinationKind("sftp", make_sftp, plant_sftp_temp),
     DestinationKind("share", make_share, plant_local_temp),
     DestinationKind("smb", make_smb, plant_smb_temp),
 ]

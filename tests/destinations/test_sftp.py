@@ -1,0 +1,150 @@
+"""SFTP beyond the contract: host key verification, login failures, a server that goes away mid-upload."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backupd.config.schema import DestinationConfig
+from backupd.destinations.base import TEMP_SUFFIX, get_bytes, put_bytes
+from backupd.destinations.registry import open_destination
+from backupd.destinations.sftp import SftpDestination, fingerprint
+from backupd.errors import DestinationError, DestinationUnavailable
+from tests.servers.sshd import SshServer, free_port, keygen, running_sshd
+
+MiB = 1024 * 1024
+
+
+def sftp_to(server: SshServer, **overrides) -> SftpDestination:
+    options = {"user": server.user, "known_hosts": server.known_hosts, "port": server.port,
+               "key_file": server.client_key_file} | overrides  # fmt: skip
+    return SftpDestination("offsite", server.host, str(server.root / f"t-{secrets.token_hex(6)}"), **options)
+
+
+@pytest.fixture
+def own_sshd() -> Iterator[SshServer]:
+    """A server of this test's own, which it may stop and start."""
+    with running_sshd() as server:
+        yield server
+
+
+def files_under(root: str | Path) -> list[str]:
+    return sorted(str(Path(d, f).relative_to(root)) for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_unknown_host_key_is_refused_naming_host_port_and_fingerprint(sshd_server, tmp_path):
+    empty = sshd_server.write_known_hosts(tmp_path / "known_hosts", None)
+    dest = sftp_to(sshd_server, known_hosts=empty)
+
+    with pytest.raises(DestinationError) as caught:
+        dest.list("")
+    err = caught.value
+    assert not isinstance(err, DestinationUnavailable)  # retrying cannot help
+    offered = fingerprint(sshd_server.host_key)
+    assert f"unknown host key for 127.0.0.1 port {sshd_server.port}" in err.message
+    assert f"ssh-ed25519 {offered}" in err.message
+    assert f"ssh-keyscan -p {sshd_server.port} 127.0.0.1 >> {empty}" in err.hint
+    assert err.details == {"host": "127.0.0.1", "port": sshd_server.port, "fingerprint": offered}
+    assert empty.read_text() == ""  # never accepted, never written
+
+
+def test_changed_host_key_is_refused_naming_both_fingerprints(sshd_server, tmp_path):
+    other = keygen(tmp_path / "other_host_key")
+    stale = sshd_server.write_known_hosts(tmp_path / "known_hosts", other)
+    dest = sftp_to(sshd_server, known_hosts=stale)
+
+    with pytest.raises(DestinationError) as caught:
+        put_bytes(dest, "kb/a.bkpd", b"a")
+    err = caught.value
+    assert not isinstance(err, DestinationUnavailable)
+    assert f"HOST KEY CHANGED for 127.0.0.1 port {sshd_server.port}" in err.message
+    assert fingerprint(sshd_server.host_key) in err.message and fingerprint(other) in err.message
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd_server.port}' -f {stale}" in err.hint
+    assert not Path(dest.root).exists()  # nothing was written
+
+
+def test_missing_known_hosts_file(sshd_server, tmp_path):
+    dest = sftp_to(sshd_server, known_hosts=tmp_path / "nowhere")
+    with pytest.raises(DestinationError, match=r"cannot read known_hosts '.*/nowhere'"):
+        dest.list("")
+
+
+def test_a_key_the_server_does_not_authorize_is_a_permanent_login_error(sshd_server, tmp_path):
+    keygen(tmp_path / "stranger")
+    dest = sftp_to(sshd_server, key_file=tmp_path / "stranger")
+    with pytest.raises(DestinationError) as caught:
+        dest.list("")
+    assert not isinstance(caught.value, DestinationUnavailable)
+    assert f"login as 'root' on 127.0.0.1 port {sshd_server.port} with key '{tmp_path / 'stranger'}'" in str(caught.value)
+
+
+def test_nothing_listening_is_transient_and_unhealthy(tmp_path):
+    (tmp_path / "kh").write_text("")
+    dest = SftpDestination("offsite", "127.0.0.1", "/srv", user="root", known_hosts=tmp_path / "kh", port=free_port())
+    with pytest.raises(DestinationUnavailable, match=r"cannot connect to 127.0.0.1 port \d+"):
+        dest.list("")
+    health = dest.health()  # reports, never raises
+    assert (health.status, health.reachable, health.writable, health.free_bytes) == ("unhealthy", False, False, None)
+    assert "cannot connect" in health.problems[0]
+
+
+def test_one_connection_is_reused_across_operations(sshd_server):
+    dest = sftp_to(sshd_server)
+    put_bytes(dest, "kb/a.bkpd", b"a")
+    transport = dest._client.get_transport()
+    for _ in range(3):
+        assert get_bytes(dest, "kb/a.bkpd") == b"a"
+        dest.list("kb/")
+        dest.stat("kb/a.bkpd")
+    assert dest._client.get_transport() is transport
+    dest.close()
+
+
+def test_sshd_stopped_mid_upload_then_started_again(own_sshd):
+    dest = sftp_to(own_sshd)
+    root = Path(dest.root)
+    put_bytes(dest, "kb/old.bkpd", b"old")
+    data = os.urandom(3 * MiB)
+
+    upload = dest.open_write("kb/new.bkpd")
+    upload.write(data[:MiB])
+    own_sshd.stop()  # the server dies with the upload half done
+    with pytest.raises(DestinationUnavailable) as caught:
+        upload.write(data[MiB:])
+        upload.commit()
+    assert f"connection to 127.0.0.1 port {own_sshd.port} lost" in caught.value.message
+    assert "new.bkpd" not in files_under(root)  # nothing published under the final name
+    with pytest.raises(DestinationUnavailable):
+        dest.list("")  # still down: transient, not "empty"
+
+    own_sshd.start()
+    assert [o.key for o in dest.list("")] == ["kb/old.bkpd"]  # reconnected; the broken upload is invisible
+    put_bytes(dest, "kb/new.bkpd", data)  # the retry succeeds
+    assert get_bytes(dest, "kb/new.bkpd") == data
+    assert files_under(root) == ["kb/new.bkpd", "kb/old.bkpd"]  # the broken upload's temp file is gone too
+    assert not any(name.endswith(TEMP_SUFFIX) for name in files_under(root))
+    dest.close()
+
+
+def test_free_space_comes_from_statvfs(sshd_server):
+    dest = sftp_to(sshd_server)
+    free = dest.free_space()  # before the root exists: its nearest existing ancestor
+    expected = os.statvfs(sshd_server.root)
+    assert free is not None and abs(free - expected.f_bavail * expected.f_frsize) < 256 * MiB
+
+
+def test_the_registry_builds_it_from_config(sshd_server):
+    cfg = DestinationConfig(
+        name="offsite", kind="sftp", host=sshd_server.host, port=sshd_server.port, user=sshd_server.user,
+        key_file=sshd_server.client_key_file, known_hosts=sshd_server.known_hosts,
+        path=str(sshd_server.root / "from-config"),
+    )  # fmt: skip
+    dest = open_destination(cfg)
+    assert isinstance(dest, SftpDestination) and dest.kind == "sftp"
+    put_bytes(dest, "kb/a.bkpd", b"configured")
+    assert (sshd_server.root / "from-config" / "kb" / "a.bkpd").read_bytes() == b"configured"
+    dest.close()
