@@ -148,3 +148,20 @@ def test_the_registry_builds_it_from_config(sshd_server):
     put_bytes(dest, "kb/a.bkpd", b"configured")
     assert (sshd_server.root / "from-config" / "kb" / "a.bkpd").read_bytes() == b"configured"
     dest.close()
+
+
+def test_sshd_stopped_mid_read_is_transient_and_the_read_works_after_a_restart(own_sshd):
+    dest = sftp_to(own_sshd)
+    data = os.urandom(3 * MiB)
+    put_bytes(dest, "kb/a.bkpd", data)
+
+    with dest.open_read("kb/a.bkpd") as f:
+        assert f.read(MiB) == data[:MiB]
+        own_sshd.stop()
+        with pytest.raises(DestinationUnavailable, match=r"reading kb/a.bkpd: connection to .* lost"):
+            while f.read(MiB):
+                pass
+
+    own_sshd.start()
+    assert get_bytes(dest, "kb/a.bkpd") == data
+    dest.close()
