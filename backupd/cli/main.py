@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = r.add_mutually_exclusive_group(required=True)
     which.add_argument("--backup", dest="backup_id")
     which.add_argument("--at", type=str)
-    r.add_argument("--to", required=True, type=Path)
+    r.add_argument("--to", type=Path, help="the database file to create (required unless --plan)")
+    r.add_argument("--plan", action="store_true",
+                   help="only show which backups of the chain would be read from which destination")
     r.add_argument("--tables", help="comma-separated table names: restore only these (with their indexes)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file, atomically, after validation")
 
@@ -147,8 +149,19 @@ def run(args) -> tuple[Any, str, int]:
                              f"{_human_size(r['stored_bytes']):>10}" for r in rows) or (
                 "no restore points in the catalog (on a new machine or state dir, run `backupd catalog rebuild` first)")
             return rows, text, 0
+        if args.command == "restore" and args.plan:
+            from backupd.engine.restore import describe_plan, plan_restore
+
+            j = describe_plan(ctx, plan_restore(ctx, args.source, backup_id=args.backup_id,
+                                                at=parse_at(args.at) if args.at else None))
+            lines = [f"{m['id']}  {m['strategy']:<12} from {m['destination']} ({_human_size(m['stored_bytes'])})"
+                     + (f", then {', '.join(m['fallbacks'])}" if m["fallbacks"] else "") for m in j["chain"]]
+            return j, "\n".join([f"restore {j['backup_id']} reads:", *lines]), 0
         if args.command == "restore":
             from backupd.engine.restore import run_restore
+
+            if args.to is None:
+                raise UsageError("restore: --to PATH is required (or --plan to only show the plan)")
 
             tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
             if args.tables is not None and not tables:

@@ -13,12 +13,20 @@ from backupd.engine.stream import ArtifactReader
 from backupd.errors import CorruptArtifact, MissingChainMember, NotFound
 
 
+def copies_in_order(ctx: EngineContext, backup: CatalogBackup) -> list[tuple[Target, Copy]]:
+    """Every readable copy of `backup`, in the order to try them: destination priority first, then the
+    most recently verified healthy copy."""
+    found = [(t, c) for t in ctx.enabled_targets() for c in backup.copies if c.destination == t.name]
+    found.sort(key=lambda tc: tc[1].verified_at or "", reverse=True)  # UTC ISO times sort as strings
+    found.sort(key=lambda tc: tc[0].priority)  # stable: priority decides, verification breaks ties
+    return found
+
+
 def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy]:
-    """The copy to read: the highest-priority configured destination that holds one."""
-    for target in ctx.enabled_targets():
-        for c in backup.copies:
-            if c.destination == target.name:
-                return target, c
+    """The copy to read first (see copies_in_order)."""
+    found = copies_in_order(ctx, backup)
+    if found:
+        return found[0]
     raise MissingChainMember(
         f"backup {backup.backup_id} has no copy on any configured destination",
         hint="add the destination that holds it to the config, or run `backupd catalog rebuild`",

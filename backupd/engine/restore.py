@@ -23,10 +23,11 @@ from backupd.destinations.local import fsync_dir
 from backupd.engine.context import EngineContext
 from backupd.engine.inventory import reconcile
 from backupd.engine.progress import ProgressSink, Reporter
-from backupd.engine.reading import choose_copy, iter_page_blocks
+from backupd.engine.reading import choose_copy, copies_in_order, iter_page_blocks
 from backupd.engine.snapshot import schema_and_counts
 from backupd.engine.tables import copy_tables
-from backupd.errors import CorruptArtifact, NotFound, RestoreFailed, TargetExists, UsageError
+from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NotFound, RestoreFailed,
+                            TargetExists, UsageError)
 
 log = structlog.get_logger("backupd.restore")
 TEMP_SUFFIX = ".backupd-restore-tmp"
@@ -59,6 +60,33 @@ def plan_restore(ctx: EngineContext, source: str, *, backup_id: str | None = Non
         raise NotFound(f"backup {backup_id} of source {source!r} not found on any destination",
                        hint="list restore points with `backupd list`")
     return chain.restore_point_at([], at)  # raises NoRestorePoint
+
+
+def describe_plan(ctx: EngineContext, plan: RestorePlan) -> dict:
+    """Which copy each chain member would be read from (and the fallbacks), after checking that each
+    copy still exists; MissingChainMember when a member is missing everywhere. Writes nothing."""
+    chain = []
+    for member in plan.chain:
+        copies = [(t, c) for t, c in copies_in_order(ctx, member) if _present(t, c)]
+        if not copies:
+            raise MissingChainMember(
+                f"backup {member.backup_id} of the chain is missing on every configured destination",
+                hint="restore a restore point whose chain is complete, or add the destination holding it",
+                details={"missing": member.backup_id},
+            )
+        chain.append({"id": member.backup_id, "strategy": member.strategy, "destination": copies[0][0].name,
+                      "artifact_key": copies[0][1].artifact_key, "stored_bytes": copies[0][1].stored_bytes,
+                      "fallbacks": [t.name for t, _ in copies[1:]]})
+    return {"backup_id": plan.target.backup_id, "gap_s": plan.gap.total_seconds() if plan.gap is not None else None,
+            "chain": chain}
+
+
+def _present(target, copy) -> bool:
+    try:
+        target.dest.stat(copy.artifact_key)
+        return True
+    except (NotFound, DestinationError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -116,9 +144,7 @@ def materialize(ctx: EngineContext, plan: RestorePlan, out: Path, rep: Reporter)
     try:
         os.ftruncate(fd, ps * count)
         for member in reversed(plan.chain):
-            target, copy = choose_copy(ctx, member)
-            for numbers, pages in iter_page_blocks(target, copy, member.manifest, prefetch=True):
-                _write_fresh_pages(fd, numbers, pages, ps, written, rep)
+            _read_member(ctx, member, fd, ps, written, rep)
         missing = written.find(0)
         if missing != -1:
             raise CorruptArtifact(
@@ -128,6 +154,26 @@ def materialize(ctx: EngineContext, plan: RestorePlan, out: Path, rep: Reporter)
     finally:
         os.close(fd)
     return ps * count
+
+
+def _read_member(ctx: EngineContext, member: CatalogBackup, fd: int, ps: int, written: bytearray,
+                 rep: Reporter) -> None:
+    """Apply one chain member, moving to the next copy when one fails its checksum or its transfer.
+
+    Pages already written came from authenticated blocks, so the next copy only fills what is left."""
+    candidates = copies_in_order(ctx, member)
+    if not candidates:
+        choose_copy(ctx, member)  # raises MissingChainMember with the explanation
+    for n, (target, copy) in enumerate(candidates):
+        try:
+            for numbers, pages in iter_page_blocks(target, copy, member.manifest, prefetch=True):
+                _write_fresh_pages(fd, numbers, pages, ps, written, rep)
+            return
+        except (CorruptArtifact, MissingChainMember, DestinationError) as exc:
+            if n == len(candidates) - 1:
+                raise
+            log.warning("restore_copy_failed", backup_id=member.backup_id, destination=target.name,
+                        next_destination=candidates[n + 1][0].name, error=str(exc))
 
 
 def _write_fresh_pages(fd: int, numbers: tuple[int, ...], pages: memoryview, ps: int, written: bytearray,

@@ -1,0 +1,70 @@
+"""Restore reads each chain member from the first copy by priority, and moves to the next copy when
+one fails its checksum or is gone — saying so — instead of failing the restore."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+BACKUPD = Path(sys.executable).with_name("backupd")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BACKUPD), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_corrupt_first_copy_falls_back_to_the_next(tmp_path: Path):
+    conn = sqlite3.connect(tmp_path / "src.db")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    conn.executemany("INSERT INTO t (body) VALUES (randomblob(800))", [()] * 3000)
+    conn.commit()
+    conn.close()
+    cfg = tmp_path / "backupd.toml"
+    cfg.write_text('[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
+                   '[[destinations]]\nname = "first"\nkind = "local"\npath = "first"\npriority = 1\n'
+                   '[[destinations]]\nname = "second"\nkind = "local"\npath = "second"\npriority = 2\n')
+    backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    artifact = tmp_path / "first" / "db" / f"{backup['id']}.bkpd"
+    raw = bytearray(artifact.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # a block in the middle fails its checksum after earlier blocks were written
+    artifact.write_bytes(bytes(raw))
+    proc = _cli("-v", "restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"],
+                "--to", str(tmp_path / "r.db"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    fell_back = [e for e in events if e.get("event") == "restore_copy_failed"]
+    assert fell_back and fell_back[0]["destination"] == "first" and fell_back[0]["next_destination"] == "second"
+    assert sqlite3.connect(tmp_path / "r.db").execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    (tmp_path / "second" / "db" / f"{backup['id']}.bkpd").unlink()  # now no good copy is left
+    proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--to", str(tmp_path / "r2.db"))
+    assert proc.returncode == 1 and not (tmp_path / "r2.db").exists()
+
+
+def test_restore_plan_names_the_copy_of_every_member_and_fails_on_a_gap(tmp_path: Path):
+    conn = sqlite3.connect(tmp_path / "src.db")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 200,)] * 500)
+    conn.commit()
+    cfg = tmp_path / "backupd.toml"
+    cfg.write_text('[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
+                   '[[destinations]]\nname = "a"\nkind = "local"\npath = "a"\npriority = 2\n'
+                   '[[destinations]]\nname = "b"\nkind = "local"\npath = "b"\npriority = 1\n')
+    full = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
+    conn.execute("UPDATE t SET body = 'y' WHERE id < 50")
+    conn.commit()
+    conn.close()
+    inc = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "incremental", "--json").stdout)
+    plan = json.loads(_cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json").stdout)
+    assert [(m["id"], m["destination"], m["fallbacks"]) for m in plan["chain"]] == \
+        [(full["id"], "b", ["a"]), (inc["id"], "b", ["a"])]
+    assert not list(tmp_path.glob("*.db-restore*"))
+    for d in ("a", "b"):  # the full is gone everywhere: the plan says so before anything is written
+        for f in (tmp_path / d / "db").glob(f"{full['id']}.*"):
+            f.unlink()
+    proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stderr)["code"] == "missing_chain_member"
