@@ -146,9 +146,11 @@ class Daemon:
 
     def destination_health(self) -> list[dict[str, Any]]:
         newest: dict[str, str] = {}
+        used: dict[str, int] = {}
         for b in self.supervisor.catalog.backups():
             for c in b.copies:
                 newest[c.destination] = max(newest.get(c.destination, ""), b.created_at)
+                used[c.destination] = used.get(c.destination, 0) + c.stored_bytes
         out = []
         for d in self.config.destinations:
             h = open_destination(d).health()
@@ -157,6 +159,7 @@ class Daemon:
             out.append({"name": d.name, "kind": d.kind, "enabled": d.enabled, "status": h.status,
                         "reachable": h.reachable, "writable": h.writable, "free_bytes": h.free_bytes,
                         "latency_ms": round(h.latency_ms, 2), "problems": list(h.problems),
+                        "used_bytes": used.get(d.name, 0),
                         "last_backup_at": last, "last_backup_age_s": age})
             if h.status != "ok":
                 log.warning("destination_unhealthy", destination=d.name, status=h.status, problems=list(h.problems))
