@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from backupd.config.schema import DestinationConfig
 from backupd.destinations.base import get_bytes, put_bytes
 from backupd.destinations.registry import open_destination
 from backupd.destinations.share import ShareDestination, nearest_mount
@@ -92,7 +92,9 @@ def test_without_mount_point_the_nearest_mount_above_the_path_is_required(mounte
 
 
 def test_the_registry_builds_a_share_from_config(mounted):
-    cfg = SimpleNamespace(name="nas", kind="share", path=mounted / "backupd", mount_point=mounted)
+    cfg = DestinationConfig.model_validate(
+        {"name": "nas", "kind": "share", "path": str(mounted / "backupd"), "mount_point": str(mounted)}
+    )
     dest = open_destination(cfg)
     assert isinstance(dest, ShareDestination) and dest.kind == "share" and dest.mount_point == mounted
     put_bytes(dest, "kb/a.bkpd", b"x")

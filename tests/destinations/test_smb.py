@@ -8,10 +8,10 @@ an environment variable or a 0600 credentials file, the registry factory).
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
 
+from backupd.config.schema import DestinationConfig
 from backupd.destinations.base import TEMP_SUFFIX, get_bytes, put_bytes
 from backupd.destinations.registry import open_destination
 from backupd.destinations.smb import SmbDestination, read_password
@@ -142,14 +142,12 @@ def test_password_from_env_or_a_0600_credentials_file(tmp_path, monkeypatch):
 
 
 def test_the_registry_builds_an_smb_destination_from_config(smb_server, tmp_path, monkeypatch):
-    from pathlib import Path
-
     monkeypatch.setenv("BACKUPD_TEST_SMB_PW", smb_server.password)
-    cfg = SimpleNamespace(
-        name="nas-direct", kind="smb", server=smb_server.host, port=smb_server.port, share=smb_server.share,
-        path=Path("from-config/backupd"), user=smb_server.user, password_env="BACKUPD_TEST_SMB_PW",
-        credentials_file=None, require_encryption=True,
-    )
+    cfg = DestinationConfig.model_validate({
+        "name": "nas-direct", "kind": "smb", "server": smb_server.host, "port": smb_server.port,
+        "share": smb_server.share, "path": "from-config/backupd", "user": smb_server.user,
+        "password_env": "BACKUPD_TEST_SMB_PW", "require_encryption": True,
+    })  # fmt: skip
     d = open_destination(cfg)
     try:
         assert isinstance(d, SmbDestination) and d.kind == "smb" and d.path == "from-config/backupd"
