@@ -101,6 +101,7 @@ class Daemon:
                 counts = self.supervisor.counts()
                 notifier.status(f"{counts['running']} running, {counts['waiting']} waiting, {counts['queued']} queued")
         finally:
+            self.supervisor.stop_accepting()
             notifier.stopping()
             log.info("daemon_stopping", running=self.supervisor.counts()["running"],
                      timeout_s=cfg.daemon.shutdown_timeout_s)

@@ -290,12 +290,16 @@ class Supervisor:
             w.cancel_sent = w.cancel_sent or time.monotonic()
 
     # -- shutdown ------------------------------------------------------------------------------
-    def shutdown(self, timeout_s: float) -> None:
-        """Stop accepting, cancel pending jobs, let running ones finish up to `timeout_s`, cancel the rest."""
+    def stop_accepting(self) -> None:
+        """From now on new jobs are refused and `status` says stopping; pending jobs are cancelled."""
         with self._lock:
             self.state = "stopping"
             for job in [j for j in self._jobs.values() if j.status in PENDING]:
                 self._finish(job, "cancelled", None, {"code": "shutting_down", "message": "the daemon stopped"})
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, let running jobs finish up to `timeout_s`, cancel the rest."""
+        self.stop_accepting()
         deadline = time.monotonic() + timeout_s
         while self._workers and time.monotonic() < deadline:
             time.sleep(0.05)
