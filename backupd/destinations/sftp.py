@@ -42,7 +42,6 @@ __all__ = ["SftpDestination", "fingerprint", "from_config"]
 
 DEFAULT_TIMEOUT_S = 30.0
 _WRITE_BUFFER = 256 * 1024
-_READ_REQUEST = 32 * 1024  # what paramiko and OpenSSH agree on per request
 _READ_AHEAD = 1024 * 1024
 
 
@@ -151,9 +150,9 @@ class SftpUpload:
 
 
 class _Reader(io.RawIOBase):
-    """A streaming read: each refill asks for up to the buffer's size in pipelined 32 KiB requests
-    (paramiko `readv`), so a read waits one round trip per MiB, not per 32 KiB, in bounded memory.
-    Failures (a connection dropped mid-restore) are classified like every other operation."""
+    """A streaming, seekable read whose failures (a connection dropped mid-restore) are classified like
+    every other operation. Requests are sequential (32 KiB each): paramiko's pipelined `readv`/`prefetch`
+    run a helper thread that hung a read now and then in tests, so they are not used."""
 
     def __init__(self, dest: SftpDestination, key: str, file: paramiko.SFTPFile, size: int):
         self._dest, self._key, self._file, self._size, self._pos = dest, key, file, size, 0
@@ -161,13 +160,26 @@ class _Reader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
     def readinto(self, buffer) -> int:  # type: ignore[override]
         wanted = min(len(buffer), self._size - self._pos)
         if wanted <= 0:
             return 0
-        chunks = [(self._pos + offset, min(_READ_REQUEST, wanted - offset)) for offset in range(0, wanted, _READ_REQUEST)]
         with self._dest._errors(f"reading {self._key}"):
-            data = b"".join(self._file.readv(chunks))
+            self._file.seek(self._pos)
+            data = self._file.read(wanted)
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,4 +167,42 @@ def test_sshd_stopped_mid_read_is_transient_and_the_read_works_after_a_restart(o
 
     own_sshd.start()
     assert get_bytes(dest, "kb/a.bkpd") == data
+    dest.close()
+
+
+def test_without_key_file_the_ssh_agent_logs_in(sshd_server, tmp_path, monkeypatch):
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen([shutil.which("ssh-agent") or "/usr/bin/ssh-agent", "-D", "-a", str(sock)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        env = os.environ | {"SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd_server.client_key_file)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        dest = sftp_to(sshd_server, key_file=None)
+        put_bytes(dest, "kb/a.bkpd", b"via the agent")
+        assert get_bytes(dest, "kb/a.bkpd") == b"via the agent"
+        dest.close()
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_reads_seek_and_tell_like_a_local_file(sshd_server):
+    """The engine seeks in artifacts (the trailer sits at the end: engine/inventory.py)."""
+    dest = sftp_to(sshd_server)
+    data = os.urandom(2 * MiB + 5)
+    put_bytes(dest, "kb/a.bkpd", data)
+    with dest.open_read("kb/a.bkpd") as f:
+        assert f.seekable()
+        assert f.seek(0, os.SEEK_END) == len(data) and f.tell() == len(data)
+        assert f.read() == b""
+        f.seek(-100, os.SEEK_END)
+        assert f.read() == data[-100:]
+        f.seek(MiB + 3)
+        assert f.read(10) == data[MiB + 3 : MiB + 13] and f.tell() == MiB + 13
+        f.seek(0)
+        assert f.read() == data
     dest.close()

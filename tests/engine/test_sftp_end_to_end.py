@@ -1,0 +1,63 @@
+"""The backup lifecycle on a real sshd: full and incremental backups to an SFTP destination, then
+disaster recovery: with an empty state dir, `catalog rebuild` from the server, list and restore."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers.sshd import sshd_server  # noqa: F401 - the fixture the test asks for
+
+BACKUPD = Path(sys.executable).with_name("backupd")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BACKUPD), *args], capture_output=True, text=True, timeout=120)
+
+
+def _rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, body FROM t ORDER BY id").fetchall()
+
+
+def test_backups_to_sftp_and_disaster_recovery_with_an_empty_state_dir(sshd_server, tmp_path: Path):
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO t (body) VALUES (?)", [(f"row {i} " * 30,) for i in range(3000)])
+    assert _cli("keygen", str(tmp_path / "backup.key")).returncode == 0
+    remote = sshd_server.root / f"dr-{secrets.token_hex(6)}"
+    cfg = tmp_path / "backupd.toml"
+    cfg.write_text(
+        '[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
+        '[[destinations]]\nname = "offsite"\nkind = "sftp"\n'
+        f'host = "{sshd_server.host}"\nport = {sshd_server.port}\nuser = "{sshd_server.user}"\n'
+        f'key_file = "{sshd_server.client_key_file}"\nknown_hosts = "{sshd_server.known_hosts}"\npath = "{remote}"\n'
+        '[destinations.encryption]\nkey_file = "backup.key"\n'
+    )
+    full = _cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json")
+    assert full.returncode == 0, full.stderr
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE t SET body = 'changed' WHERE id % 50 = 0")
+    incremental = _cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "incremental", "--json")
+    assert incremental.returncode == 0, incremental.stderr
+    latest = json.loads(incremental.stdout)["id"]
+    expected = _rows(db)
+    assert not any(p.name.endswith(".backupd-tmp") for p in remote.rglob("*"))
+
+    shutil.rmtree(tmp_path / "state")  # the machine is lost: only the config and the key remain
+    db.unlink()
+    rebuilt = _cli("catalog", "rebuild", "-c", str(cfg), "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    listed = json.loads(_cli("list", "-c", str(cfg), "--json").stdout)
+    assert latest in json.dumps(listed) and len(listed) == 2
+    restored = tmp_path / "restored.db"
+    r = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", latest, "--to", str(restored))
+    assert r.returncode == 0, r.stderr
+    assert _rows(restored) == expected
