@@ -224,6 +224,18 @@ class Supervisor:
 
     def _finish(self, job: Job, status: str, result: Any, error: dict[str, Any] | None, reason: str | None = None) -> None:
         now = self.clock()
+        if status == "failed" and (error or {}).get("code") == "source_busy" and self.state == "running":
+            job.held_since = job.held_since or now
+            if (now - job.held_since).total_seconds() < self.config.daemon.max_hold_s:
+                # another process holds the source's lock (a one-shot `backupd`, or a worker of a daemon that
+                # died): that is a busy source, not a failure — hold and re-check, like one job per source
+                job.not_before = now + timedelta(seconds=min(self.config.daemon.recheck_interval_s, 5.0))
+                why = f"source {job.source!r} is locked by another process; re-checking"
+                job.move("waiting", why)
+                log.info("job_held", job_id=job.job_id, source=job.source, reason=why)
+                self._changed(job)
+                self.wake.set()
+                return
         if (status == "failed" and job.retry is not None and job.attempt < job.max_attempts
                 and (error or {}).get("code") not in NO_RETRY_CODES and self.state == "running"):
             delay = retry_delay(job.retry, job.attempt, random.random())

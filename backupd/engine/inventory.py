@@ -29,7 +29,7 @@ def read_sidecar(target: Target, key: str) -> tuple[Sidecar, int]:
         payload = b""
         for _, _, payload in reader.blocks():
             pass
-        size = f.tell()
+        size = reader.bytes_read
     sidecar = Sidecar.from_json(payload)
     parsed = parse_key(key)
     if parsed is None or parsed.backup_id != sidecar.manifest.backup_id or parsed.source != sidecar.manifest.source:

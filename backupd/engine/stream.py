@@ -172,6 +172,11 @@ class ArtifactReader:
             self._opener = Opener(keyring.for_reading(enc), stream_header)
         self.whole_digest: str | None = None
 
+    @property
+    def bytes_read(self) -> int:
+        """Bytes consumed so far: the artifact's size once `blocks()` has finished (no seek or tell needed)."""
+        return self._r.offset
+
     def _decompress(self, data: bytes, seq: int) -> bytes:
         dctx = getattr(_local, "decompressor", None)
         if dctx is None:

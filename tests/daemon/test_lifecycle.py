@@ -206,3 +206,25 @@ def test_history_schedules_and_pauses_survive_a_restart(installation, daemon_for
     d.start()
     assert [s["name"] for s in d.ctl_json("schedule", "ls")] == ["daily", "guarded"]
     d.stop()
+
+
+def test_a_source_locked_by_another_process_holds_the_job_instead_of_failing_it(installation, daemon_for):
+    import fcntl
+    import os
+
+    inst = installation(demo="small", daemon={"recheck_interval": "1s"})
+    d = daemon_for(inst).start()
+    c = d.client()
+    lock_dir = inst.state / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / "demo.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a one-shot `backupd backup` of the same source would
+    try:
+        job = c.backup_create("demo")
+        held = d.wait_event("job_held", timeout=20, job_id=job["job_id"])
+        assert "locked by another process" in held["reason"]
+        assert c.job_get(job["job_id"])["status"] == "waiting"
+    finally:
+        os.close(fd)
+    assert c.job_wait(job["job_id"], timeout_s=60)["status"] == "completed"
+    d.stop()
