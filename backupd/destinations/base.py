@@ -24,7 +24,7 @@ from backupd.errors import NotFound
 
 TEMP_SUFFIX = ".backupd-tmp"
 
-__all__ = ["Destination", "Upload", "ObjectInfo", "Health", "NotFound", "TEMP_SUFFIX", "put_bytes", "get_bytes"]
+__all__ = ["Destination", "Upload", "UploadContext", "ObjectInfo", "Health", "NotFound", "TEMP_SUFFIX", "put_bytes", "get_bytes"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,20 @@ class Upload(Protocol):
     def abort(self) -> None: ...
     def __enter__(self) -> "Upload": ...
     def __exit__(self, exc_type, exc, tb) -> None: ...
+
+
+class UploadContext:
+    """What every Upload does as a context manager: commit when the block succeeds, abort when it raises.
+    Subclasses define `commit` and `abort`."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
 
 class Destination(Protocol):

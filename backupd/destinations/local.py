@@ -10,7 +10,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext
 from backupd.errors import DestinationError, NotFound
 
 
@@ -52,7 +52,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalUpload:
+class LocalUpload(UploadContext):
     """Writes `.<name>.<random>.backupd-tmp` beside the target; commit fsyncs and renames it into place."""
 
     def __init__(self, dest: "LocalDestination", key: str, sync_dir: bool):
@@ -101,14 +101,6 @@ class LocalUpload:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "LocalUpload":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 class LocalDestination:

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 import paramiko
 from paramiko import sftp as sftp_protocol
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext
 from backupd.destinations.local import _check_key, _check_prefix
 from backupd.errors import DestinationError, DestinationUnavailable, NotFound
 
@@ -86,7 +86,7 @@ def _is_missing(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOENT
 
 
-class SftpUpload:
+class SftpUpload(UploadContext):
     """Writes the temp file; `commit` flushes, fsyncs and renames it over the target."""
 
     def __init__(self, dest: SftpDestination, key: str):
@@ -139,14 +139,6 @@ class SftpUpload:
             if not _is_missing(exc):
                 self._dest._orphans.add(self._tmp)  # removed on the next connection
 
-    def __enter__(self) -> SftpUpload:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 class _Reader(io.RawIOBase):

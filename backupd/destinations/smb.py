@@ -44,7 +44,7 @@ from smbprotocol.header import NtStatus
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext
 from backupd.destinations.local import _check_key, _check_prefix
 from backupd.errors import DestinationError, DestinationUnavailable, NotFound
 
@@ -72,7 +72,7 @@ def _is_missing_os(exc: BaseException) -> bool:
     )
 
 
-class SmbUpload:
+class SmbUpload(UploadContext):
     """Streams into a temp file beside the target; commit flushes, closes and replaces it onto the target."""
 
     def __init__(self, dest: "SmbDestination", key: str):
@@ -125,14 +125,6 @@ class SmbUpload:
         except (OSError, SMBException, ValueError):
             pass  # the connection is gone: remove_stale_temp cleans the temp file up later
 
-    def __enter__(self) -> "SmbUpload":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 class _Reader(io.RawIOBase):
