@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, require_binary
 
 SHARE = "backup"
 USER = "root"  # Samba users must be Unix accounts; the suite runs as root in CI
@@ -74,17 +75,6 @@ class SmbServer:
     pid: int
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _require(binary: str) -> str:
-    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin:/usr/bin")
-    if path is None:
-        pytest.fail(f"{binary} not found: install samba (apt-get install samba); the SMB tests never skip")
-    return path
 
 
 def _wait_listening(proc: subprocess.Popen, port: int, log: Path, timeout: float = 10.0) -> None:
@@ -116,7 +106,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextmanager
 def running_smbd(*, encrypt: str = "if_required") -> Iterator[SmbServer]:
     """Start smbd; `encrypt` is Samba's `server smb encrypt` (`off`, `if_required`, `required`)."""
-    smbd, pdbedit = _require("smbd"), _require("pdbedit")
+    smbd, pdbedit = require_binary("smbd", "samba"), require_binary("pdbedit", "samba")
     with tempfile.TemporaryDirectory(prefix="backupd-smbd-") as tmp:
         d = Path(tmp)
         for sub in _STATE_DIRS:

@@ -13,7 +13,6 @@ never skips.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import paramiko
 import pytest
+
+from tests.servers import free_port, require_binary
 
 USER = "root"  # the suite runs as root in CI; sshd as root needs the namespace below
 
@@ -45,22 +46,11 @@ LogLevel VERBOSE
 _IN_NAMESPACE = 'mount -t tmpfs -o mode=0755 sshd-run /run && mkdir -m 0755 /run/sshd && exec "$@"'
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _require(binary: str) -> str:
-    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin:/usr/bin:/bin")
-    if path is None:
-        pytest.fail(f"{binary} not found: install openssh-server (apt-get install openssh-server); SFTP tests never skip")
-    return path
 
 
 def keygen(path: Path) -> paramiko.Ed25519Key:
     subprocess.run(
-        [_require("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        [require_binary("ssh-keygen", "openssh-server"), "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
         check=True, capture_output=True,
     )  # fmt: skip
     return paramiko.Ed25519Key.from_private_key_file(str(path))
@@ -97,8 +87,8 @@ class SshServer:
         return path
 
     def start(self, timeout: float = 10.0) -> None:
-        sshd = _require("sshd")
-        cmd = [_require("unshare"), "--mount", "--pid", "--fork", "--kill-child=SIGTERM", "--",
+        sshd = require_binary("sshd", "openssh-server")
+        cmd = [require_binary("unshare", "openssh-server"), "--mount", "--pid", "--fork", "--kill-child=SIGTERM", "--",
                "sh", "-c", _IN_NAMESPACE, "sh", sshd, "-D", "-e", "-f", str(self.config)]  # fmt: skip
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
