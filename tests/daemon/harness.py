@@ -107,7 +107,7 @@ def schedule_table(name: str, source: str, cron: str, **fields: Any) -> dict[str
 
 @dataclass
 class Installation:
-    root: Path  # short: /tmp/bkd-XXXXXXXX
+    root: Path  # short (/tmp/bkd-<8 random chars>): ipc socket paths must fit in 107 bytes
     sources: dict[str, str] = field(default_factory=dict)  # name -> database path relative to root
     compression_level: int = 3
     daemon: dict[str, Any] = field(default_factory=dict)  # [daemon] keys
