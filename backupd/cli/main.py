@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only show which backups of the chain would be read from which destination")
     r.add_argument("--tables", help="comma-separated table names: restore only these (with their indexes)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file, atomically, after validation")
+    r.add_argument("--copy-selection", choices=["priority", "most_reliable"],
+                   help="which copy to read first (default: [restore] copy_selection in the config)")
 
     v = cmd("verify", "validate a backup and its chain")
     v.add_argument("--backup", dest="backup_id", required=True)
@@ -99,10 +101,17 @@ def _progress_printer():
 
 
 def _engine(args):
+    """The engine on the config file with the destinations changed at run time (see config.overlay)."""
+    import structlog
+
     from backupd.config import load_config
+    from backupd.config.overlay import with_runtime_destinations
     from backupd.engine.context import open_context
 
-    return open_context(load_config(args.config))
+    applied = with_runtime_destinations(load_config(args.config))
+    for problem in applied.problems:
+        structlog.get_logger("backupd.cli").warning("runtime_destination_left_out", problem=problem)
+    return open_context(applied.config.with_copy_selection(getattr(args, "copy_selection", None)))
 
 
 def _human_size(n: int) -> str:

@@ -1,7 +1,8 @@
 """The backupd config: `load_config(path)` returns a frozen, validated `Config` or raises `ConfigError`;
-`parse_schedule(mapping, sources)` validates one schedule added at run time."""
+`parse_schedule(mapping, sources)` and `parse_destination(mapping, taken)` validate one schedule or
+destination added at run time."""
 
-from backupd.config.load import load_config, parse_schedule
+from backupd.config.load import load_config, parse_destination, parse_schedule
 from backupd.config.schema import (
     Config,
     ControlConfig,
@@ -9,6 +10,7 @@ from backupd.config.schema import (
     DestinationConfig,
     EncryptionConfig,
     FanoutConfig,
+    RestoreConfig,
     RetentionConfig,
     ScheduleConfig,
     SourceConfig,
@@ -25,6 +27,7 @@ __all__ = [
     "DestinationConfig",
     "EncryptionConfig",
     "FanoutConfig",
+    "RestoreConfig",
     "RetentionConfig",
     "ScheduleConfig",
     "SourceConfig",
@@ -33,5 +36,6 @@ __all__ = [
     "ValidationConfig",
     "ValidationRule",
     "load_config",
+    "parse_destination",
     "parse_schedule",
 ]

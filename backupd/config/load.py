@@ -14,14 +14,15 @@ import re
 import shlex
 import stat
 import tomllib
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from backupd.config.schema import PROBLEM, VALIDATION_LEVELS, Config, ConfigDocument, ScheduleConfig, show_value
+from backupd.config.schema import (PROBLEM, VALIDATION_LEVELS, Config, ConfigDocument, DestinationConfig, ScheduleConfig,
+                                   show_value)
 from backupd.errors import ConfigError
 
 KEY_SIZE = 32
@@ -57,8 +58,8 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         raise ConfigError([_describe(error) for error in exc.errors()], source=source) from None
     problems = _cross_field_problems(document)
     problems += _control_problems(document)
-    problems += _encryption_problems(document, os.environ if environ is None else environ)
-    problems += _remote_login_problems(document, os.environ if environ is None else environ)
+    problems += _encryption_problems(document.destinations, os.environ if environ is None else environ)
+    problems += _remote_login_problems(document.destinations, os.environ if environ is None else environ)
     if problems:
         raise ConfigError(problems, source=source)
     return Config(path=config_path, **dict(document))
@@ -81,6 +82,34 @@ def parse_schedule(
         configured = ", ".join(sorted(sources)) or "none"
         raise ConfigError([f"schedule.source: unknown source {schedule.source!r} (configured: {configured})"])
     return schedule
+
+
+def parse_destination(
+    mapping: Mapping[str, Any], taken: Set[str], *, environ: Mapping[str, str] | None = None
+) -> DestinationConfig:
+    """Validate one destination given at run time (e.g. over the control socket), as a [[destinations]] table.
+
+    Paths must be absolute (there is no config file to resolve them against); key and login files are
+    checked as at load time; `taken` are the names already in use. Problems are reported together as
+    `destination.<key>: problem`.
+    """
+    try:
+        destination = DestinationConfig.model_validate(mapping)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error, prefix=("destination",)) for error in exc.errors()]) from None
+    if destination.name in taken:
+        raise ConfigError([f"destination.name: a destination named {destination.name!r} already exists"])
+    environ = os.environ if environ is None else environ
+    problems = [_relocate(p) for p in _encryption_problems([destination], environ)]
+    problems += [_relocate(p) for p in _remote_login_problems([destination], environ)]
+    if problems:
+        raise ConfigError(problems)
+    return destination
+
+
+def _relocate(problem: str) -> str:
+    """`destinations[0].key: ...` (the one-item list) as `destination.key: ...`."""
+    return "destination" + problem.removeprefix("destinations[0]")
 
 
 def _default_level(data: dict[str, Any]) -> str:
@@ -206,9 +235,9 @@ def _duplicates(section: str, key: str, what: str, values: list[str]) -> list[st
     return problems
 
 
-def _encryption_problems(document: ConfigDocument, environ: Mapping[str, str]) -> list[str]:
+def _encryption_problems(destinations: Sequence[DestinationConfig], environ: Mapping[str, str]) -> list[str]:
     problems = []
-    for index, destination in enumerate(document.destinations):
+    for index, destination in enumerate(destinations):
         encryption, where = destination.encryption, f"destinations[{index}].encryption"
         if encryption is None:
             continue
@@ -223,10 +252,10 @@ def _encryption_problems(document: ConfigDocument, environ: Mapping[str, str]) -
     return problems
 
 
-def _remote_login_problems(document: ConfigDocument, environ: Mapping[str, str]) -> list[str]:
+def _remote_login_problems(destinations: Sequence[DestinationConfig], environ: Mapping[str, str]) -> list[str]:
     """sftp and smb logins: the files they name exist (secrets readable by the owner only), the variable is set."""
     problems = []
-    for index, destination in enumerate(document.destinations):
+    for index, destination in enumerate(destinations):
         where = f"destinations[{index}]"
         for key, secret in (("key_file", True), ("credentials_file", True), ("known_hosts", False)):
             path = getattr(destination, key)

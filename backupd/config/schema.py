@@ -74,9 +74,14 @@ def _check_path_text(value: object) -> object:
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Make a path absolute against the config file's directory, without following symlinks."""
-    base = (info.context or {}).get("base_dir", Path.cwd())
-    return Path(os.path.normpath(Path(base) / value))
+    """Make a path absolute against the config file's directory, without following symlinks.
+
+    With no `base_dir` in the context (a destination added at run time has no config file) a relative
+    path is an error."""
+    context = info.context or {}
+    if "base_dir" not in context and not value.is_absolute():
+        raise _problem(f"must be an absolute path (got {str(value)!r}): there is no config file to be relative to")
+    return Path(os.path.normpath(Path(context.get("base_dir", "/")) / value))
 
 
 def _compression_level(value: int) -> int:
@@ -401,6 +406,12 @@ class DaemonConfig(_Section):
         validate_default=True,
         description="When manual jobs (backupctl backup, priority normal) may start: a schedule's conditions, in UTC.",
     )
+    health_interval_s: PositiveDuration = Field(
+        60.0, alias="health_interval", description="How often each destination is probed (reachable, writable, space)."
+    )
+    health_timeout_s: PositiveDuration = Field(
+        30.0, alias="health_timeout", description="A probe that has not answered after this long reports unhealthy."
+    )
 
 
 def _retry(section: RetrySection) -> RetryPolicy:
@@ -522,6 +533,13 @@ class FanoutConfig(_Section):
     )
 
 
+class RestoreConfig(_Section):
+    copy_selection: Literal["priority", "most_reliable"] = Field(
+        "priority",
+        description="Which copy a restore reads first: by destination priority, or the most recently verified one.",
+    )
+
+
 class ConfigDocument(_Section):
     """The TOML document as written; `Config` adds where it was loaded from."""
 
@@ -537,6 +555,7 @@ class ConfigDocument(_Section):
         default_factory=RetentionConfig, description="Which backups to keep; per destination: max_age_days, max_count."
     )
     fanout: FanoutConfig = Field(default_factory=FanoutConfig, description="How a backup goes to several destinations.")
+    restore: RestoreConfig = Field(default_factory=RestoreConfig, description="Which copies a restore reads.")
 
 
 class Config(ConfigDocument):
@@ -561,6 +580,12 @@ class Config(ConfigDocument):
             if schedule.name == name:
                 return schedule
         raise NotFound(f"unknown schedule {name!r} (configured: {_names(self.schedules) or 'none'})")
+
+    def with_copy_selection(self, selection: str | None) -> Config:
+        """This config with `[restore] copy_selection` overridden (for one restore); None keeps it."""
+        if selection is None:
+            return self
+        return self.model_copy(update={"restore": RestoreConfig(copy_selection=selection)})
 
     def enabled_destinations(self) -> list[DestinationConfig]:
         """Enabled destinations, priority 1 first, ties in config order."""

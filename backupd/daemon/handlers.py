@@ -40,8 +40,12 @@ class Handlers:
             Op.SCHEDULE_PAUSE: lambda a: self.d.schedules.pause(a["name"], True),
             Op.SCHEDULE_RESUME: lambda a: self.d.schedules.pause(a["name"], False),
             Op.SCHEDULE_STATS: lambda a: self.d.schedules.stats(a.get("name")),
-            Op.DESTINATION_LIST: self.destination_list,
+            Op.DESTINATION_LIST: lambda a: self.d.destinations.list(),
             Op.DESTINATION_HEALTH: self.destination_health,
+            Op.DESTINATION_ADD: lambda a: self.d.destinations.add(a["destination"]),
+            Op.DESTINATION_ENABLE: lambda a: self.d.destinations.set_enabled(a["name"], True),
+            Op.DESTINATION_DISABLE: lambda a: self.d.destinations.set_enabled(a["name"], False),
+            Op.DESTINATION_REMOVE: lambda a: self.d.destinations.remove(a["name"], bool(a.get("force"))),
             Op.DESTINATION_RESYNC: self.destination_resync,
             Op.PRUNE: self.prune,
             Op.CONFIG_RELOAD: lambda a: self.d.reload_config(),
@@ -56,9 +60,10 @@ class Handlers:
         }
 
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
-        dests = self.d.destination_health()
+        """From the cached probes (daemon.health): never waits for a server."""
+        dests = self.d.health.snapshot()
         problems = [f"{h['name']}: {p}" for h in dests for p in h["problems"]]
-        statuses = {h["status"] for h in dests}
+        statuses = {h["status"] for h in dests} - {"disabled"}
         status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"
         if self.d.supervisor.state != "running":
             status, problems = "degraded", [*problems, "the daemon is stopping"]
@@ -94,7 +99,7 @@ class Handlers:
             _parse_at(a["at"])
         if not os.path.isabs(a["to"]):
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
-        args = {k: a.get(k) for k in ("backup_id", "at", "to", "tables", "overwrite")}
+        args = {k: a.get(k) for k in ("backup_id", "at", "to", "tables", "overwrite", "copy_selection")}
         return self.d.supervisor.submit("restore", a["source"], args, priority="high")
 
     def validate(self, a: dict[str, Any]) -> dict[str, Any]:
@@ -105,18 +110,12 @@ class Handlers:
         return self.d.supervisor.submit("validate", backup.manifest.source,
                                         {"backup_id": a["backup_id"], "level": level}, priority="high")
 
-    def destination_list(self, _: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"name": d.name, "kind": d.kind, "enabled": d.enabled, "priority": d.priority,
-                 "encrypted": d.encryption is not None, "compression_level": d.compression_level}
-                for d in self.d.config.destinations]
-
     def destination_health(self, a: dict[str, Any]) -> list[dict[str, Any]]:
-        out = self.d.destination_health()
-        if a.get("name"):
-            out = [h for h in out if h["name"] == a["name"]]
-            if not out:
-                raise NotFound(f"no destination {a['name']!r}")
-        return out
+        """The cached health; `refresh` starts new probes (answered later: poll until `checked_at` moves)."""
+        names = [self.d.config.destination(a["name"]).name] if a.get("name") else None
+        if a.get("refresh"):
+            self.d.health.refresh(names)
+        return [h for h in self.d.health.snapshot() if names is None or h["name"] in names]
 
     def destination_resync(self, a: dict[str, Any]) -> list[dict[str, Any]]:
         sources = [self.d.config.source(a["source"]).name] if a.get("source") else [s.name for s in self.d.config.sources]

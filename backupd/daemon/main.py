@@ -22,13 +22,15 @@ import structlog
 from backupd import log as logsetup
 from backupd.config import load_config
 from backupd.daemon.control import ControlServer
+from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.handlers import Handlers
+from backupd.daemon.health import HealthMonitor
+from backupd.daemon.jobs import FINAL
 from backupd.daemon.notify import Notifier
 from backupd.daemon.probes import default_probe
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Supervisor
-from backupd.destinations.registry import open_destination
 from backupd.errors import BackupdError, ConfigError
 
 log = structlog.get_logger("backupd.daemon")
@@ -61,7 +63,7 @@ class Daemon:
     def __init__(self, config_path: Path, log_level: str = "info"):
         self.config_path = Path(config_path).absolute()
         self.log_level = log_level
-        self.config = load_config(self.config_path)
+        self.config = load_config(self.config_path)  # with the run-time destination changes once running
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
 
     def run(self) -> int:
@@ -73,6 +75,10 @@ class Daemon:
         self.store = DaemonStore(cfg.state.dir / "catalog.db")
         self.supervisor = Supervisor(cfg, probe=default_probe(), store=self.store, clock=utc_now,
                                      log_level=self.log_level)
+        self.health = HealthMonitor(lambda: self.config, utc_now)
+        self.destinations = DestinationBook(cfg, self.supervisor.catalog, self._use)
+        self._use(self.destinations.config)
+        self.supervisor.add_listener(self._job_changed)
         self.schedules = ScheduleBook(self.supervisor, self.store)
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
                                 handlers=Handlers(self))
@@ -81,6 +87,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda signum, _frame: (self._signals.put(signum), self.supervisor.wake.set()))
         control.start()
+        self.health.start()
         self.schedules.start()
         notifier.ready(f"listening on {cfg.control.socket}")
         log.info("daemon_ready", pid=os.getpid(), socket=str(cfg.control.socket), config=str(self.config_path),
@@ -108,6 +115,8 @@ class Daemon:
             self.schedules.stop()
             self.supervisor.shutdown(self.config.daemon.shutdown_timeout_s)
             control.stop()
+            self.health.stop()
+            self.destinations.close()
             self.store.close()
             for fd in locks:
                 os.close(fd)
@@ -139,32 +148,20 @@ class Daemon:
             raise
         if new.control != self.config.control or new.state != self.config.state:
             log.warning("config_reload_partial", note="[state] and [control] changes take effect at the next start")
-        self.config = new
-        self.supervisor.config = new
-        self.schedules.reload(new)
+        self._use(self.destinations.reload(new))
+        self.schedules.reload(self.config)
         log.info("config_reloaded", config=str(self.config_path), schedules=self.schedules.names())
         return {"reloaded": True, "config": str(self.config_path)}
 
-    def destination_health(self) -> list[dict[str, Any]]:
-        newest: dict[str, str] = {}
-        used: dict[str, int] = {}
-        for b in self.supervisor.catalog.backups():
-            for c in b.copies:
-                newest[c.destination] = max(newest.get(c.destination, ""), b.created_at)
-                used[c.destination] = used.get(c.destination, 0) + c.stored_bytes
-        out = []
-        for d in self.config.destinations:
-            h = open_destination(d).health()
-            last = newest.get(d.name)
-            age = (utc_now() - datetime.fromisoformat(last)).total_seconds() if last else None
-            out.append({"name": d.name, "kind": d.kind, "enabled": d.enabled, "status": h.status,
-                        "reachable": h.reachable, "writable": h.writable, "free_bytes": h.free_bytes,
-                        "latency_ms": round(h.latency_ms, 2), "problems": list(h.problems),
-                        "used_bytes": used.get(d.name, 0),
-                        "last_backup_at": last, "last_backup_age_s": age})
-            if h.status != "ok":
-                log.warning("destination_unhealthy", destination=d.name, status=h.status, problems=list(h.problems))
-        return out
+    def _use(self, config: Any) -> None:
+        """Make `config` (the file's, with the run-time destination changes) the one every part uses."""
+        self.config = config
+        self.supervisor.config = config
+        self.health.refresh()
+
+    def _job_changed(self, job: dict[str, Any]) -> None:
+        if job["status"] in FINAL and job["kind"] in ("backup", "prune", "resync"):
+            self.health.catalog_changed()
 
 
 def run(config_path: Path, log_level: str = "info") -> int:

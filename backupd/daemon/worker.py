@@ -61,7 +61,7 @@ def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, An
 def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | None]:
     from backupd.engine.context import open_context
 
-    ctx = open_context(config)
+    ctx = open_context(config.with_copy_selection(args.get("copy_selection")))
     try:
         if kind == "backup":
             from backupd.engine.backup import run_backup

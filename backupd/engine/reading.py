@@ -14,12 +14,25 @@ from backupd.errors import CorruptArtifact, MissingChainMember, NotFound
 
 
 def copies_in_order(ctx: EngineContext, backup: CatalogBackup) -> list[tuple[Target, Copy]]:
-    """Every readable copy of `backup`, in the order to try them: destination priority first, then the
-    most recently verified healthy copy."""
+    """Every readable copy of `backup`, in the order to try them, as `[restore] copy_selection` says:
+    `priority` (destination priority first, the most recently verified copy breaking ties) or
+    `most_reliable` (the most recently verified copy first, never-verified ones last, priority breaking ties)."""
     found = [(t, c) for t in ctx.enabled_targets() for c in backup.copies if c.destination == t.name]
-    found.sort(key=lambda tc: tc[1].verified_at or "", reverse=True)  # UTC ISO times sort as strings
-    found.sort(key=lambda tc: tc[0].priority)  # stable: priority decides, verification breaks ties
+    if ctx.config.restore.copy_selection == "most_reliable":
+        found.sort(key=_priority)
+        found.sort(key=_verified, reverse=True)  # stable: verification decides, priority breaks ties
+    else:
+        found.sort(key=_verified, reverse=True)
+        found.sort(key=_priority)  # stable: priority decides, verification breaks ties
     return found
+
+
+def _priority(found: tuple[Target, Copy]) -> int:
+    return found[0].priority
+
+
+def _verified(found: tuple[Target, Copy]) -> str:
+    return found[1].verified_at or ""  # UTC ISO times sort as strings
 
 
 def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy]:

@@ -12,14 +12,15 @@ import argparse
 import json
 import os
 import sys
+import tomllib
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import render
 from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
-from .protocol import (DEFAULT_SOCKET, FAILED_STATUSES, JOB_KINDS, PRIORITIES, SOCKET_ENV, STRATEGIES,
-                       VALIDATION_LEVELS, JobStatus)
+from .protocol import (COPY_SELECTIONS, DEFAULT_SOCKET, FAILED_STATUSES, JOB_KINDS, PRIORITIES, SOCKET_ENV,
+                       STRATEGIES, VALIDATION_LEVELS, JobStatus)
 
 PROG = "backupctl"
 
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--to", required=True, metavar="PATH")
     r.add_argument("--tables", help="comma-separated table names: restore only these (with their indexes)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file, atomically, after validation")
+    r.add_argument("--copy-selection", choices=COPY_SELECTIONS,
+                   help="which copy to read first (default: the daemon's [restore] copy_selection)")
     r.add_argument("--wait", action="store_true", help="wait for the restore to finish")
 
     v = cmd(sub, "validate", "validate a backup and its chain")
@@ -127,8 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = cmd(sub, "dest", "destinations and their health")
     dsub = d.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
     cmd(dsub, "ls", "list destinations")
-    cmd(dsub, "health", "probe destinations (exit 1 when one is unhealthy)").add_argument(
-        "name", nargs="?", metavar="NAME")
+    dh = cmd(dsub, "health", "probe destinations now and show the result (exit 1 when one is unhealthy)")
+    dh.add_argument("name", nargs="?", metavar="NAME")
+    dh.add_argument("--cached", action="store_true", help="show the daemon's latest probes without probing again")
+    da = cmd(dsub, "add", "add a destination at run time (kept across restarts)")
+    da.add_argument("file", metavar="FILE",
+                    help="TOML file holding one destination's keys, as in [[destinations]] (absolute paths); - reads stdin")
+    for action, help in (("enable", "send backups to a disabled destination again"),
+                         ("disable", "stop using a destination for backups and restores; it stays configured")):
+        cmd(dsub, action, help).add_argument("name", metavar="NAME")
+    drm = cmd(dsub, "rm", "forget a destination added at run time (its files stay where they are)")
+    drm.add_argument("name", metavar="NAME")
+    drm.add_argument("--force", action="store_true", help="even when it holds the only copy of some backups")
     rs = cmd(dsub, "resync", "copy backups onto the destinations that lack them (after a partial backup)")
     rs.add_argument("--source", metavar="S")
     rs.add_argument("--wait", action="store_true", help="wait for the resync jobs and show their outcome")
@@ -146,6 +159,48 @@ class Outcome:
     text: str  # what a person sees on stdout ("" for nothing)
     exit_code: int = 0
     error: str | None = None  # one stderr line in human mode (a failed job)
+
+
+def _dest(args: argparse.Namespace, client: Client) -> Outcome:
+    if args.action == "ls":
+        dests = client.destination_list()
+        return Outcome(dests, render.table(dests, render.DESTINATION_COLUMNS) or "no destinations")
+    if args.action == "resync":
+        jobs = client.destination_resync(args.source)
+        if args.wait:
+            jobs = [client.job_wait(j["job_id"]) for j in jobs]
+        failed = any(j.get("status") in FAILED_STATUSES for j in jobs)
+        return Outcome(jobs, render.table(jobs, render.JOB_COLUMNS) or "nothing to resync", 1 if failed else 0)
+    if args.action == "add":
+        added = client.destination_add(_read_destination(args.file))
+        return Outcome(added, f"destination {added['name']} added; check it with `backupctl dest health {added['name']}`")
+    if args.action in ("enable", "disable"):
+        changed = (client.destination_enable if args.action == "enable" else client.destination_disable)(args.name)
+        return Outcome(changed, f"destination {changed['name']} {args.action}d")
+    if args.action == "rm":
+        removed = client.destination_remove(args.name, force=args.force)
+        return Outcome(removed, f"destination {args.name} removed (its files were left in place)")
+    health = client.destination_health(args.name) if args.cached else client.destination_health_fresh(args.name)
+    bad = any(isinstance(h, dict) and h.get("status") == "unhealthy" for h in health)
+    return Outcome(health, render.table(health, render.DESTINATION_HEALTH_COLUMNS) or "no destinations",
+                   1 if bad else 0)
+
+
+def _read_destination(path: str) -> dict[str, Any]:
+    """One destination's table from a TOML file: its keys at the top, or a single [[destinations]] entry."""
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        table = tomllib.loads(text)
+    except OSError as exc:
+        raise BadUsageError(f"dest add: cannot read {path!r}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadUsageError(f"dest add: {path!r} is not valid TOML: {exc}") from None
+    entries = table.get("destinations")
+    if isinstance(entries, list) and set(table) == {"destinations"}:
+        if len(entries) != 1:
+            raise BadUsageError(f"dest add: {path!r} holds {len(entries)} [[destinations]] tables; give one")
+        return entries[0]
+    return table
 
 
 def run(args: argparse.Namespace, client: Client) -> Outcome:
@@ -183,7 +238,7 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         except BadUsageError as exc:
             raise BadUsageError(f"--at: {exc.message}") from None
         job = client.restore_create(args.source, os.path.abspath(args.to), backup_id=args.backup_id, at=at,
-                                    tables=tables, overwrite=args.overwrite)
+                                    tables=tables, overwrite=args.overwrite, copy_selection=args.copy_selection)
         return _finish(client, job) if args.wait else _queued(job, f"restore of {args.source}")
     if command == "validate":
         job = client.validate(args.backup_id, args.level)
@@ -191,19 +246,7 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
     if command == "schedule":
         return _schedule(args, client)
     if command == "dest":
-        if args.action == "ls":
-            dests = client.destination_list()
-            return Outcome(dests, render.table(dests, render.DESTINATION_COLUMNS) or "no destinations")
-        if args.action == "resync":
-            jobs = client.destination_resync(args.source)
-            if args.wait:
-                jobs = [client.job_wait(j["job_id"]) for j in jobs]
-            failed = any(j.get("status") in FAILED_STATUSES for j in jobs)
-            return Outcome(jobs, render.table(jobs, render.JOB_COLUMNS) or "nothing to resync", 1 if failed else 0)
-        health = client.destination_health(args.name)
-        bad = any(isinstance(h, dict) and h.get("status") == "unhealthy" for h in health)
-        return Outcome(health, render.table(health, render.DESTINATION_HEALTH_COLUMNS) or "no destinations",
-                       1 if bad else 0)
+        return _dest(args, client)
     if command == "prune":
         plan = client.prune(dry_run=args.dry_run)
         return Outcome(plan, render.plan_text(plan, args.dry_run))

@@ -256,14 +256,15 @@ class Client:
 
     def restore_create(self, source: str, to: str | os.PathLike[str], backup_id: str | None = None,
                        at: str | datetime | None = None, tables: Iterable[str] | None = None,
-                       overwrite: bool = False) -> Job:
-        """Queue a restore of `backup_id`, or of the newest restore point at or before `at`, to `to`."""
+                       overwrite: bool = False, copy_selection: str | None = None) -> Job:
+        """Queue a restore of `backup_id`, or of the newest restore point at or before `at`, to `to`.
+        `copy_selection` ("priority" or "most_reliable") overrides the daemon's `[restore] copy_selection`."""
         if (backup_id is None) == (at is None):
             raise BadUsageError("restore: give exactly one of backup_id and at")
         return self.call(Op.RESTORE_CREATE, {
             "source": source, "to": os.fspath(to), "backup_id": backup_id,
             "at": None if at is None else iso_time(at), "tables": None if tables is None else list(tables),
-            "overwrite": overwrite})
+            "overwrite": overwrite, "copy_selection": copy_selection})
 
     def validate(self, backup_id: str, level: str | None = None) -> Job:
         """Queue a validation; the finished job's result is the validation report."""
@@ -295,8 +296,39 @@ class Client:
     def destination_list(self) -> list[Destination]:
         return self.call(Op.DESTINATION_LIST)
 
-    def destination_health(self, name: str | None = None) -> list[DestinationHealth]:
-        return self.call(Op.DESTINATION_HEALTH, {"name": name})
+    def destination_health(self, name: str | None = None, refresh: bool = False) -> list[DestinationHealth]:
+        """The daemon's latest probe of each destination (or of `name`). With `refresh`, new probes start
+        and the answer is still the previous one: see `destination_health_fresh`."""
+        return self.call(Op.DESTINATION_HEALTH, {"name": name, "refresh": refresh or None})
+
+    def destination_health_fresh(self, name: str | None = None, timeout: float = 60.0,
+                                 interval: float = 0.2) -> list[DestinationHealth]:
+        """Start new probes and wait (up to `timeout` seconds) until each enabled destination has answered."""
+        before = {h["name"]: h["checked_at"] for h in self.destination_health(name, refresh=True)}
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.destination_health(name)
+            pending = [h for h in now if h["enabled"] and (h["checked_at"] == before.get(h["name"]) or h["probing"])]
+            if not pending or time.monotonic() >= deadline:
+                return now
+            time.sleep(interval)
+
+    def destination_add(self, destination: dict[str, Any]) -> Destination:
+        """Add a destination at run time: `destination` is a [[destinations]] table (absolute paths).
+        The daemon keeps it across restarts; it is probed at once (see destination_health)."""
+        return self.call(Op.DESTINATION_ADD, {"destination": destination})
+
+    def destination_enable(self, name: str) -> Destination:
+        return self.call(Op.DESTINATION_ENABLE, {"name": name})
+
+    def destination_disable(self, name: str) -> Destination:
+        """New backups skip a disabled destination and restores do not read from it; it stays configured."""
+        return self.call(Op.DESTINATION_DISABLE, {"name": name})
+
+    def destination_remove(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Forget a destination added at run time (its files stay). Refused while it holds the only copy of
+        a backup, unless `force`."""
+        return self.call(Op.DESTINATION_REMOVE, {"name": name, "force": force or None})
 
     def destination_resync(self, source: str | None = None) -> list[Job]:
         """Start resync jobs (one per source) that copy missing backups onto the destinations lacking them."""

@@ -59,6 +59,10 @@ class Op(str, Enum):
     DESTINATION_LIST = "destination.list"
     DESTINATION_HEALTH = "destination.health"
     DESTINATION_RESYNC = "destination.resync"
+    DESTINATION_ADD = "destination.add"
+    DESTINATION_ENABLE = "destination.enable"
+    DESTINATION_DISABLE = "destination.disable"
+    DESTINATION_REMOVE = "destination.remove"
     PRUNE = "prune"
     CONFIG_RELOAD = "config.reload"
 
@@ -66,8 +70,10 @@ class Op(str, Enum):
         return self.value
 
 
-# Each of these starts a new job: a client must not resend it after a timeout (PROTOCOL.md, Transport).
-RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE, Op.DESTINATION_RESYNC})
+# A client must not resend these after a timeout (PROTOCOL.md, Transport): each starts a new job, or
+# (adding, removing a destination) would answer a resend with an error although the first one worked.
+RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE, Op.DESTINATION_RESYNC,
+                               Op.DESTINATION_ADD, Op.DESTINATION_REMOVE})
 # Ops whose reply may be preceded by streamed events.
 STREAMING_OPS = frozenset({Op.JOB_WAIT})
 
@@ -131,6 +137,7 @@ JOB_KINDS = ("backup", "restore", "validate", "prune", "resync")
 PRIORITIES = ("normal", "high")
 STRATEGIES = ("auto", "full", "incremental", "differential")
 VALIDATION_LEVELS = ("quick", "standard", "deep")
+COPY_SELECTIONS = ("priority", "most_reliable")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,7 +173,8 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.RESTORE_POINTS: OpArgs({"source": (False, _STR)}),
     Op.RESTORE_NEAREST: OpArgs({"source": (True, _STR), "at": (True, _STR)}),
     Op.RESTORE_CREATE: OpArgs({"source": (True, _STR), "backup_id": (False, _STR), "at": (False, _STR),
-                              "to": (True, _STR), "tables": (False, _STRS), "overwrite": (False, _BOOL)},
+                              "to": (True, _STR), "tables": (False, _STRS), "overwrite": (False, _BOOL),
+                              "copy_selection": (False, _STR)},
                              one_of=("backup_id", "at")),
     Op.VALIDATE: OpArgs({"backup_id": (True, _STR), "level": (False, _STR)}),
     Op.SCHEDULE_ADD: OpArgs({"name": (True, _STR), "source": (True, _STR), "cron": (True, _STR),
@@ -180,8 +188,12 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.SCHEDULE_RESUME: OpArgs({"name": (True, _STR)}),
     Op.SCHEDULE_STATS: OpArgs({"name": (False, _STR)}),
     Op.DESTINATION_LIST: OpArgs(),
-    Op.DESTINATION_HEALTH: OpArgs({"name": (False, _STR)}),
+    Op.DESTINATION_HEALTH: OpArgs({"name": (False, _STR), "refresh": (False, _BOOL)}),
     Op.DESTINATION_RESYNC: OpArgs({"source": (False, _STR)}),
+    Op.DESTINATION_ADD: OpArgs({"destination": (True, _MAP)}),
+    Op.DESTINATION_ENABLE: OpArgs({"name": (True, _STR)}),
+    Op.DESTINATION_DISABLE: OpArgs({"name": (True, _STR)}),
+    Op.DESTINATION_REMOVE: OpArgs({"name": (True, _STR), "force": (False, _BOOL)}),
     Op.PRUNE: OpArgs({"dry_run": (True, _BOOL)}),
     Op.CONFIG_RELOAD: OpArgs(),
 }
@@ -195,6 +207,7 @@ ARG_CHOICES: dict[str, tuple[str, ...]] = {
     "level": VALIDATION_LEVELS,
     "kind": JOB_KINDS,
     "status": tuple(s.value for s in JobStatus),
+    "copy_selection": COPY_SELECTIONS,
 }
 
 

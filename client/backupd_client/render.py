@@ -112,12 +112,13 @@ STATS_COLUMNS: list[Column] = [
 ]
 DESTINATION_COLUMNS: list[Column] = [
     ("name", col("name")), ("kind", col("kind")), ("enabled", col("enabled")), ("priority", col("priority")),
-    ("encrypted", col("encrypted")), ("zstd", col("compression_level")),
+    ("encrypted", col("encrypted")), ("zstd", col("compression_level")), ("origin", col("origin")),
 ]
 DESTINATION_HEALTH_COLUMNS: list[Column] = [
     ("name", col("name")), ("status", col("status")), ("reachable", col("reachable")),
     ("writable", col("writable")), ("free", col("free_bytes", human_size)),
-    ("latency", col("latency_ms", lambda v: "-" if v is None else f"{fmt(v)} ms")), ("problems", col("problems")),
+    ("latency", col("latency_ms", lambda v: "-" if v is None else f"{fmt(v)} ms")), ("used", col("used_bytes", human_size)),
+    ("last backup", col("last_backup_at")), ("problems", col("problems")),
 ]
 
 

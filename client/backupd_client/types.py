@@ -96,16 +96,24 @@ class Destination(TypedDict, total=False):
     priority: int
     encrypted: bool
     compression_level: int
+    origin: str  # "config" (the config file) or "runtime" (added through the control socket)
 
 
 class DestinationHealth(TypedDict, total=False):
     name: str
-    status: str
-    reachable: bool
-    writable: bool
+    kind: str
+    enabled: bool
+    status: str  # ok, degraded, unhealthy, unknown (not probed yet) or disabled
+    reachable: bool | None
+    writable: bool | None
     free_bytes: int | None
     latency_ms: float | None
     problems: list[str]
+    used_bytes: int
+    last_backup_at: str | None
+    last_backup_age_s: float | None
+    checked_at: str | None  # when the latest probe answered
+    probing: bool  # a probe is in flight
 
 
 class Status(TypedDict, total=False):

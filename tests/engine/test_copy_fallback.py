@@ -68,3 +68,31 @@ def test_restore_plan_names_the_copy_of_every_member_and_fails_on_a_gap(tmp_path
     proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json")
     assert proc.returncode == 1
     assert json.loads(proc.stderr)["code"] == "missing_chain_member"
+
+
+def test_most_reliable_reads_the_most_recently_verified_copy_first(tmp_path: Path):
+    conn = sqlite3.connect(tmp_path / "src.db")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 200,)] * 500)
+    conn.commit()
+    conn.close()
+    head = '[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
+    dests = ('[[destinations]]\nname = "fast"\nkind = "local"\npath = "fast"\npriority = 1\nenabled = {}\n'
+             '[[destinations]]\nname = "sure"\nkind = "local"\npath = "sure"\npriority = 2\n')
+    cfg = tmp_path / "backupd.toml"
+    cfg.write_text(head + dests.format("true"))
+    backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    cfg.write_text(head + dests.format("false"))  # only "sure" is read, so only its copy gets verified
+    assert _cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").returncode == 0
+    cfg.write_text(head + dests.format("true"))
+
+    def first_read(*extra: str) -> str:
+        proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--plan", "--json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["chain"][0]["destination"]
+
+    assert first_read() == "fast"  # priority by default: "sure"'s verification only breaks ties
+    assert first_read("--copy-selection", "most_reliable") == "sure"
+    cfg.write_text(head + dests.format("true") + '[restore]\ncopy_selection = "most_reliable"\n')
+    assert first_read() == "sure"
+    assert first_read("--copy-selection", "priority") == "fast"

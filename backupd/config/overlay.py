@@ -1,0 +1,108 @@
+"""Destinations changed at run time: added, disabled, enabled or removed through the control socket.
+
+The config file stays the operator's and is never rewritten. The changes live in the state dir
+(table `runtime_destinations` of catalog.db), survive restarts and reloads, and apply to one-shot
+`backupd` commands too (`with_runtime_destinations`), so the daemon and the CLI see the same
+destinations. A destination added at run time is stored as the table it was given and validated
+again each time it is applied: one that no longer validates (a key file removed) or whose name the
+config file now uses is left out, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backupd.config.load import parse_destination
+from backupd.config.schema import Config, DestinationConfig
+from backupd.errors import ConfigError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runtime_destinations (
+    name TEXT PRIMARY KEY,
+    spec TEXT,        -- the [[destinations]] table added at run time (JSON); NULL for a config-file destination
+    enabled INTEGER   -- set by disable/enable; NULL keeps what the table says
+)
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    spec: dict[str, Any] | None  # None: a destination of the config file
+    enabled: bool | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    config: Config
+    added: frozenset[str]  # names of the destinations that came from run-time additions
+    problems: tuple[str, ...]  # run-time additions left out, and why
+
+
+class DestinationOverlay:
+    """The stored run-time changes."""
+
+    def __init__(self, state_dir: Path):
+        self._db = sqlite3.connect(Path(state_dir) / "catalog.db", timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def changes(self) -> list[Change]:
+        rows = self._db.execute("SELECT name, spec, enabled FROM runtime_destinations ORDER BY rowid").fetchall()
+        return [Change(n, json.loads(s) if s else None, None if e is None else bool(e)) for n, s, e in rows]
+
+    def add(self, name: str, spec: Mapping[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO runtime_destinations VALUES (?, ?, NULL)", (name, json.dumps(spec)))
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self._db.execute(
+            "INSERT INTO runtime_destinations (name, spec, enabled) VALUES (?, NULL, ?)"
+            " ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled",
+            (name, int(enabled)),
+        )
+
+    def remove(self, name: str) -> None:
+        self._db.execute("DELETE FROM runtime_destinations WHERE name = ?", (name,))
+
+
+def apply_changes(config: Config, changes: list[Change], environ: Mapping[str, str] | None = None) -> Applied:
+    """`config` with the run-time changes applied: additions appended, enabled flags overridden."""
+    file_names = {d.name for d in config.destinations}
+    flags = {c.name: c.enabled for c in changes if c.enabled is not None}
+    destinations: list[DestinationConfig] = list(config.destinations)
+    added, problems = set(), []
+    for change in changes:
+        if change.spec is None:
+            continue
+        if change.name in file_names:
+            problems.append(f"destination {change.name!r} added at run time is now defined in the config file;"
+                            " the config file's wins (remove the run-time one with `backupctl dest rm`)")
+            continue
+        try:
+            destinations.append(parse_destination(change.spec, {d.name for d in destinations}, environ=environ))
+        except ConfigError as exc:
+            problems.append(f"destination {change.name!r} added at run time is left out: {'; '.join(exc.problems)}")
+            continue
+        added.add(change.name)
+    destinations = [d.model_copy(update={"enabled": flags[d.name]}) if d.name in flags else d for d in destinations]
+    return Applied(config.model_copy(update={"destinations": destinations}), frozenset(added), tuple(problems))
+
+
+def with_runtime_destinations(config: Config) -> Applied:
+    """`config` as the daemon sees it: with the changes stored in its state dir (none when there is none yet)."""
+    if not (Path(config.state.dir) / "catalog.db").exists():
+        return Applied(config, frozenset(), ())
+    overlay = DestinationOverlay(config.state.dir)
+    try:
+        return apply_changes(config, overlay.changes())
+    finally:
+        overlay.close()

@@ -1,0 +1,104 @@
+"""Destinations added, disabled, enabled and removed at run time (the `destination.*` control ops).
+
+The book keeps the config file as loaded and the run-time changes (config.overlay, stored in the
+state dir), and hands the daemon the config with the changes applied whenever either changes. Jobs
+already running keep the destinations they started with; the next job uses the new set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import structlog
+
+from backupd.config import Config, parse_destination
+from backupd.config.overlay import Applied, DestinationOverlay, apply_changes
+from backupd.daemon.supervisor import Conflict
+from backupd.engine.catalog import Catalog
+
+log = structlog.get_logger("backupd.destinations")
+SHOWN_BACKUPS = 5
+
+
+class DestinationBook:
+    def __init__(self, file_config: Config, catalog: Catalog, on_change: Callable[[Config], None]):
+        self._file_config = file_config
+        self._catalog = catalog
+        self._on_change = on_change
+        self._overlay = DestinationOverlay(file_config.state.dir)
+        self.applied = self._apply(log_problems=True)
+
+    def close(self) -> None:
+        self._overlay.close()
+
+    @property
+    def config(self) -> Config:
+        return self.applied.config
+
+    def reload(self, file_config: Config) -> Config:
+        """A new config file: apply the run-time changes to it."""
+        self._file_config = file_config
+        self.applied = self._apply(log_problems=True)
+        return self.config
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self._describe(d) for d in self.config.destinations]
+
+    def add(self, spec: dict[str, Any]) -> dict[str, Any]:
+        taken = {d.name for d in self.config.destinations} | self._runtime_names()
+        destination = parse_destination(spec, taken)
+        self._overlay.add(destination.name, spec)
+        self._changed()
+        log.info("destination_added", destination=destination.name, kind=destination.kind)
+        return self._describe(self.config.destination(destination.name))
+
+    def set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        self.config.destination(name)
+        self._overlay.set_enabled(name, enabled)
+        self._changed()
+        if enabled:
+            log.info("destination_enabled", destination=name)
+        else:
+            log.info("destination_disabled", destination=name)
+        return self._describe(self.config.destination(name))
+
+    def remove(self, name: str, force: bool) -> dict[str, Any]:
+        """Forget a destination added at run time. Its files stay where they are; refused while it holds
+        the only copy of a backup, unless `force`."""
+        if name not in self._runtime_names():
+            self.config.destination(name)  # NotFound for an unknown name
+            raise Conflict(f"destination {name!r} is defined in the config file",
+                           hint="remove it there and reload (SIGHUP or `backupctl reload`), or disable it")
+        sole = [b.backup_id for b in self._catalog.backups()
+                if [c.destination for c in b.copies] == [name]]
+        if sole and not force:
+            shown = ", ".join(sole[:SHOWN_BACKUPS]) + (f" and {len(sole) - SHOWN_BACKUPS} more" if len(sole) > SHOWN_BACKUPS else "")
+            raise Conflict(f"destination {name!r} holds the only copy of {len(sole)} backup(s): {shown}",
+                           hint="copy them elsewhere first (`backupctl dest resync`), or remove with --force",
+                           details={"backups": sole})
+        self._overlay.remove(name)
+        self._changed()
+        log.info("destination_removed", destination=name, sole_copies=len(sole))
+        return {"removed": name, "sole_copies": len(sole)}
+
+    # -- internals -----------------------------------------------------------------------------
+    def _apply(self, log_problems: bool) -> Applied:
+        applied = apply_changes(self._file_config, self._overlay.changes())
+        if log_problems:
+            for problem in applied.problems:
+                log.warning("runtime_destination_left_out", problem=problem)
+        return applied
+
+    def _runtime_names(self) -> set[str]:
+        """Every destination added at run time, applied or left out."""
+        return {c.name for c in self._overlay.changes() if c.spec is not None}
+
+    def _changed(self) -> None:
+        self.applied = self._apply(log_problems=False)
+        self._on_change(self.config)
+
+    def _describe(self, d: Any) -> dict[str, Any]:
+        return {"name": d.name, "kind": d.kind, "enabled": d.enabled, "priority": d.priority,
+                "encrypted": d.encryption is not None, "compression_level": d.compression_level,
+                "origin": "runtime" if d.name in self.applied.added else "config"}
+
