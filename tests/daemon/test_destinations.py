@@ -152,3 +152,19 @@ def test_health_answers_at_once_while_a_probe_hangs(installation, daemon_for):
         assert d.ctl("dest", "health", "--cached").returncode == 1
     finally:
         server.close()
+
+
+def test_a_destination_going_bad_and_coming_back_is_logged_once_each_way(installation, daemon_for):
+    inst = installation(demo="small", daemon={"health_interval": "0.2s"})
+    blocker = inst.root / "nas"
+    blocker.write_text("not a directory")  # as when a share's mount point is a stale file
+    d = daemon_for(inst).start()
+    with d.client() as c:
+        c.destination_add({"name": "nas", "kind": "local", "path": str(blocker / "backupd")})
+        d.wait_event("destination_unhealthy", destination="nas")
+        assert c.health()["status"] == "unhealthy"
+        time.sleep(1.0)  # about five more failing probes
+        assert len(d.events("destination_unhealthy", destination="nas")) == 1
+        blocker.unlink()
+        d.wait_event("destination_recovered", destination="nas", was="unhealthy")
+        assert wait_for(lambda: c.health()["status"] == "ok", 5), c.health()
