@@ -183,6 +183,13 @@ class Catalog:
                 (utcnow_iso(), backup_id, destination),
             )
 
+    def mark_unverified(self, backup_id: str, destination: str) -> None:
+        """The copy failed a validation: forget its last good one."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE copies SET verified_at = NULL WHERE backup_id = ? AND destination = ?", (backup_id, destination)
+            )
+
     def backups(self, source: str | None = None) -> list[CatalogBackup]:
         """Backups oldest first, each with its copies."""
         q = "SELECT backup_id, manifest FROM backups"

@@ -68,6 +68,8 @@ def validate_backup(ctx: EngineContext, backup_id: str, level: str) -> Report:
             for m in v.members:
                 if m.target is not None:
                     ctx.catalog.mark_verified(m.id, m.target.name)
+        for m in v.faulty_copies():  # no longer "verified healthy": most_reliable restores read them last
+            ctx.catalog.mark_unverified(m.id, m.target.name)
         log.info("validation_completed", backup_id=backup_id, source=source, level=level, verdict=report.verdict,
                  failed=report.failed, chain=list(report.chain), duration_s=round(time.monotonic() - started, 3))
     return report
@@ -190,6 +192,11 @@ class _Validation:
     @property
     def source(self) -> str:
         return self.target.manifest.source
+
+    def faulty_copies(self) -> list[_Member]:
+        """Members whose own copy failed a check (unreadable, bad header, size, checksum or blocks)."""
+        failed = {(r.details.get("backup_id"), r.details.get("destination")) for r in self.results if r.failed}
+        return [m for m in self.members if m.target is not None and (m.id, m.target.name) in failed]
 
     def run(self) -> None:
         self._check_chain()

@@ -96,3 +96,43 @@ def test_most_reliable_reads_the_most_recently_verified_copy_first(tmp_path: Pat
     cfg.write_text(head + dests.format("true") + '[restore]\ncopy_selection = "most_reliable"\n')
     assert first_read() == "sure"
     assert first_read("--copy-selection", "priority") == "fast"
+
+
+def test_a_copy_that_fails_validation_loses_its_verification(tmp_path: Path):
+    conn = sqlite3.connect(tmp_path / "src.db")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    conn.executemany("INSERT INTO t (body) VALUES (randomblob(800))", [()] * 2000)
+    conn.commit()
+    conn.close()
+    head = ('[state]\ndir = "state"\n[restore]\ncopy_selection = "most_reliable"\n'
+            '[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n')
+    dests = ('[[destinations]]\nname = "a"\nkind = "local"\npath = "a"\nenabled = {}\n'
+             '[[destinations]]\nname = "b"\nkind = "local"\npath = "b"\nenabled = {}\n')
+    cfg = tmp_path / "backupd.toml"
+
+    def use(a: bool, b: bool) -> None:
+        cfg.write_text(head + dests.format(str(a).lower(), str(b).lower()))
+
+    def verify() -> int:
+        return _cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").returncode
+
+    def first_read() -> str:
+        proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--plan", "--json")
+        return json.loads(proc.stdout)["chain"][0]["destination"]
+
+    use(True, True)
+    backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    use(False, True)
+    assert verify() == 0
+    use(True, False)
+    assert verify() == 0
+    use(True, True)
+    assert first_read() == "a"  # verified last
+    artifact = tmp_path / "a" / "db" / f"{backup['id']}.bkpd"
+    raw = bytearray(artifact.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(raw))
+    use(True, False)
+    assert verify() == 1
+    use(True, True)
+    assert first_read() == "b"  # a's copy failed: it is read last now
