@@ -169,12 +169,7 @@ class Supervisor:
                     self._changed(job)
 
     def _last_good_backups(self) -> dict[str, datetime]:
-        out: dict[str, datetime] = {}
-        for b in self.catalog.backups():
-            at = datetime.fromisoformat(b.created_at)
-            if b.manifest.source not in out or at > out[b.manifest.source]:
-                out[b.manifest.source] = at
-        return out
+        return {source: datetime.fromisoformat(at) for source, at in self.catalog.newest_per_source().items()}
 
     def _start(self, job: Job, note: str | None) -> None:
         receiver, sender = self._mp.Pipe(duplex=False)

@@ -190,6 +190,10 @@ class Catalog:
                 "UPDATE copies SET verified_at = NULL WHERE backup_id = ? AND destination = ?", (backup_id, destination)
             )
 
+    def newest_per_source(self) -> dict[str, str]:
+        """source -> creation time (ISO, UTC) of its newest backup, without reading the manifests."""
+        return dict(self._db.execute("SELECT source, max(created_at) FROM backups GROUP BY source").fetchall())
+
     def backups(self, source: str | None = None) -> list[CatalogBackup]:
         """Backups oldest first, each with its copies."""
         q = "SELECT backup_id, manifest FROM backups"

@@ -171,3 +171,20 @@ def test_manual_jobs_pass_the_daemon_gate_and_high_priority_bypasses_load(instal
     inst.set_load(LIGHT_LOAD)
     assert c.job_wait(normal["job_id"], timeout_s=60)["status"] == "completed"
     d.stop()
+
+
+def test_max_staleness_lets_a_stale_source_through_the_load_limits(installation, daemon_for):
+    guarded = schedule_table("guarded", "demo", EVERY_2S, max_staleness="1h", conditions={"max_cpu_percent": 50})
+    inst = installation(demo="small", daemon=FAST, schedules=[guarded])
+    inst.set_load(HEAVY_LOAD)
+    d = daemon_for(inst).start()
+    c = d.client()
+    first = d.wait_event("schedule_fired", timeout=15, schedule="guarded")["job_id"]
+    assert c.job_wait(first, timeout_s=60)["status"] == "completed"  # no good backup yet: it may not wait
+    assert "no good backup yet" in d.wait_event("running_despite_load", job_id=first)["reason"]
+    # now the source has a fresh backup: the next run waits for the load like any other
+    nxt = wait_for(lambda: [e["job_id"] for e in d.events("schedule_fired", schedule="guarded") if e["job_id"] != first], 15)
+    assert nxt, "the schedule did not fire again"
+    held = d.wait_event("job_held", timeout=10, job_id=nxt[0])
+    assert held["reason"] == "cpu 99% > max_cpu_percent 50"
+    assert not d.events("running_despite_load", job_id=nxt[0])
