@@ -1,11 +1,12 @@
 """The daemon test harness: a real `backupd run` subprocess on a real installation in a temp dir.
 
 Nothing is faked. `Installation` is one isolated setup in a short directory under /tmp (ipc:// paths
-must fit in sun_path): source SQLite databases, a key file, a state dir, a local destination and a
-config with relative paths. `Daemon` starts `backupd run -c CONFIG` on it with stdout (JSON events,
-the workers' too) going to a file per start, waits until the control socket answers `status`, and
-stops it with SIGTERM (exit 0 expected; SIGKILL and a failure on timeout). Tests talk to it through
-`backupd_client.Client` and, end to end, through the `backupctl` CLI.
+must fit in sun_path): source SQLite databases, a key file, a state dir, a destination (a local
+directory unless `destination` says otherwise) and a config with relative paths. `Daemon` starts
+`backupd run -c CONFIG` on it with stdout (JSON events, the workers' too) going to a file per start,
+waits until the control socket answers `status`, and stops it with SIGTERM (exit 0 expected; SIGKILL
+and a failure on timeout). Tests talk to it through `backupd_client.Client` and, end to end, through
+the `backupctl` CLI.
 
 The one seam is the load probe: `$BACKUPD_LOAD_PROBE_FILE` makes the daemon read its CPU, load and
 memory figures from `Installation.probe_file` (`set_load`), so the dispatch gate can be driven
@@ -40,6 +41,7 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
 HEAVY_LOAD = {"cpu_percent": 99, "load_per_core": 5, "free_memory": 1}
 LIGHT_LOAD = {"cpu_percent": 1, "load_per_core": 0.01, "free_memory": 1 << 40}
+LOCAL_DESTINATION = {"name": "local", "kind": "local", "path": "backups"}
 
 
 # --- source databases -------------------------------------------------------------------------------
@@ -114,6 +116,8 @@ class Installation:
     control: dict[str, Any] = field(default_factory=dict)  # [control] keys besides socket
     schedules: list[dict[str, Any]] = field(default_factory=list)
     extra: str = ""  # more TOML, appended as is (e.g. a [validation] table)
+    # the one [[destinations]] table, but for compression_level and encryption; `path` relative to root
+    destination: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_DESTINATION))
 
     @property
     def config(self) -> Path:
@@ -129,7 +133,8 @@ class Installation:
 
     @property
     def dest(self) -> Path:
-        return self.root / "backups"
+        """The destination's directory on this machine (an SFTP server in the tests runs here too)."""
+        return self.root / self.destination["path"]
 
     @property
     def probe_file(self) -> Path:
@@ -142,8 +147,8 @@ class Installation:
         lines = ['[state]', 'dir = "state"', '']
         for name, path in self.sources.items():
             lines += ['[[sources]]', f'name = "{name}"', 'kind = "sqlite"', f'path = {toml_value(path)}', '']
-        lines += ['[[destinations]]', 'name = "local"', 'kind = "local"', 'path = "backups"',
-                  f'compression_level = {self.compression_level}', '',
+        lines += ['[[destinations]]'] + [f"{k} = {toml_value(v)}" for k, v in self.destination.items()]
+        lines += [f'compression_level = {self.compression_level}', '',
                   '[destinations.encryption]', 'key_file = "backup.key"', '',
                   '[control]', 'socket = "run/ctl.sock"']
         lines += [f"{k} = {toml_value(v)}" for k, v in self.control.items()]

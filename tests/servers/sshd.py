@@ -4,8 +4,8 @@ Recipe from /work/shared/TEST-SERVERS.md section 1: sshd runs as root in its own
 namespace (`unshare`) with a private tmpfs on /run, so its privilege separation directory
 /run/sshd exists without touching the machine; `StrictModes no` because the keys sit under /tmp.
 Stopping SIGKILLs the `unshare` process, which takes sshd and every session child with it (a
-plain SIGTERM to sshd would leave connected sessions alive). The same server can be started again
-on the same port with the same host key, to test reconnects.
+plain SIGTERM to sshd would leave connected sessions alive), and waits until they are all dead. The
+same server can be started again on the same port with the same host key, to test reconnects.
 A missing `sshd`, `ssh-keygen` or `unshare` fails the run (`.ci/run` installs openssh-server); it
 never skips.
 """
@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import paramiko
+import psutil
 import pytest
 
 from tests.servers import free_port, require_binary
@@ -104,12 +105,28 @@ class SshServer:
         self.stop()
         raise RuntimeError(f"sshd did not listen on {self.host}:{self.port} within {timeout}s:\n{text}")
 
-    def stop(self) -> None:
-        """SIGKILL the namespace's parent: sshd and every session in the namespace die with it."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGKILL the namespace's parent: sshd and every session in the namespace die with it. Returns
+        once they are dead (the port is free, every connection dropped): the namespace's init, sshd, exits
+        only after the kernel has killed every other process in it."""
         if self._proc is not None and self._proc.poll() is None:
+            init = psutil.Process(self._proc.pid).children()
             self._proc.kill()
-            self._proc.wait(timeout=10)
+            self._proc.wait(timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while any(_alive(p) for p in init):
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"sshd on port {self.port} still runs {timeout}s after it was killed")
+                time.sleep(0.01)
         self._proc = None
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Still running: a zombie (dead, not yet reaped by whoever inherited it) holds no sockets."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @contextmanager
