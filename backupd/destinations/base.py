@@ -11,7 +11,9 @@ Contract (tests/destinations/contract.py checks it on every implementation):
 - `stat(key)` raises `NotFound` on a missing key.
 - `free_space()` is bytes available, or None when the medium cannot tell.
 - `health()` probes reachability and writability with a real write and delete.
-- `remove_stale_temp(prefix)` deletes temp files left by crashed uploads and returns their keys.
+- `remove_stale_temp(prefix)` deletes every temp file under `prefix`, whatever its age (what a crashed
+  process or a dropped connection left), and returns their keys. Call it only when no upload under
+  `prefix` is live: the engine does, for `<source>/`, with the source lock held.
 Transient failures (a retry may help) raise DestinationUnavailable; permanent ones DestinationError.
 """
 
