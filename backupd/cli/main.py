@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", choices=STRATEGIES, default="auto")
     b.add_argument("--tag", action="append", default=[], dest="tags")
     b.add_argument("--description", default="")
+    b.add_argument("--destination", action="append", dest="destinations", metavar="NAME",
+                   help="send to this destination only (repeatable; default: every enabled one)")
 
     ls = cmd("list", "list restore points")
     ls.add_argument("--source")
@@ -139,7 +141,7 @@ def run(args) -> tuple[Any, str, int]:
             from backupd.engine.backup import run_backup
 
             b = run_backup(ctx, args.source, args.strategy, tags=tuple(args.tags), description=args.description,
-                           progress=_progress_printer())
+                           progress=_progress_printer(), destinations=args.destinations)
             j = b.to_json()
             text = (f"backup {j['id']} ({j['strategy']}): {j['changed_pages']} of {j['page_count']} pages, "
                     f"stored {_human_size(j['stored_bytes'])}")

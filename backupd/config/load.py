@@ -66,11 +66,12 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 
 def parse_schedule(
-    mapping: Mapping[str, Any], sources: Set[str], *, default_validation_level: str = "standard"
+    mapping: Mapping[str, Any], sources: Set[str], *, destinations: Set[str] = frozenset(),
+    default_validation_level: str = "standard",
 ) -> ScheduleConfig:
     """Validate one schedule given at run time (e.g. over the control socket), as a [[schedules]] table.
 
-    `sources` are the configured source names; `true` for validate_after_backup means
+    `sources` and `destinations` are the configured names; `true` for validate_after_backup means
     `default_validation_level`. Problems are reported together as `schedule.<key>: problem`.
     """
     try:
@@ -81,6 +82,8 @@ def parse_schedule(
     if schedule.source not in sources:
         configured = ", ".join(sorted(sources)) or "none"
         raise ConfigError([f"schedule.source: unknown source {schedule.source!r} (configured: {configured})"])
+    if problems := _unknown_destinations("schedule", schedule, destinations):
+        raise ConfigError(problems)
     return schedule
 
 
@@ -197,11 +200,18 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
                     f"validation.rules[{index}].sources[{position}]: unknown source {name!r}"
                     f" (configured: {', '.join(known) or 'none'})"
                 )
+    destinations = {d.name for d in document.destinations}
     for index, schedule in enumerate(schedules):
         if schedule.source not in known:
             configured = ", ".join(known) or "none"
             problems.append(f"schedules[{index}].source: unknown source {schedule.source!r} (configured: {configured})")
+        problems += _unknown_destinations(f"schedules[{index}]", schedule, destinations)
     return problems
+
+
+def _unknown_destinations(where: str, schedule: ScheduleConfig, configured: Set[str]) -> list[str]:
+    return [f"{where}.destinations[{i}]: unknown destination {name!r} (configured: {', '.join(sorted(configured))})"
+            for i, name in enumerate(schedule.destinations) if name not in configured]
 
 
 def _control_problems(document: ConfigDocument) -> list[str]:

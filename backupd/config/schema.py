@@ -481,6 +481,9 @@ class ScheduleConfig(_Section):
     enabled: bool = Field(True, description="Set to false to keep the schedule without running it.")
     description: str = Field("", description="Free text shown with the schedule.")
     tags: list[str] = Field(default_factory=list, description="Tags recorded on every backup this schedule takes.")
+    destinations: list[Name] = Field(
+        default_factory=list, description="Destinations its backups go to; empty means every enabled one."
+    )
     validate_after_backup: Annotated[Level | None, BeforeValidator(_validation_level)] = Field(
         None, description="Validate each new backup: false, true (validation.default_level) or a level."
     )

@@ -32,6 +32,7 @@ class Manifest:
     tags: tuple[str, ...] = ()
     description: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    destinations: tuple[str, ...] = ()  # the destinations it was meant for, when not every enabled one
 
     @property
     def logical_bytes(self) -> int:
@@ -40,6 +41,10 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tags"] = list(self.tags)
+        if self.destinations:
+            d["destinations"] = list(self.destinations)
+        else:
+            del d["destinations"]  # absent, as in manifests written before the field existed
         return d
 
     def to_json(self) -> bytes:
@@ -56,8 +61,9 @@ class Manifest:
         except TypeError as exc:
             raise CorruptArtifact(f"manifest is incomplete: {exc}") from None
         m.check()
-        if isinstance(m.tags, list):
-            object.__setattr__(m, "tags", tuple(m.tags))
+        for name in ("tags", "destinations"):
+            if isinstance(getattr(m, name), list):
+                object.__setattr__(m, name, tuple(getattr(m, name)))
         return m
 
     def check(self) -> None:
@@ -85,8 +91,10 @@ class Manifest:
                 problems.append(f"bad {name.replace('_', ' ')} {value!r}")
         if not isinstance(self.tables, dict) or not all(_is_int(n) for n in self.tables.values()):
             problems.append("tables is not an object of row counts")
-        if not isinstance(self.tags, (list, tuple)) or not all(isinstance(t, str) for t in self.tags):
-            problems.append("tags is not a list of strings")
+        for name in ("tags", "destinations"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+                problems.append(f"{name} is not a list of strings")
         if not isinstance(self.metadata, dict):
             problems.append("metadata is not an object")
         if problems:

@@ -80,7 +80,7 @@ class ScheduleBook:
     def _parse(spec: dict[str, Any], config: Any) -> Any:
         """A runtime schedule, validated like a [[schedules]] table (`true` for validate_after_backup
         means the config's default validation level)."""
-        return parse_schedule(spec, {s.name for s in config.sources},
+        return parse_schedule(spec, {s.name for s in config.sources}, destinations={d.name for d in config.destinations},
                               default_validation_level=config.validation.default_level)
 
     def _register(self, sc: Any, origin: str, paused: bool) -> None:
@@ -110,7 +110,7 @@ class ScheduleBook:
             log.info("schedule_fire_coalesced", schedule=name, reason="its previous run is still pending")
             return
         args = {"strategy": sc.strategy, "tags": list(sc.tags), "description": sc.description,
-                "validate_level": sc.validate_after_backup}
+                "validate_level": sc.validate_after_backup, "destinations": list(sc.destinations) or None}
         try:
             job = self.sup.submit("backup", sc.source, args, schedule=name, conditions=sc.conditions,
                                   retry=sc.retry, max_staleness_s=sc.max_staleness_s)
@@ -183,6 +183,7 @@ class ScheduleBook:
             "name": sc.name, "source": sc.source, "cron": sc.cron, "strategy": sc.strategy,
             "timezone": sc.timezone, "enabled": sc.enabled, "paused": paused, "origin": origin,
             "next_run": next_run, "description": sc.description, "tags": list(sc.tags),
+            "destinations": list(sc.destinations),
             "retry": _retry_wire(sc.retry), "conditions": _conditions_wire(sc.conditions),
             "validate_after_backup": sc.validate_after_backup, "max_staleness_s": sc.max_staleness_s,
         }

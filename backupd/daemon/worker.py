@@ -68,7 +68,7 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
 
             backup = run_backup(ctx, source, args.get("strategy", "auto"), tags=tuple(args.get("tags", ())),
                                 description=args.get("description", ""), metadata=args.get("metadata") or {},
-                                progress=sink, job_id=job_id)
+                                progress=sink, job_id=job_id, destinations=args.get("destinations"))
             result = backup.to_json()
             if backup.status == "partial":
                 return "partial", result, {"code": "partial", "message": "copies failed on "

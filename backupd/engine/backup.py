@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -64,9 +65,12 @@ def hashes_from_destination(ctx: EngineContext, backup_id: str) -> PageHashes:
 
 
 def _load_hashes(ctx: EngineContext, source: str, which: str, backup: CatalogBackup) -> tuple[PageHashes | None, str]:
-    cached = ctx.pagecache.load(source, which, backup.backup_id)
-    if cached is not None:
-        return cached, ""
+    """The page hashes as of `backup`: from the cache `which`, or another cache holding the same backup
+    (a chain that just branched off), else rebuilt from a destination."""
+    for name in dict.fromkeys((which, "last", "full")):
+        cached = ctx.pagecache.load(source, name, backup.backup_id)
+        if cached is not None:
+            return cached, ""
     try:
         ph = hashes_from_destination(ctx, backup.backup_id)
     except BackupdError as exc:
@@ -96,9 +100,16 @@ def _why_chain_cannot_grow(ctx: EngineContext, members: list[CatalogBackup]) -> 
     return ""
 
 
-def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool) -> Bases:
+def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool, *, chosen: bool = False,
+               cache: str = "") -> Bases:
+    """The backups a new one may build on. With `chosen` destinations (not every enabled one) the
+    previous backup is the newest one they all hold, so a schedule sending to some destinations
+    extends its own chain; `cache` names that chain's page-hash cache ("" for the default one)."""
     history = ctx.catalog.backups(source)
     by_id = {b.backup_id: b for b in history}
+    if chosen:
+        names = {t.name for t in ctx.enabled_targets()}
+        history = [b for b in history if names <= {c.destination for c in b.copies}]
     prev = chain.newest(history)
     if prev is None:
         return Bases(None, None, None, None, 0, "no earlier backup of this source")
@@ -112,8 +123,8 @@ def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool
     if why:
         log.warning("chain_not_extendable", backup_id=prev.backup_id, reason=why)
         return Bases(prev, members[0], None, None, len(members) - 1, why)
-    last_h, why_last = _load_hashes(ctx, source, "last", prev) if need_last else (None, "")
-    full_h, why_full = _load_hashes(ctx, source, "full", members[0]) if need_full else (None, "")
+    last_h, why_last = _load_hashes(ctx, source, "last" + cache, prev) if need_last else (None, "")
+    full_h, why_full = _load_hashes(ctx, source, "full" + cache, members[0]) if need_full else (None, "")
     return Bases(prev, members[0], last_h, full_h, len(members) - 1, why_last or why_full)
 
 
@@ -168,14 +179,19 @@ def run_backup(
     metadata: dict[str, Any] | None = None,
     progress: ProgressSink | None = None,
     job_id: str | None = None,
+    destinations: Sequence[str] | None = None,
 ) -> BackupResult:
-    """Back up one source to every enabled destination; returns the recorded backup and how each copy went.
+    """Back up one source to every enabled destination (or to the chosen `destinations`); returns the
+    recorded backup and how each copy went.
 
     Without `job_id` the run is recorded as a job in the catalog; the daemon passes the id of the job
     it already records."""
     if strategy not in STRATEGY_CHOICES:
         raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(STRATEGY_CHOICES)})")
     src = ctx.config.source(source)
+    chosen = tuple(sorted(set(destinations or ())))
+    if chosen:
+        ctx = ctx.only(chosen)
     with ctx.source_lock(source):
         ctx.catalog.fail_interrupted_jobs()
         own_job = job_id is None
@@ -183,7 +199,7 @@ def run_backup(
             job_id = ctx.catalog.job_started("backup", source)
         with bound_contextvars(job_id=job_id, source=source):
             try:
-                result = _backup(ctx, src, strategy, tags, description, metadata or {}, Reporter(progress))
+                result = _backup(ctx, src, strategy, tags, description, metadata or {}, chosen, Reporter(progress))
             except BaseException as exc:
                 if own_job:
                     ctx.catalog.job_finished(job_id, "failed", error=str(exc))
@@ -255,13 +271,14 @@ def _prune_after(ctx: EngineContext, source: str) -> None:
         log.warning("prune_failed", source=source, error=str(exc))
 
 
-def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> BackupResult:
+def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str, ...], rep: Reporter) -> BackupResult:
     started = time.monotonic()
     rep.phase("reconciling")
     reconcile(ctx, src.name)
     need_last = requested in ("incremental", "auto")
     need_full = requested in ("differential", "auto")
-    bases = find_bases(ctx, src.name, need_last, need_full)
+    cache = "@" + "+".join(chosen) if chosen else ""
+    bases = find_bases(ctx, src.name, need_last, need_full, chosen=bool(chosen), cache=cache)
     policy = AutoPolicy(ctx.config.strategy.max_chain_length, ctx.config.strategy.full_change_ratio,
                         ctx.config.strategy.differential_cost_ratio)
     fanout = ctx.config.fanout
@@ -295,7 +312,7 @@ def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> 
                     created_at=info.created_at.isoformat(), page_size=info.page_size, page_count=info.page_count,
                     changed_pages=changed, journal_mode=info.journal_mode, schema_hash=info.schema_hash,
                     tables=info.tables, strategy_reason=reason, tags=tuple(tags), description=description,
-                    metadata=metadata,
+                    metadata=metadata, destinations=chosen,
                 )
             rep.phase("committing")
             _commit_batch(ctx, src.name, backup_id, info, batch, manifest)
@@ -305,9 +322,9 @@ def _backup(ctx, src, requested, tags, description, metadata, rep: Reporter) -> 
         first = next(c.error for c in copies if c.error is not None)
         raise first
     ctx.catalog.record_backup(manifest, done)
-    ctx.pagecache.save(src.name, "last", new_hashes)
+    ctx.pagecache.save(src.name, "last" + cache, new_hashes)
     if strategy == "full":
-        ctx.pagecache.save(src.name, "full", new_hashes)
+        ctx.pagecache.save(src.name, "full" + cache, new_hashes)
     result = BackupResult(manifest, tuple(done), failed, fanout.success_policy)
     log.info("backup_completed", backup_id=backup_id, strategy=strategy, parent_id=parent_id,
              changed_pages=manifest.changed_pages, page_count=info.page_count, logical_bytes=manifest.logical_bytes,

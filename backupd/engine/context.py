@@ -6,7 +6,7 @@ import fcntl
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,7 +16,7 @@ from backupd.destinations.registry import open_destination
 from backupd.engine.catalog import Catalog
 from backupd.engine.crypto import Keyring
 from backupd.engine.pagecache import PageHashCache
-from backupd.errors import SourceBusy
+from backupd.errors import NotFound, SourceBusy, UsageError
 
 
 def utc_now() -> datetime:
@@ -50,6 +50,20 @@ class EngineContext:
 
     def enabled_targets(self) -> list[Target]:
         return sorted((t for t in self.targets.values()), key=lambda t: t.priority)
+
+    def only(self, names: list[str] | tuple[str, ...]) -> EngineContext:
+        """This context writing to the named enabled destinations only (shares its catalog and threads:
+        close the original, not this)."""
+        configured = {d.name: d for d in self.config.destinations}
+        for name in names:
+            if name not in configured:
+                raise NotFound(f"unknown destination {name!r} (configured: {', '.join(configured)})")
+            if name not in self.targets:
+                raise UsageError(f"destination {name!r} is disabled",
+                                 hint=f"enable it (`backupctl dest enable {name}`) or choose other destinations")
+        if not names:
+            raise UsageError("choose at least one destination, or none to use every enabled one")
+        return replace(self, targets={n: t for n, t in self.targets.items() if n in names})
 
     @contextmanager
     def source_lock(self, source: str) -> Iterator[None]:

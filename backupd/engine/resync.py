@@ -1,4 +1,5 @@
 """Resync: give every enabled destination the copies it lacks, so a partial backup becomes whole.
+A backup sent to chosen destinations (its manifest's `destinations`) is only completed on those.
 
 A copy is rebuilt from one that exists (chosen like a restore chooses, by priority): its blocks are
 read and verified with the source destination's key, then re-compressed and re-sealed with the
@@ -64,15 +65,16 @@ def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Co
 
 
 def resync(ctx: EngineContext, source: str) -> ResyncReport:
-    """Copy every backup of `source` that an enabled destination lacks onto it (oldest first)."""
+    """Copy every backup of `source` that an enabled destination it was meant for lacks onto it (oldest first)."""
     report = ResyncReport()
     with ctx.source_lock(source):
         reconcile(ctx, source)
         broken: set[str] = set()  # a destination that failed once this run is left for the next one
         for backup in ctx.catalog.backups(source):
             have = {c.destination for c in backup.copies}
+            meant = set(backup.manifest.destinations)  # a backup sent to chosen destinations stays on those
             for target in ctx.enabled_targets():
-                if target.name in have or target.name in broken:
+                if target.name in have or target.name in broken or (meant and target.name not in meant):
                     continue
                 started = time.monotonic()
                 try:

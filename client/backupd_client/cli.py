@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--priority", choices=PRIORITIES, default="normal")
     b.add_argument("--tag", action="append", default=[], dest="tags")
     b.add_argument("--description", default="")
+    b.add_argument("--destination", action="append", dest="destinations", metavar="NAME",
+                   help="send to this destination only (repeatable; default: every enabled one)")
     b.add_argument("--wait", action="store_true", help="wait for the backup to finish (progress bar on a terminal)")
 
     j = cmd(sub, "jobs", "list jobs (newest first), or show one")
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--timezone", metavar="TZ", help="IANA name, e.g. Europe/Paris")
     sa.add_argument("--description")
     sa.add_argument("--tag", action="append", dest="tags")
+    sa.add_argument("--destination", action="append", dest="destinations", metavar="NAME",
+                    help="its backups go to this destination only (repeatable; default: every enabled one)")
     for action, help in (("rm", "remove a run-time schedule"), ("pause", "stop a schedule firing"),
                          ("resume", "let a paused schedule fire again")):
         cmd(ssub, action, help).add_argument("name", metavar="NAME")
@@ -213,7 +217,8 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         h = client.health()
         return Outcome(h, render.health_text(h), 1 if h.get("status") == "unhealthy" else 0)
     if command == "backup":
-        job = client.backup_create(args.source, args.strategy, args.priority, args.tags, args.description)
+        job = client.backup_create(args.source, args.strategy, args.priority, args.tags, args.description,
+                                   args.destinations)
         return _finish(client, job) if args.wait else _queued(job, f"backup of {args.source}")
     if command == "jobs":
         if args.job_id:
@@ -263,7 +268,7 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
         return Outcome(schedules, render.table(schedules, render.SCHEDULE_COLUMNS) or "no schedules")
     if action == "add":
         s = client.schedule_add(args.name, args.source, args.cron, strategy=args.strategy, timezone=args.timezone,
-                                description=args.description, tags=args.tags)
+                                description=args.description, tags=args.tags, destinations=args.destinations)
         return Outcome(s, f"added schedule {args.name}: next run {render.short_time(s.get('next_run'))}")
     if action == "rm":
         reply = client.schedule_remove(args.name)

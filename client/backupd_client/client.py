@@ -205,10 +205,12 @@ class Client:
         return self.call(Op.HEALTH)
 
     def backup_create(self, source: str, strategy: str = "auto", priority: str = "normal",
-                      tags: Iterable[str] = (), description: str = "") -> Job:
-        """Queue a backup; returns its job at once (see job_wait)."""
+                      tags: Iterable[str] = (), description: str = "",
+                      destinations: Iterable[str] | None = None) -> Job:
+        """Queue a backup (to `destinations`, default every enabled one); returns its job at once (see job_wait)."""
         return self.call(Op.BACKUP_CREATE, {"source": source, "strategy": strategy, "priority": priority,
-                                            "tags": list(tags), "description": description})
+                                            "tags": list(tags), "description": description,
+                                            "destinations": None if destinations is None else list(destinations)})
 
     def job_get(self, job_id: str) -> Job:
         return self.call(Op.JOB_GET, {"job_id": job_id})
@@ -272,11 +274,14 @@ class Client:
 
     def schedule_add(self, name: str, source: str, cron: str, strategy: str | None = None,
                      timezone: str | None = None, description: str | None = None,
-                     tags: Iterable[str] | None = None, **more: Any) -> Schedule:
+                     tags: Iterable[str] | None = None, destinations: Iterable[str] | None = None,
+                     **more: Any) -> Schedule:
         """Add a run-time schedule; `more` takes the other schedule fields of the config (retry, ...)."""
         return self.call(Op.SCHEDULE_ADD, {"name": name, "source": source, "cron": cron, "strategy": strategy,
                                            "timezone": timezone, "description": description,
-                                           "tags": None if tags is None else list(tags), **more})
+                                           "tags": None if tags is None else list(tags),
+                                           "destinations": None if destinations is None else list(destinations),
+                                           **more})
 
     def schedule_list(self) -> list[Schedule]:
         return self.call(Op.SCHEDULE_LIST)

@@ -70,6 +70,7 @@ class Schedule(TypedDict, total=False):
     next_run: str | None
     description: str
     tags: list[str]
+    destinations: list[str]  # empty: every enabled destination
     retry: dict[str, Any]
     conditions: dict[str, Any]
     validate_after_backup: str | None  # the validation level, or None

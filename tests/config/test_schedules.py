@@ -190,6 +190,8 @@ SCHEDULE = {"name": "nightly", "source": "kb", "cron": "30 2 * * *"}
         ({"cron": "61 * * * *"}, "schedules[0].cron: minute: 61 is out of range 0-59"),
         ({"cron": 5}, "schedules[0].cron: expected a string (got 5)"),
         ({"source": "kbb"}, "schedules[0].source: unknown source 'kbb' (configured: kb, crm)"),
+        ({"destinations": ["local", "nas"]}, "schedules[0].destinations[1]: unknown destination 'nas' (configured: local, spare)"),
+        ({"destinations": ["no good"]}, "schedules[0].destinations[0]: must match"),
         ({"strategy": "copy"}, "schedules[0].strategy: unknown strategy 'copy' (expected full, incremental, differential, auto)"),
         ({"timezone": "Mars/Base"}, "schedules[0].timezone: unknown timezone 'Mars/Base' (expected an IANA name such as 'UTC' or 'Europe/Berlin')"),
         ({"timezone": "../etc/passwd"}, "schedules[0].timezone: unknown timezone '../etc/passwd'"),
@@ -274,6 +276,10 @@ def test_parse_schedule_accepts_a_table():
     assert parse_schedule({**SCHEDULE, "validate_after_backup": True}, {"kb"}).validate_after_backup == "standard"
     sc = parse_schedule({**SCHEDULE, "validate_after_backup": True}, {"kb"}, default_validation_level="quick")
     assert sc.validate_after_backup == "quick"
+    assert parse_schedule({**SCHEDULE, "destinations": ["usb"]}, {"kb"}, destinations={"usb"}).destinations == ["usb"]
+    with pytest.raises(ConfigError) as caught:
+        parse_schedule({**SCHEDULE, "destinations": ["usb"]}, {"kb"}, destinations={"local"})
+    assert caught.value.problems == ["schedule.destinations[0]: unknown destination 'usb' (configured: local)"]
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,28 @@ def test_a_destination_going_bad_and_coming_back_is_logged_once_each_way(install
         blocker.unlink()
         d.wait_event("destination_recovered", destination="nas", was="unhealthy")
         assert wait_for(lambda: c.health()["status"] == "ok", 5), c.health()
+
+
+def test_backups_and_schedules_go_to_the_destinations_they_name(installation, daemon_for):
+    inst = installation(demo="small", daemon={"recheck_interval": "1s"})
+    d = daemon_for(inst).start()
+    usb = inst.root / "usb"
+    d.ctl_json("dest", "add", str(_dest_file(inst, "usb", usb)))
+    only_usb = d.ctl_json("backup", "--source", "demo", "--destination", "usb", "--wait")
+    assert only_usb["status"] == "completed" and _manifests(usb) == [f"{only_usb['id']}.manifest"]
+    assert _manifests(inst.dest) == []
+
+    added = d.ctl_json("schedule", "add", "to-local", "--source", "demo", "--cron", "*/2 * * * * *",
+                       "--destination", "local")
+    assert added["destinations"] == ["local"]
+    fired = d.wait_event("schedule_fired", timeout=15, schedule="to-local")
+    with d.client() as c:
+        assert c.job_wait(fired["job_id"], timeout_s=60)["status"] == "completed"
+        c.schedule_pause("to-local")
+    assert len(_manifests(inst.dest)) >= 1 and _manifests(usb) == [f"{only_usb['id']}.manifest"]
+
+    d.ctl_json("dest", "disable", "usb")
+    refused = d.ctl("backup", "--source", "demo", "--destination", "usb")
+    assert refused.returncode == 2 and "destination 'usb' is disabled" in refused.stderr
+    unknown = d.ctl("schedule", "add", "x", "--source", "demo", "--cron", "0 * * * *", "--destination", "nas")
+    assert unknown.returncode == 2 and "schedule.destinations[0]: unknown destination 'nas'" in unknown.stderr
