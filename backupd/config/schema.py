@@ -385,6 +385,24 @@ class ConditionsSection(_Section):
     )
 
 
+def _retry(section: RetrySection) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=section.max_attempts,
+        base_delay=section.base_delay,
+        max_delay=section.max_delay,
+        multiplier=section.multiplier,
+        jitter=section.jitter,
+    )
+
+
+class RetrySection(_Section):
+    max_attempts: int = Field(3, ge=1, description="Attempts in all, the first included; 1 never retries.")
+    base_delay: Duration = Field(30.0, description="Wait before the first retry.")
+    max_delay: Duration = Field(900.0, description="Longest wait between attempts, before jitter.")
+    multiplier: float = Field(2.0, ge=1, description="Each wait is this many times the previous one.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Waits vary at random by up to this fraction.")
+
+
 class DaemonConfig(_Section):
     max_concurrent_jobs: int = Field(2, ge=1, description="Jobs that may run at the same time, over all sources.")
     shutdown_timeout_s: Duration = Field(
@@ -412,24 +430,11 @@ class DaemonConfig(_Section):
     health_timeout_s: PositiveDuration = Field(
         30.0, alias="health_timeout", description="A probe that has not answered after this long reports unhealthy."
     )
-
-
-def _retry(section: RetrySection) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=section.max_attempts,
-        base_delay=section.base_delay,
-        max_delay=section.max_delay,
-        multiplier=section.multiplier,
-        jitter=section.jitter,
+    retry: Annotated[RetryPolicy, FromSection(RetrySection, _retry)] = Field(
+        default_factory=lambda: {"max_attempts": 1},
+        validate_default=True,
+        description="Retries of a failed manual backup (backupctl backup); by default it is not retried.",
     )
-
-
-class RetrySection(_Section):
-    max_attempts: int = Field(3, ge=1, description="Attempts in all, the first included; 1 never retries.")
-    base_delay: Duration = Field(30.0, description="Wait before the first retry.")
-    max_delay: Duration = Field(900.0, description="Longest wait between attempts, before jitter.")
-    multiplier: float = Field(2.0, ge=1, description="Each wait is this many times the previous one.")
-    jitter: float = Field(0.2, ge=0, le=1, description="Waits vary at random by up to this fraction.")
 
 
 def _cron(expression: str) -> str:

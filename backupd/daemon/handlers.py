@@ -77,7 +77,7 @@ class Handlers:
         args = {"strategy": a.get("strategy", "auto"), "tags": a.get("tags", []), "description": a.get("description", ""),
                 "destinations": a.get("destinations")}
         return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"),
-                                        conditions=self.d.config.daemon.conditions)
+                                        conditions=self.d.config.daemon.conditions, retry=self.d.config.daemon.retry)
 
     def schedule_add(self, a: dict[str, Any]) -> dict[str, Any]:
         """The wire names the staleness limit in seconds (`max_staleness_s`, as the schedule object

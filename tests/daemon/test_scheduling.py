@@ -129,6 +129,29 @@ def test_a_failed_job_is_retried_with_backoff(installation, daemon_for):
     d.stop()
 
 
+def test_manual_backups_fail_at_once_unless_daemon_retry_is_set(installation, daemon_for):
+    inst = installation(demo="small", daemon=FAST)
+    db = inst.db("demo")
+    away = db.with_name("demo.db.away")
+    os.rename(db, away)
+    d = daemon_for(inst).start()
+    c = d.client()
+    once = c.job_wait(c.backup_create("demo")["job_id"], timeout_s=60)
+    assert once["status"] == "failed" and once["attempt"] == 1 and once["max_attempts"] == 1
+    d.stop()
+
+    inst.daemon = {**FAST, "retry": {"max_attempts": 3, "base_delay": "1s", "max_delay": "2s"}}
+    inst.write_config()
+    d.start()
+    c = d.client()
+    job_id = c.backup_create("demo")["job_id"]
+    scheduled = d.wait_event("job_retry_scheduled", timeout=20, job_id=job_id)
+    assert scheduled["attempt"] == 2 and scheduled["error"]["code"] == "snapshot_failed"
+    os.rename(away, db)
+    done = c.job_wait(job_id, timeout_s=60)
+    assert done["status"] == "completed" and done["attempt"] in (2, 3), done
+
+
 def test_a_run_missed_while_down_is_caught_up_once(installation, daemon_for):
     inst = installation(demo="small")
     d = daemon_for(inst).start()
