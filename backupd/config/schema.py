@@ -469,11 +469,17 @@ def _validation_level(value: object, info: ValidationInfo) -> str | None:
     raise _problem(f"expected true, false or a level: {', '.join(VALIDATION_LEVELS)} (got {show_value(value)})")
 
 
+_BACKUP_ONLY_KEYS = frozenset({"strategy", "tags", "destinations", "validate_after_backup", "max_staleness_s"})
+
+
 class ScheduleConfig(_Section):
     """One [[schedules]] table; `cron_spec` is the parsed `cron`."""
 
     name: Name = Field(description="Unique schedule name, shown in jobs, logs and statistics.")
-    source: Name = Field(description="Name of the source to back up.")
+    job: Literal["backup", "prune"] = Field(
+        "backup", description="What it runs: a backup of the source, or retention (prune) of its backups."
+    )
+    source: Name = Field(description="Name of the source to back up (or prune).")
     cron: Annotated[str, AfterValidator(_cron)] = Field(
         description="When to run: 5 fields (minute hour day month weekday) or 6 with leading seconds."
     )
@@ -508,6 +514,15 @@ class ScheduleConfig(_Section):
     @classmethod
     def _in_schedule_timezone(cls, conditions: Conditions, info: ValidationInfo) -> Conditions:
         return replace(conditions, timezone=info.data.get("timezone", "UTC"))
+
+    @model_validator(mode="after")
+    def _prune_takes_no_backup_keys(self) -> ScheduleConfig:
+        if self.job == "prune":
+            fields = type(self).model_fields
+            given = sorted(fields[k].alias or k for k in self.model_fields_set & _BACKUP_ONLY_KEYS)
+            if given:
+                raise _problem(f"{', '.join(given)}: not used by a prune schedule (job = \"prune\"); remove them")
+        return self
 
     @cached_property
     def cron_spec(self) -> CronSpec:

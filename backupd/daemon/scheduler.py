@@ -112,8 +112,8 @@ class ScheduleBook:
         args = {"strategy": sc.strategy, "tags": list(sc.tags), "description": sc.description,
                 "validate_level": sc.validate_after_backup, "destinations": list(sc.destinations) or None}
         try:
-            job = self.sup.submit("backup", sc.source, args, schedule=name, conditions=sc.conditions,
-                                  retry=sc.retry, max_staleness_s=sc.max_staleness_s)
+            job = self.sup.submit(sc.job, sc.source, args if sc.job == "backup" else {}, schedule=name,
+                                  conditions=sc.conditions, retry=sc.retry, max_staleness_s=sc.max_staleness_s)
         except Exception as exc:
             log.error("schedule_fire_failed", schedule=name, error=str(exc))
             return
@@ -180,7 +180,7 @@ class ScheduleBook:
         paused = name in self.store.paused()
         next_run = job.next_run_time.isoformat() if job is not None and job.next_run_time else None
         return {
-            "name": sc.name, "source": sc.source, "cron": sc.cron, "strategy": sc.strategy,
+            "name": sc.name, "job": sc.job, "source": sc.source, "cron": sc.cron, "strategy": sc.strategy,
             "timezone": sc.timezone, "enabled": sc.enabled, "paused": paused, "origin": origin,
             "next_run": next_run, "description": sc.description, "tags": list(sc.tags),
             "destinations": list(sc.destinations),

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 from . import render
 from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
-from .protocol import (COPY_SELECTIONS, DEFAULT_SOCKET, FAILED_STATUSES, JOB_KINDS, PRIORITIES, SOCKET_ENV,
-                       STRATEGIES, VALIDATION_LEVELS, JobStatus)
+from .protocol import (COPY_SELECTIONS, DEFAULT_SOCKET, FAILED_STATUSES, JOB_KINDS, PRIORITIES, SCHEDULE_JOBS,
+                       SOCKET_ENV, STRATEGIES, VALIDATION_LEVELS, JobStatus)
 
 PROG = "backupctl"
 
@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd(ssub, "ls", "list schedules")
     sa = cmd(ssub, "add", "add a schedule at run time (kept across restarts)")
     sa.add_argument("name", metavar="NAME")
+    sa.add_argument("--job", choices=SCHEDULE_JOBS, help="what it runs (default backup)")
     sa.add_argument("--source", required=True)
     sa.add_argument("--cron", required=True, metavar="EXPR", help='5-field cron expression, e.g. "15 3 * * *"')
     sa.add_argument("--strategy", choices=STRATEGIES)
@@ -268,7 +269,8 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
         return Outcome(schedules, render.table(schedules, render.SCHEDULE_COLUMNS) or "no schedules")
     if action == "add":
         s = client.schedule_add(args.name, args.source, args.cron, strategy=args.strategy, timezone=args.timezone,
-                                description=args.description, tags=args.tags, destinations=args.destinations)
+                                description=args.description, tags=args.tags, destinations=args.destinations,
+                                job=args.job)
         return Outcome(s, f"added schedule {args.name}: next run {render.short_time(s.get('next_run'))}")
     if action == "rm":
         reply = client.schedule_remove(args.name)

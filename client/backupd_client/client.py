@@ -276,7 +276,7 @@ class Client:
                      timezone: str | None = None, description: str | None = None,
                      tags: Iterable[str] | None = None, destinations: Iterable[str] | None = None,
                      **more: Any) -> Schedule:
-        """Add a run-time schedule; `more` takes the other schedule fields of the config (retry, ...)."""
+        """Add a run-time schedule; `more` takes the other schedule fields of the config (job, retry, ...)."""
         return self.call(Op.SCHEDULE_ADD, {"name": name, "source": source, "cron": cron, "strategy": strategy,
                                            "timezone": timezone, "description": description,
                                            "tags": None if tags is None else list(tags),

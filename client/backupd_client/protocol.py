@@ -138,6 +138,7 @@ PRIORITIES = ("normal", "high")
 STRATEGIES = ("auto", "full", "incremental", "differential")
 VALIDATION_LEVELS = ("quick", "standard", "deep")
 COPY_SELECTIONS = ("priority", "most_reliable")
+SCHEDULE_JOBS = ("backup", "prune")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ OP_ARGS: dict[Op, OpArgs] = {
                               "copy_selection": (False, _STR)},
                              one_of=("backup_id", "at")),
     Op.VALIDATE: OpArgs({"backup_id": (True, _STR), "level": (False, _STR)}),
-    Op.SCHEDULE_ADD: OpArgs({"name": (True, _STR), "source": (True, _STR), "cron": (True, _STR),
+    Op.SCHEDULE_ADD: OpArgs({"name": (True, _STR), "job": (False, _STR), "source": (True, _STR), "cron": (True, _STR),
                             "strategy": (False, _STR), "timezone": (False, _STR), "description": (False, _STR),
                             "tags": (False, _STRS), "destinations": (False, _STRS), "enabled": (False, _BOOL),
                             "retry": (False, _MAP),
@@ -209,6 +210,7 @@ ARG_CHOICES: dict[str, tuple[str, ...]] = {
     "kind": JOB_KINDS,
     "status": tuple(s.value for s in JobStatus),
     "copy_selection": COPY_SELECTIONS,
+    "job": SCHEDULE_JOBS,
 }
 
 

@@ -60,6 +60,7 @@ class Nearest(TypedDict):
 
 class Schedule(TypedDict, total=False):
     name: str
+    job: str  # backup | prune
     source: str
     cron: str
     strategy: str

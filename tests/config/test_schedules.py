@@ -315,3 +315,16 @@ def test_the_fuzz_base_document_with_schedules_loads(write_config):
     cfg = load_config(write_config(valid_document_with_schedules()))
     assert [s.name for s in cfg.schedules] == ["nightly", "often"]
     assert cfg.schedules[0].conditions.maintenance[0].end == time(6)
+
+
+def test_a_prune_schedule_takes_no_backup_keys():
+    prune = {"name": "tidy", "job": "prune", "source": "kb", "cron": "0 4 * * *", "retry": {"max_attempts": 2}}
+    assert parse_schedule(prune, {"kb"}).job == "prune"
+    assert parse_schedule({**SCHEDULE}, {"kb"}).job == "backup"
+    with pytest.raises(ConfigError) as caught:
+        parse_schedule({**prune, "tags": ["x"], "max_staleness": "1h", "destinations": []}, {"kb"})
+    assert caught.value.problems == [
+        "schedule: destinations, max_staleness, tags: not used by a prune schedule (job = \"prune\"); remove them"]
+    with pytest.raises(ConfigError) as caught:
+        parse_schedule({**prune, "job": "vacuum"}, {"kb"})
+    assert caught.value.problems[0].startswith("schedule.job: ")

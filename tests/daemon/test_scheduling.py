@@ -211,3 +211,22 @@ def test_max_staleness_lets_a_stale_source_through_the_load_limits(installation,
     held = d.wait_event("job_held", timeout=10, job_id=nxt[0])
     assert held["reason"] == "cpu 99% > max_cpu_percent 50"
     assert not d.events("running_despite_load", job_id=nxt[0])
+
+
+def test_a_prune_schedule_applies_retention(installation, daemon_for):
+    inst = installation(demo="small", daemon=FAST, extra="\n[retention]\nkeep_last = 1\n")
+    d = daemon_for(inst).start()
+    ids = [d.ctl_json("backup", "--source", "demo", "--strategy", "full", "--wait")["id"] for _ in range(3)]
+    assert len(d.ctl_json("ls")) == 1  # retention also runs after each backup
+    (inst.dest / "demo" / f".{ids[0]}.bkpd.0000.backupd-tmp").write_bytes(b"left by a crash")
+    added = d.ctl_json("schedule", "add", "tidy", "--job", "prune", "--source", "demo", "--cron", EVERY_2S)
+    assert added["job"] == "prune"
+    fired = d.wait_event("schedule_fired", timeout=15, schedule="tidy")
+    c = d.client()
+    done = c.job_wait(fired["job_id"], timeout_s=60)
+    assert done["kind"] == "prune" and done["status"] == "completed", done
+    assert [b["id"] for b in d.ctl_json("ls")] == [ids[-1]]
+    assert inst.leftovers() == ([], [])
+    refused = d.ctl("schedule", "add", "bad", "--job", "prune", "--source", "demo", "--cron", "0 * * * *",
+                    "--strategy", "full")
+    assert refused.returncode == 2 and "strategy: not used by a prune schedule" in refused.stderr
