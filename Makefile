@@ -24,5 +24,9 @@ test: venv
 bench: venv
 	$(BIN)/python bench/bench_engine.py
 
+.PHONY: bench-destinations
+bench-destinations: venv
+	$(BIN)/python bench/bench_destinations.py
+
 clean:
 	rm -rf $(VENV) demo-state

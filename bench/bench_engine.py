@@ -365,6 +365,16 @@ def build_db(path: Path, size_mib: int, seed: int, gen: TextGen) -> dict:
     return {"rows": rid, "build_s": time.perf_counter() - t0}
 
 
+def cached_db(out: Path, size_mib: int, seed: int, gen: TextGen, rebuild: bool = False) -> Path:
+    """The benchmark database of `size_mib` and `seed` in `out`, built on first use and reused."""
+    cached = out / f"kb-{size_mib}MiB-seed{seed}-v{GEN_VERSION}.db"
+    if rebuild or not cached.exists():
+        print(f"\n== building {size_mib} MiB database -> {cached}")
+        info = build_db(cached, size_mib, seed, gen)
+        print(f"  {info['rows']} rows in {info['build_s']:.1f} s")
+    return cached
+
+
 def db_stats(path: Path) -> dict:
     con = sqlite3.connect(path)
     try:
@@ -743,11 +753,7 @@ def main() -> int:
 
     # ---------------------------------------------------------------- database
     gen = TextGen(args.seed)
-    cached = out / f"kb-{size}MiB-seed{args.seed}-v{GEN_VERSION}.db"
-    if args.rebuild or not cached.exists():
-        print(f"\n== building {size} MiB database -> {cached}")
-        info = build_db(cached, size, args.seed, gen)
-        print(f"  {info['rows']} rows in {info['build_s']:.1f} s")
+    cached = cached_db(out, size, args.seed, gen, rebuild=args.rebuild)
     db = run_dir / "bench.db"
     shutil.copyfile(cached, db)
     st0 = db_stats(db)
