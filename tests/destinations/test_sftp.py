@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import shutil
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backupd.config.schema import DestinationConfig
 from backupd.destinations.base import TEMP_SUFFIX, get_bytes, put_bytes
@@ -205,4 +208,58 @@ def test_reads_seek_and_tell_like_a_local_file(sshd_server):
         assert f.read(10) == data[MiB + 3 : MiB + 13] and f.tell() == MiB + 13
         f.seek(0)
         assert f.read() == data
+    dest.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["read", "seek", "seek_end", "readinto"]),
+                              st.integers(0, 3 * MiB + 100)), min_size=1, max_size=12))
+def test_pipelined_reads_match_a_local_file_whatever_the_seeks(sftp_reader_fixture, ops):
+    dest, data = sftp_reader_fixture
+    model = io.BytesIO(data)
+    with dest.open_read("kb/big.bkpd") as f:
+        for op, n in ops:
+            if op == "read":
+                assert f.read(n) == model.read(n)
+            elif op == "readinto":
+                got, want = bytearray(n), bytearray(n)
+                assert f.readinto(got) == model.readinto(want) and got == want
+            elif op == "seek":
+                assert f.seek(n) == model.seek(n)
+            else:
+                assert f.seek(-min(n, len(data)), os.SEEK_END) == model.seek(-min(n, len(data)), os.SEEK_END)
+            assert f.tell() == model.tell()
+
+
+@pytest.fixture(scope="module")
+def sftp_reader_fixture(sshd_server):
+    dest = sftp_to(sshd_server)
+    data = os.urandom(3 * MiB + 17)
+    put_bytes(dest, "kb/big.bkpd", data)
+    yield dest, data
+    dest.close()
+
+
+def test_readers_share_a_connection_and_one_closed_mid_way_leaves_no_stray_replies(sshd_server):
+    dest = sftp_to(sshd_server)
+    a, b = os.urandom(2 * MiB + 1), os.urandom(2 * MiB + 3)
+    put_bytes(dest, "kb/a.bkpd", a)
+    put_bytes(dest, "kb/b.bkpd", b)
+    first = dest.open_read("kb/a.bkpd")
+    assert first.read(100) == a[:100]  # a megabyte of read-ahead is in flight
+    with dest.open_read("kb/b.bkpd") as second:
+        assert second.read(MiB) == b[:MiB]
+        first.close()
+        assert second.read() == b[MiB:]
+    assert get_bytes(dest, "kb/a.bkpd") == a
+    dest.close()
+
+
+def test_a_file_that_shrinks_while_read_ends_short(sshd_server):
+    dest = sftp_to(sshd_server)
+    data = os.urandom(2 * MiB)
+    put_bytes(dest, "kb/a.bkpd", data)
+    with dest.open_read("kb/a.bkpd") as f:  # its size is taken at the open
+        os.truncate(Path(dest.root) / "kb" / "a.bkpd", MiB + 7)
+        assert f.read() == data[: MiB + 7]  # the artifact reader then reports the missing end
     dest.close()
