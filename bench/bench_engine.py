@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
@@ -777,7 +777,6 @@ def main() -> int:
         bg = Borg(run_dir / "borg", runner)
     do_pipe = tools.has("sqlite3") and tools.has("zstd") and "pipeline" not in args.skip
     last_full_id = None
-    last_full_meta: dict = {}
     for i in range(repeat):
         if bd:
             settle()
@@ -786,7 +785,7 @@ def main() -> int:
                 r, meta, delta = bd.backup("full", f"backupd-full{i}")
                 rows.setdefault("backupd", Row("backupd full (zstd-3 + encryption, fsync)")).add(
                     r.wall_s, r.rss_mib, r.cpu_s, int(meta.get("stored_bytes", delta)))
-                last_full_id, last_full_meta = meta.get("id"), meta
+                last_full_id = meta.get("id")
                 if abs(int(meta.get("stored_bytes", delta)) - delta) > max(4096, delta // 100):
                     notes.append(f"backupd full: reported stored_bytes {meta.get('stored_bytes')} but the "
                                  f"destination grew by {delta} bytes")

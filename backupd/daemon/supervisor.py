@@ -20,7 +20,7 @@ import structlog
 
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
-from backupd.daemon.jobs import FINAL, PENDING, Job
+from backupd.daemon.jobs import PENDING, Job
 from backupd.daemon.probes import LoadProbe
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.worker import run_job
