@@ -16,12 +16,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BACKUPD), *args], capture_output=True, text=True, timeout=120)
 
 
-def test_a_corrupt_first_copy_falls_back_to_the_next(tmp_path: Path):
-    conn = sqlite3.connect(tmp_path / "src.db")
+def _source(root: Path, rows: int) -> None:
+    """src.db: `rows` rows of 800 random bytes (about 1 KiB a row)."""
+    conn = sqlite3.connect(root / "src.db")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
-    conn.executemany("INSERT INTO t (body) VALUES (randomblob(800))", [()] * 3000)
+    conn.executemany("INSERT INTO t (body) VALUES (randomblob(800))", [()] * rows)
     conn.commit()
     conn.close()
+
+
+def test_a_corrupt_first_copy_falls_back_to_the_next(tmp_path: Path):
+    _source(tmp_path, 3000)
     cfg = tmp_path / "backupd.toml"
     cfg.write_text('[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
                    '[[destinations]]\nname = "first"\nkind = "local"\npath = "first"\npriority = 1\n'
@@ -71,11 +76,7 @@ def test_restore_plan_names_the_copy_of_every_member_and_fails_on_a_gap(tmp_path
 
 
 def test_most_reliable_reads_the_most_recently_verified_copy_first(tmp_path: Path):
-    conn = sqlite3.connect(tmp_path / "src.db")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-    conn.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 200,)] * 500)
-    conn.commit()
-    conn.close()
+    _source(tmp_path, 500)
     head = '[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
     dests = ('[[destinations]]\nname = "fast"\nkind = "local"\npath = "fast"\npriority = 1\nenabled = {}\n'
              '[[destinations]]\nname = "sure"\nkind = "local"\npath = "sure"\npriority = 2\n')
@@ -99,11 +100,7 @@ def test_most_reliable_reads_the_most_recently_verified_copy_first(tmp_path: Pat
 
 
 def test_a_copy_that_fails_validation_loses_its_verification(tmp_path: Path):
-    conn = sqlite3.connect(tmp_path / "src.db")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
-    conn.executemany("INSERT INTO t (body) VALUES (randomblob(800))", [()] * 2000)
-    conn.commit()
-    conn.close()
+    _source(tmp_path, 2000)
     head = ('[state]\ndir = "state"\n[restore]\ncopy_selection = "most_reliable"\n'
             '[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n')
     dests = ('[[destinations]]\nname = "a"\nkind = "local"\npath = "a"\nenabled = {}\n'
