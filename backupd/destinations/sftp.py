@@ -154,14 +154,39 @@ class SftpUpload(UploadContext):
         try:
             with self._dest._errors(self._what):
                 self._file.flush()
+                self._check_writes()
                 self._dest._fsync(self._sftp, self._file)
-                self._file.close()  # waits for every pipelined write's status
+                self._file.close()
+                stored = self._sftp.stat(self._tmp).st_size
+                if stored != self.bytes_written:
+                    raise DestinationError(
+                        f"destination {self._dest.name!r}: {self._what}: the server stored {stored} of"
+                        f" {self.bytes_written} bytes", hint="check free space and quotas on the server")
                 self._sftp.posix_rename(self._tmp, self._final)
         except DestinationError:
             self.abort()
             raise
         self._done = True
         self._dest._uploads.discard(self)
+
+    def _check_writes(self) -> None:
+        """Wait for the status of every pipelined write still unanswered, raising on the first failure.
+
+        paramiko files pipelined writes under no owner, so a status read by any other request (the
+        fsync, the close) would be thrown away unchecked: a full disk would go unnoticed."""
+        reqs, expecting = self._file._reqs, self._sftp._expecting
+        while reqs:
+            req = reqs.popleft()
+            if req not in expecting:
+                continue  # read, unchecked, by another request: commit's size check still catches a short file
+            try:
+                self._sftp._read_response(req)
+            except OSError as exc:
+                if exc.errno is not None or self._dest._connection_lost(exc):
+                    raise
+                raise DestinationError(
+                    f"destination {self._dest.name!r}: {self._what}: the server refused a write ({exc})",
+                    hint="check free space and quotas on the server") from None
 
     def abort(self) -> None:
         if self._done:
@@ -478,8 +503,8 @@ class SftpDestination:
         try:
             sftp._request(sftp_protocol.CMD_EXTENDED, "fsync@openssh.com", file.handle)
         except OSError as exc:
-            if exc.errno is not None or self._connection_lost(exc):
-                raise
+            if exc.errno is not None or self._connection_lost(exc) or "unsupported" not in str(exc).lower():
+                raise  # a failed fsync (EIO, ENOSPC: "Failure") must fail the upload
             self._fsync_supported = False  # "Operation unsupported": the server has no fsync extension
 
     def _stat_regular(self, sftp: paramiko.SFTPClient, key: str) -> paramiko.SFTPAttributes:

@@ -8,7 +8,9 @@ starts only when that kind runs); its `plant_temp` leaves behind what an upload 
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,3 +131,35 @@ def destination(destination_kind: DestinationKind, request: pytest.FixtureReques
 def plant_temp(destination_kind: DestinationKind, destination: Destination) -> Callable[[str, bytes], str]:
     """`plant_temp(key, data)` simulates a crashed upload of `key`; returns the temp file's key."""
     return lambda key, data=b"half an artifact": destination_kind.plant_temp(destination, key, data)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """`tmpfs(options, at=None)` mounts a fresh tmpfs (at `at`, else in tmp_path) and returns its path;
+    all are unmounted afterwards. ENOSPC and EROFS need a real small filesystem."""
+    mounted: list[Path] = []
+
+    # A developer without root may skip these; CI (CI=true, root) must run them, so there they fail.
+    unavailable = pytest.fail if os.environ.get("CI") else pytest.skip
+
+    def mount(options: str, at: Path | None = None) -> Path:
+        if os.geteuid() != 0:
+            unavailable("mounting a tmpfs needs root; ENOSPC and EROFS need a real small filesystem")
+        if shutil.which("mount") is None:
+            unavailable("no mount(8) binary; ENOSPC and EROFS need a real small filesystem")
+        target = at or tmp_path / f"mnt{len(mounted)}"
+        target.mkdir(exist_ok=True)
+        cmd = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            unavailable(f"mount -t tmpfs -o {options} is not permitted here ({r.stderr.strip()})")
+        mounted.append(target)
+        return target
+
+    def remount(target: Path, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(target)], check=True, capture_output=True)
+
+    mount.remount = remount  # type: ignore[attr-defined]
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", str(target)], check=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,37 +73,6 @@ def test_a_key_whose_directory_is_an_object(tmp_path):
 
 
 # --- real small filesystems ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """`tmpfs(options)` mounts a fresh tmpfs and returns its path; all are unmounted afterwards."""
-    mounted: list[Path] = []
-
-    # A developer without root may skip these; CI (CI=true, root) must run them, so there they fail.
-    unavailable = pytest.fail if os.environ.get("CI") else pytest.skip
-
-    def mount(options: str) -> Path:
-        if os.geteuid() != 0:
-            unavailable("mounting a tmpfs needs root; ENOSPC and EROFS need a real small filesystem")
-        if shutil.which("mount") is None:
-            unavailable("no mount(8) binary; ENOSPC and EROFS need a real small filesystem")
-        target = tmp_path / f"mnt{len(mounted)}"
-        target.mkdir()
-        cmd = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            unavailable(f"mount -t tmpfs -o {options} is not permitted here ({r.stderr.strip()})")
-        mounted.append(target)
-        return target
-
-    def remount(target: Path, options: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{options}", str(target)], check=True, capture_output=True)
-
-    mount.remount = remount  # type: ignore[attr-defined]
-    yield mount
-    for target in mounted:
-        subprocess.run(["umount", str(target)], check=True)
 
 
 def test_a_full_disk_is_reported_and_leaves_earlier_objects_intact(tmpfs):

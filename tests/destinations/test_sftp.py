@@ -263,3 +263,21 @@ def test_a_file_that_shrinks_while_read_ends_short(sshd_server):
         os.truncate(Path(dest.root) / "kb" / "a.bkpd", MiB + 7)
         assert f.read() == data[: MiB + 7]  # the artifact reader then reports the missing end
     dest.close()
+
+
+def test_a_full_disk_on_the_server_fails_the_upload_and_publishes_nothing(tmpfs):
+    small = tmpfs("size=1m")
+    with running_sshd() as server:  # started after the mount: sshd's mount namespace is private
+        dest = SftpDestination("offsite", server.host, str(small), user=server.user, known_hosts=server.known_hosts,
+                               port=server.port, key_file=server.client_key_file)
+        put_bytes(dest, "kb/old.bkpd", b"earlier backup")
+        data = os.urandom(3 * MiB)
+        with pytest.raises(DestinationError) as caught:
+            with dest.open_write("kb/a.bkpd") as up:
+                for i in range(0, len(data), 64 * 1024):
+                    up.write(memoryview(data)[i : i + 64 * 1024])
+        assert not isinstance(caught.value, DestinationUnavailable)
+        assert "check free space" in caught.value.hint
+        assert files_under(small) == ["kb/old.bkpd"]  # no partial artifact, no temp file
+        assert get_bytes(dest, "kb/old.bkpd") == b"earlier backup"
+        dest.close()

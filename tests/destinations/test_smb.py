@@ -8,6 +8,7 @@ an environment variable or a 0600 credentials file, the registry factory).
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
@@ -156,3 +157,17 @@ def test_the_registry_builds_an_smb_destination_from_config(smb_server, tmp_path
         assert d.encrypted and d.health().status == "ok"
     finally:
         d.close()
+
+
+def test_a_full_disk_on_the_server_fails_the_upload_and_publishes_nothing(smb_server, tmpfs):
+    small = tmpfs("size=1m", at=smb_server.share_dir / f"small-{secrets.token_hex(4)}")
+    d = smb(smb_server, path=small.name)
+    put_bytes(d, "kb/old.bkpd", b"earlier backup")
+    data = os.urandom(3 * 1024 * 1024)
+    with pytest.raises(DestinationError) as caught:
+        with d.open_write("kb/a.bkpd") as up:
+            for i in range(0, len(data), 64 * 1024):
+                up.write(memoryview(data)[i : i + 64 * 1024])
+    assert not isinstance(caught.value, DestinationUnavailable)
+    assert sorted(str(p.relative_to(small)) for p in small.rglob("*") if p.is_file()) == ["kb/old.bkpd"]
+    assert get_bytes(d, "kb/old.bkpd") == b"earlier backup"
