@@ -14,6 +14,12 @@ Chains. A backup's chain is the walk over `parent_id` down to a full (see core/c
 is *broken* when a member is missing from the input (or the walk cycles); a backup with a broken
 chain is not *restorable*. Parents are looked up within the same source only.
 
+Streams. A backup sent to chosen destinations (a schedule's `destinations`, e.g. hourly to a local
+disk and nightly off-site) belongs to the stream of that set (`BackupInfo.stream`); the others to
+the default stream (). The global rules below, the newest restorable backup and the newest verified
+chain are applied per stream, so the hourly backups never crowd the nightly ones out; with more
+than one stream their reasons end in `[to <destinations>]`.
+
 Global rules, like restic's `forget` (GFS), applied to the restorable backups of each source:
   keep_last N     the N newest; reason `keep_last 2/7`.
   keep_daily N    the newest backup of each of the N most recent UTC days that have backups;
@@ -83,6 +89,7 @@ class BackupInfo:
     created_at: datetime  # timezone-aware
     verified_at: datetime | None = None
     destinations: frozenset[str] = frozenset()
+    stream: tuple[str, ...] = ()  # the destinations it was sent to by choice; () for every enabled one
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -228,42 +235,15 @@ def _plan_source(items: list[BackupInfo], policy: RetentionPolicy, now: datetime
     """Plan one source's backups, given newest first."""
     by_id = {b.backup_id: b for b in items}
     chains = {b.backup_id: _chain(b, by_id) for b in items}
-    restorable = [b for b in items if chains[b.backup_id][1] is None]
     keep: dict[str, list[str]] = defaultdict(list)
     passed_over: dict[str, list[str]] = defaultdict(list)
-    rules = policy.rules()
-    for rule, n in rules:
-        if rule == "keep_last":
-            for i, b in enumerate(restorable):
-                if i < n:
-                    keep[b.backup_id].append(f"keep_last {i + 1}/{n}")
-                else:
-                    passed_over[b.backup_id].append(f"keep_last {n}: not among the {n} newest")
-            continue
-        bucket_of, unit = BUCKETS[rule]
-        chosen: dict[str, str] = {}  # bucket -> the backup kept for it
-        for b in restorable:
-            bucket = bucket_of(b.created_at.astimezone(timezone.utc))
-            if bucket in chosen:
-                passed_over[b.backup_id].append(f"{rule} {n}: {bucket} is kept as {chosen[bucket]}")
-            elif len(chosen) < n:
-                chosen[bucket] = b.backup_id
-                keep[b.backup_id].append(f"{rule} {len(chosen)}/{n} ({bucket})")
-            else:
-                passed_over[b.backup_id].append(f"{rule} {n}: {bucket} is older than the {n} newest {unit}")
-    if not rules:
-        for b in items:
-            keep[b.backup_id].append(NO_POLICY)
     safe: list[str] = []  # kept whatever the destination limits say
-    if restorable:
-        keep[restorable[0].backup_id].append("newest restorable backup")
-        safe.append(restorable[0].backup_id)
     verified = {b.backup_id for b in items if b.verified_at is not None}
-    for b in restorable:
-        if all(member in verified for member in chains[b.backup_id][0]):
-            keep[b.backup_id].append("newest verified chain")
-            safe.append(b.backup_id)
-            break
+    streams = sorted({b.stream for b in items})
+    for stream in streams:
+        suffix = f" [to {'+'.join(stream) or 'every destination'}]" if len(streams) > 1 else ""
+        _keep_stream([b for b in items if b.stream == stream], chains, verified, policy, keep, passed_over, safe,
+                     suffix)
 
     direct = set(keep)
     for b in items:  # newest first, so the newest dependent is named first
@@ -282,6 +262,45 @@ def _plan_source(items: list[BackupInfo], policy: RetentionPolicy, now: datetime
         else:
             broken = chains[b.backup_id][1]
             plan.delete[b.backup_id] = [broken] if broken else passed_over[b.backup_id]
+
+
+def _keep_stream(items: list[BackupInfo], chains: Mapping[str, tuple[list[str], str | None]], verified: set[str],
+                 policy: RetentionPolicy, keep: dict[str, list[str]], passed_over: dict[str, list[str]],
+                 safe: list[str], suffix: str) -> None:
+    """Apply the global rules, the newest restorable backup and the newest verified chain to one
+    stream's backups (newest first), adding to `keep`, `passed_over` and `safe`."""
+    restorable = [b for b in items if chains[b.backup_id][1] is None]
+    rules = policy.rules()
+    for rule, n in rules:
+        if rule == "keep_last":
+            for i, b in enumerate(restorable):
+                if i < n:
+                    keep[b.backup_id].append(f"keep_last {i + 1}/{n}{suffix}")
+                else:
+                    passed_over[b.backup_id].append(f"keep_last {n}: not among the {n} newest{suffix}")
+            continue
+        bucket_of, unit = BUCKETS[rule]
+        chosen: dict[str, str] = {}  # bucket -> the backup kept for it
+        for b in restorable:
+            bucket = bucket_of(b.created_at.astimezone(timezone.utc))
+            if bucket in chosen:
+                passed_over[b.backup_id].append(f"{rule} {n}: {bucket} is kept as {chosen[bucket]}")
+            elif len(chosen) < n:
+                chosen[bucket] = b.backup_id
+                keep[b.backup_id].append(f"{rule} {len(chosen)}/{n} ({bucket}){suffix}")
+            else:
+                passed_over[b.backup_id].append(f"{rule} {n}: {bucket} is older than the {n} newest {unit}{suffix}")
+    if not rules:
+        for b in items:
+            keep[b.backup_id].append(NO_POLICY)
+    if restorable:
+        keep[restorable[0].backup_id].append(f"newest restorable backup{suffix}")
+        safe.append(restorable[0].backup_id)
+    for b in restorable:
+        if all(member in verified for member in chains[b.backup_id][0]):
+            keep[b.backup_id].append(f"newest verified chain{suffix}")
+            safe.append(b.backup_id)
+            break
 
 
 def _plan_copies(

@@ -100,17 +100,19 @@ def _why_chain_cannot_grow(ctx: EngineContext, members: list[CatalogBackup]) -> 
     return ""
 
 
-def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool, *, chosen: bool = False,
-               cache: str = "") -> Bases:
-    """The backups a new one may build on. With `chosen` destinations (not every enabled one) the
-    previous backup is the newest one they all hold, so a schedule sending to some destinations
-    extends its own chain; `cache` names that chain's page-hash cache ("" for the default one)."""
+def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool,
+               chosen: tuple[str, ...] = ()) -> Bases:
+    """The backups a new one may build on. The previous backup is the newest of the same stream (sent
+    to the same `chosen` destinations, or () for every enabled one), so a schedule sending hourly to a
+    local disk and one sending nightly off-site each extend their own chain, with its own page-hash
+    cache; a stream's first backup builds on the newest one every destination it writes to holds."""
     history = ctx.catalog.backups(source)
     by_id = {b.backup_id: b for b in history}
-    if chosen:
+    same = [b for b in history if b.manifest.destinations == chosen]
+    if not same:
         names = {t.name for t in ctx.enabled_targets()}
-        history = [b for b in history if names <= {c.destination for c in b.copies}]
-    prev = chain.newest(history)
+        same = [b for b in history if names <= {c.destination for c in b.copies}]
+    prev = chain.newest(same)
     if prev is None:
         return Bases(None, None, None, None, 0, "no earlier backup of this source")
     try:
@@ -123,9 +125,15 @@ def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool
     if why:
         log.warning("chain_not_extendable", backup_id=prev.backup_id, reason=why)
         return Bases(prev, members[0], None, None, len(members) - 1, why)
+    cache = _stream_cache(chosen)
     last_h, why_last = _load_hashes(ctx, source, "last" + cache, prev) if need_last else (None, "")
     full_h, why_full = _load_hashes(ctx, source, "full" + cache, members[0]) if need_full else (None, "")
     return Bases(prev, members[0], last_h, full_h, len(members) - 1, why_last or why_full)
+
+
+def _stream_cache(chosen: tuple[str, ...]) -> str:
+    """What the page-hash cache names of a stream end with: "" for every enabled destination."""
+    return "@" + "+".join(chosen) if chosen else ""
 
 
 def changed_in_chunk(old: bytes, new: bytes) -> list[int]:
@@ -190,8 +198,7 @@ def run_backup(
         raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(STRATEGY_CHOICES)})")
     src = ctx.config.source(source)
     chosen = tuple(sorted(set(destinations or ())))
-    if chosen:
-        ctx = ctx.only(chosen)
+    writing = ctx.only(chosen) if chosen else ctx
     with ctx.source_lock(source):
         ctx.catalog.fail_interrupted_jobs()
         own_job = job_id is None
@@ -199,7 +206,7 @@ def run_backup(
             job_id = ctx.catalog.job_started("backup", source)
         with bound_contextvars(job_id=job_id, source=source):
             try:
-                result = _backup(ctx, src, strategy, tags, description, metadata or {}, chosen, Reporter(progress))
+                result = _backup(writing, src, strategy, tags, description, metadata or {}, chosen, Reporter(progress))
             except BaseException as exc:
                 if own_job:
                     ctx.catalog.job_finished(job_id, "failed", error=str(exc))
@@ -277,8 +284,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
     reconcile(ctx, src.name)
     need_last = requested in ("incremental", "auto")
     need_full = requested in ("differential", "auto")
-    cache = "@" + "+".join(chosen) if chosen else ""
-    bases = find_bases(ctx, src.name, need_last, need_full, chosen=bool(chosen), cache=cache)
+    bases = find_bases(ctx, src.name, need_last, need_full, chosen)
     policy = AutoPolicy(ctx.config.strategy.max_chain_length, ctx.config.strategy.full_change_ratio,
                         ctx.config.strategy.differential_cost_ratio)
     fanout = ctx.config.fanout
@@ -322,6 +328,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
         first = next(c.error for c in copies if c.error is not None)
         raise first
     ctx.catalog.record_backup(manifest, done)
+    cache = _stream_cache(chosen)
     ctx.pagecache.save(src.name, "last" + cache, new_hashes)
     if strategy == "full":
         ctx.pagecache.save(src.name, "full" + cache, new_hashes)

@@ -4,6 +4,8 @@ daily backups checked against an independent expectation, and properties over ra
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -290,6 +292,27 @@ def test_a_chain_across_destinations_keeps_one_copy_of_each_member():
     assert plan.delete_copies == {("f", "offsite"): ["max_age_days 7: 20 days old on offsite"]}
 
 
+def test_hourly_backups_to_one_destination_do_not_crowd_out_nightly_ones_to_another():
+    """Each stream (the destinations a schedule chose) gets the rules on its own."""
+    backups = []
+    for day in range(10, 0, -1):
+        night = f"n{day:02d}"
+        backups.append(replace(bk(night, "full", None, days_ago(day), on=frozenset({"offsite"})), stream=("offsite",)))
+        for hour in range(1, 24, 6):
+            hourly = bk(f"h{day:02d}-{hour:02d}", "full", None, days_ago(day) + timedelta(hours=hour),
+                        on=frozenset({"local"}))
+            backups.append(replace(hourly, stream=("local",)))
+    plan = plan_retention(backups, RetentionPolicy(keep_daily=3), NOW)
+    assert sorted(i for i in plan.keep if i.startswith("n")) == ["n01", "n02", "n03"]
+    newest_per_day: dict[object, BackupInfo] = {}
+    for b in sorted((b for b in backups if b.stream == ("local",)), key=lambda b: b.created_at):
+        newest_per_day[b.created_at.date()] = b
+    expected = sorted(b.backup_id for day, b in sorted(newest_per_day.items())[-3:])
+    assert sorted(i for i in plan.keep if i.startswith("h")) == expected
+    assert plan.keep["n01"] == [f"keep_daily 1/3 ({days_ago(1).date()}) [to offsite]", "newest restorable backup [to offsite]"]
+    assert plan.delete["n04"] == [f"keep_daily 3: {days_ago(4).date()} is older than the 3 newest days [to offsite]"]
+
+
 def test_to_json_is_the_dry_run_shape():
     backups = [
         bk("f", "full", None, days_ago(2)),
@@ -467,7 +490,8 @@ def source_history(draw, source: str, destinations: tuple[str, ...]) -> list[Bac
         parent = None if strategy == "full" else last if strategy == "incremental" else full
         on = draw(st.frozensets(st.sampled_from(destinations), min_size=1))
         verified = t + timedelta(hours=1) if draw(st.booleans()) else None
-        out.append(BackupInfo(bid, source, strategy, parent, t, verified, on))
+        stream = tuple(sorted(on)) if draw(st.integers(0, 3)) == 0 else ()  # sent to chosen destinations
+        out.append(BackupInfo(bid, source, strategy, parent, t, verified, on, stream))
         last = bid
         if strategy == "full":
             full = bid
@@ -544,9 +568,10 @@ def check_plan(backups: list[BackupInfo], policy: RetentionPolicy, plan: Retenti
     for source, items in by_source.items():
         everything = [b for b in backups if b.source == source]
         restorable = [b for b in everything if not broken(b.backup_id, backups)]
-        if restorable:
-            newest = max(restorable, key=lambda b: (b.created_at, b.backup_id))
+        for stream in {b.stream for b in restorable}:  # per stream: its newest restorable backup stays
+            newest = max((b for b in restorable if b.stream == stream), key=lambda b: (b.created_at, b.backup_id))
             assert newest.backup_id in plan.keep
+        if restorable:
             by_id = {c.backup_id: c for c in everything}
             fully_verified = [b for b in restorable if all(c.verified_at for c in resolve_chain(b.backup_id, by_id))]
             if fully_verified:

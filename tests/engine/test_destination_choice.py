@@ -1,6 +1,7 @@
 """A backup sent to chosen destinations (a schedule's or request's `destinations`): it is written there
-only, says so in its manifest, extends the chain those destinations hold, and resync does not spread it
-to the others."""
+only, says so in its manifest, extends the chain of its stream (the backups sent to the same
+destinations; the first builds on the newest backup they all hold), and resync does not spread it to
+the others."""
 
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def test_chosen_destinations_get_the_backup_and_keep_their_own_chain(cfg: Path, 
         near2 = run_backup(ctx, "db", "incremental", destinations=["near"]).manifest
         assert near2.parent_id == near1.backup_id
         _touch(tmp_path, 4)
-        every = run_backup(ctx, "db", "incremental").manifest  # the newest backup is on near only
-        assert every.strategy == "full" and "far has no copy" in every.strategy_reason
+        every = run_backup(ctx, "db", "incremental").manifest  # the default stream's newest: `both`
+        assert every.strategy == "incremental" and every.parent_id == both.backup_id
         assert every.destinations == () and _copies(tmp_path, every.backup_id) == ["far", "near"]
 
         assert resync(ctx, "db").to_json() == {"copied": [], "failed": []}  # nothing was meant elsewhere
@@ -103,3 +104,20 @@ def test_the_cli_sends_to_the_destinations_named(cfg: Path, tmp_path: Path):
     bad = subprocess.run([str(BACKUPD), "backup", "-c", str(cfg), "--source", "db", "--destination", "off"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "destination 'off' is disabled" in bad.stderr
+
+
+def test_retention_after_a_backup_to_chosen_destinations_prunes_everywhere(cfg: Path, tmp_path: Path):
+    ctx = open_context(load_config(cfg))
+    try:
+        old = run_backup(ctx, "db", "full").manifest
+        run_backup(ctx, "db", "full")
+    finally:
+        ctx.close()
+    cfg.write_text(cfg.read_text() + "[retention]\nkeep_last = 1\n")
+    ctx = open_context(load_config(cfg))
+    try:
+        run_backup(ctx, "db", "full", destinations=["near"])  # retention runs after it, on every destination
+        assert _copies(tmp_path, old.backup_id) == []
+        assert ctx.catalog.get(old.backup_id) is None
+    finally:
+        ctx.close()
