@@ -48,7 +48,9 @@ keep every copy (and are not listed in `keep_copies`).
   1. A globally kept backup with no live copy anywhere is deleted whole (`every copy is over its
      destination's limits`, then each copy's limit and what the global rules said), unless it is
      *safe* (the newest restorable backup, the newest verified chain, or a member of their chains)
-     or a member of the chain of a backup that stays. The others stay.
+     or a member of the chain of a backup that stays. The others stay. A backup kept only for the
+     chain of backups deleted this way goes with them (`only backups deleted for their destination
+     limits needed it`).
   2. On each destination, a live copy keeps the copies there of its chain members: `needed by
      <id> on <dest> (chain)`. So a chain kept on a destination is never broken there.
   3. A backup that stays but has no copy left after 1-2 (its copies are all over their limits,
@@ -252,7 +254,7 @@ def _plan_source(items: list[BackupInfo], policy: RetentionPolicy, now: datetime
                 keep[member].append(f"needed by {b.backup_id} (chain)")
 
     kept = [b for b in items if b.backup_id in keep]
-    expired = _plan_copies(items, kept, {m for s in safe for m in chains[s][0]}, chains, policy, now, plan)
+    expired = _plan_copies(items, kept, direct, {m for s in safe for m in chains[s][0]}, chains, policy, now, plan)
     for b in items:
         if b.backup_id in expired:
             rules_said = "; ".join(keep[b.backup_id])
@@ -306,6 +308,7 @@ def _keep_stream(items: list[BackupInfo], chains: Mapping[str, tuple[list[str], 
 def _plan_copies(
     items: list[BackupInfo],
     kept: list[BackupInfo],
+    direct: set[str],
     safe: set[str],
     chains: Mapping[str, tuple[list[str], str | None]],
     policy: RetentionPolicy,
@@ -313,8 +316,9 @@ def _plan_copies(
     plan: RetentionPlan,
 ) -> dict[str, list[str]]:
     """Apply the destination limits to the copies of one source's globally kept backups (newest
-    first): fill plan.keep_copies / plan.delete_copies, and return the kept backups that no copy
-    keeps (backup id -> reasons), which are deleted whole."""
+    first; `direct` are the ones a rule keeps, the others are kept for a chain): fill
+    plan.keep_copies / plan.delete_copies, and return the kept backups that no copy keeps, and the
+    chain members no surviving backup needs any more (backup id -> reasons), which are deleted whole."""
     limited = {d: lim for d, lim in policy.per_destination.items() if lim.active}
     if not limited:
         return {}
@@ -345,12 +349,13 @@ def _plan_copies(
     def live(b: BackupInfo) -> bool:
         return not b.destinations or any(d not in limited or (b.backup_id, d) in within for d in b.destinations)
 
-    surviving = {b.backup_id for b in kept if live(b) or b.backup_id in safe}
+    surviving = {b.backup_id for b in kept if b.backup_id in direct and (live(b) or b.backup_id in safe)}
     for backup_id in list(surviving):
         surviving.update(chains[backup_id][0])
     expired = {
         b.backup_id: ["every copy is over its destination's limits"]
         + [r for d in sorted(b.destinations) for r in over[(b.backup_id, d)]]
+        if b.backup_id in direct else ["only backups deleted for their destination limits needed it"]
         for b in kept
         if b.backup_id not in surviving
     }
