@@ -5,7 +5,8 @@ The config file stays the operator's and is never rewritten. The changes live in
 `backupd` commands too (`with_runtime_destinations`), so the daemon and the CLI see the same
 destinations. A destination added at run time is stored as the table it was given and validated
 again each time it is applied: one that no longer validates (a key file removed) or whose name the
-config file now uses is left out, with the reason.
+config file now uses is left out, with the reason. Disabling or enabling a destination of the config
+file holds until the file's own `enabled` changes: the newest decision wins.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from backupd.errors import ConfigError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runtime_destinations (
     name TEXT PRIMARY KEY,
-    spec TEXT,        -- the [[destinations]] table added at run time (JSON); NULL for a config-file destination
-    enabled INTEGER   -- set by disable/enable; NULL keeps what the table says
+    spec TEXT,            -- the [[destinations]] table added at run time (JSON); NULL for a config-file destination
+    enabled INTEGER,      -- set by disable/enable; NULL keeps what the table says
+    file_enabled INTEGER  -- for a config-file destination: what the file said when `enabled` was set
 )
 """
 
@@ -35,6 +37,7 @@ class Change:
     name: str
     spec: dict[str, Any] | None  # None: a destination of the config file
     enabled: bool | None
+    file_enabled: bool | None = None  # what the config file said when `enabled` was set
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Applied:
     config: Config
     added: frozenset[str]  # names of the destinations that came from run-time additions
     problems: tuple[str, ...]  # run-time additions left out, and why
+    outdated: tuple[str, ...] = ()  # destinations whose run-time enabled flag the config file has since changed
 
 
 class DestinationOverlay:
@@ -57,18 +61,25 @@ class DestinationOverlay:
         self._db.close()
 
     def changes(self) -> list[Change]:
-        rows = self._db.execute("SELECT name, spec, enabled FROM runtime_destinations ORDER BY rowid").fetchall()
-        return [Change(n, json.loads(s) if s else None, None if e is None else bool(e)) for n, s, e in rows]
+        rows = self._db.execute(
+            "SELECT name, spec, enabled, file_enabled FROM runtime_destinations ORDER BY rowid").fetchall()
+        return [Change(n, json.loads(s) if s else None, _flag(e), _flag(f)) for n, s, e, f in rows]
 
     def add(self, name: str, spec: Mapping[str, Any]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO runtime_destinations VALUES (?, ?, NULL)", (name, json.dumps(spec)))
+        self._db.execute("INSERT OR REPLACE INTO runtime_destinations VALUES (?, ?, NULL, NULL)",
+                         (name, json.dumps(spec)))
 
-    def set_enabled(self, name: str, enabled: bool) -> None:
+    def set_enabled(self, name: str, enabled: bool, file_enabled: bool | None) -> None:
+        """Override `enabled`; `file_enabled` is what the config file says now (None: added at run time)."""
         self._db.execute(
-            "INSERT INTO runtime_destinations (name, spec, enabled) VALUES (?, NULL, ?)"
-            " ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled",
-            (name, int(enabled)),
+            "INSERT INTO runtime_destinations (name, spec, enabled, file_enabled) VALUES (?, NULL, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, file_enabled = excluded.file_enabled",
+            (name, int(enabled), None if file_enabled is None else int(file_enabled)),
         )
+
+    def clear_enabled(self, name: str) -> None:
+        """Back to what the config file says (for a config-file destination)."""
+        self._db.execute("DELETE FROM runtime_destinations WHERE name = ? AND spec IS NULL", (name,))
 
     def remove(self, name: str) -> None:
         self._db.execute("DELETE FROM runtime_destinations WHERE name = ?", (name,))
@@ -76,8 +87,11 @@ class DestinationOverlay:
 
 def apply_changes(config: Config, changes: list[Change], environ: Mapping[str, str] | None = None) -> Applied:
     """`config` with the run-time changes applied: additions appended, enabled flags overridden."""
-    file_names = {d.name for d in config.destinations}
-    flags = {c.name: c.enabled for c in changes if c.enabled is not None}
+    file_enabled = {d.name: d.enabled for d in config.destinations}
+    file_names = set(file_enabled)
+    outdated = tuple(c.name for c in changes if c.spec is None and c.name in file_enabled
+                     and c.file_enabled is not None and c.file_enabled != file_enabled[c.name])
+    flags = {c.name: c.enabled for c in changes if c.enabled is not None and c.name not in outdated}
     destinations: list[DestinationConfig] = list(config.destinations)
     added, problems = set(), []
     for change in changes:
@@ -94,7 +108,12 @@ def apply_changes(config: Config, changes: list[Change], environ: Mapping[str, s
             continue
         added.add(change.name)
     destinations = [d.model_copy(update={"enabled": flags[d.name]}) if d.name in flags else d for d in destinations]
-    return Applied(config.model_copy(update={"destinations": destinations}), frozenset(added), tuple(problems))
+    return Applied(config.model_copy(update={"destinations": destinations}), frozenset(added), tuple(problems),
+                   outdated)
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def with_runtime_destinations(config: Config) -> Applied:

@@ -62,8 +62,9 @@ class Handlers:
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
         """From the cached probes (daemon.health): never waits for a server."""
         dests = self.d.health.snapshot()
-        problems = [f"{h['name']}: {p}" for h in dests for p in h["problems"]]
-        statuses = {h["status"] for h in dests} - {"disabled"}
+        judged = [h for h in dests if h["status"] not in ("disabled", "unknown")]  # unknown: just started
+        problems = [f"{h['name']}: {p}" for h in judged for p in h["problems"]]
+        statuses = {h["status"] for h in judged}
         status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"
         if self.d.supervisor.state != "running":
             status, problems = "degraded", [*problems, "the daemon is stopping"]

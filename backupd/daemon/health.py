@@ -37,6 +37,7 @@ class _State:
     started: float | None = None  # monotonic start of the probe in flight
     due: float = 0.0  # monotonic time of the next probe
     timed_out: bool = False
+    again: bool = False  # a refresh asked while a probe was in flight: probe again once it returns
 
 
 @dataclass
@@ -83,7 +84,7 @@ class HealthMonitor:
         with self._lock:
             for name, state in self._states.items():
                 if names is None or name in names:
-                    state.due = 0.0
+                    state.due, state.again = 0.0, state.started is not None
         self._kick.set()
 
     def catalog_changed(self) -> None:
@@ -155,7 +156,8 @@ class HealthMonitor:
             if state is None:  # removed while probing
                 return
             state.started = None
-            state.due = time.monotonic() + interval
+            state.due = 0.0 if state.again else time.monotonic() + interval
+            state.again = False
             self._record(cfg.name, state, health)
         self._kick.set()
 

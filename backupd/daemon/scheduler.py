@@ -180,7 +180,8 @@ class ScheduleBook:
         paused = name in self.store.paused()
         next_run = job.next_run_time.isoformat() if job is not None and job.next_run_time else None
         return {
-            "name": sc.name, "job": sc.job, "source": sc.source, "cron": sc.cron, "strategy": sc.strategy,
+            "name": sc.name, "job": sc.job, "source": sc.source, "cron": sc.cron,
+            "strategy": sc.strategy if sc.job == "backup" else None,
             "timezone": sc.timezone, "enabled": sc.enabled, "paused": paused, "origin": origin,
             "next_run": next_run, "description": sc.description, "tags": list(sc.tags),
             "destinations": list(sc.destinations),

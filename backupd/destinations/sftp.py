@@ -9,7 +9,9 @@
 - One SSH connection per destination object, reused across operations and reconnected when it has
   dropped. For speed (measured on loopback, bench/README.md "Destinations"): AES-GCM is preferred,
   TCP_NODELAY is set, requests are as large as the server's `limits@openssh.com` allows (up to 255 KiB),
-  writes are pipelined and reads run ahead of the position. A dropped connection is
+  writes are pipelined and reads run ahead of the position. One SFTP session serves one operation at
+  a time: a read and an upload interleaved on one destination object would take each other's
+  replies (the engine never does that; each job has its own destination objects). A dropped connection is
   `DestinationUnavailable` (a retry may help); the temp files of uploads it broke are removed on the
   next connection, and by `remove_stale_temp`.
 - `free_space` asks `statvfs@openssh.com` through paramiko's private `_request` (paramiko has no

@@ -176,6 +176,18 @@ class Catalog:
                 (backup_id, backup_id),
             )
 
+    def forget_destination(self, destination: str) -> list[str]:
+        """Drop every copy on `destination` (no longer configured); returns the backups left without a
+        copy, which are dropped too. The files stay where they are: `catalog rebuild` finds them again."""
+        with self._tx():
+            orphaned = [r[0] for r in self._db.execute(
+                "SELECT backup_id FROM copies c WHERE destination = ? AND NOT EXISTS"
+                " (SELECT 1 FROM copies o WHERE o.backup_id = c.backup_id AND o.destination != ?)",
+                (destination, destination))]
+            self._db.execute("DELETE FROM copies WHERE destination = ?", (destination,))
+            self._db.executemany("DELETE FROM backups WHERE backup_id = ?", [(b,) for b in orphaned])
+        return orphaned
+
     def mark_verified(self, backup_id: str, destination: str) -> None:
         with self._tx():
             self._db.execute(

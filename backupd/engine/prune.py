@@ -48,8 +48,14 @@ def has_policy(config) -> bool:
 
 def _remove_copy(ctx: EngineContext, backup: CatalogBackup, copy: Copy) -> None:
     target = ctx.targets.get(copy.destination)
+    if target is None and all(d.name != copy.destination for d in ctx.config.destinations):
+        ctx.catalog.remove_copy(backup.backup_id, copy.destination)  # out of reach for good: forget it
+        log.info("copy_forgotten", backup_id=backup.backup_id, destination=copy.destination,
+                 reason="the destination is no longer configured; its files were left in place")
+        return
     if target is None:
-        raise BackupdError(f"destination {copy.destination!r} is not configured (or disabled): cannot delete there")
+        raise BackupdError(f"destination {copy.destination!r} is disabled: cannot delete there",
+                           hint=f"enable it, or the next prune tries again (`backupctl dest enable {copy.destination}`)")
     target.dest.delete(sidecar_key(backup.manifest.source, backup.backup_id))
     target.dest.delete(copy.artifact_key)
     ctx.catalog.remove_copy(backup.backup_id, copy.destination)

@@ -181,6 +181,11 @@ class _Member:
         return self.copy.artifact_size, self.copy.artifact_digest, "catalog"
 
 
+_COPY_RULES = frozenset({R.SIDECAR_INTACT, R.ARTIFACT_HEADER, R.ARTIFACT_SIZE, R.ARTIFACT_CHECKSUM,
+                         R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE})
+_NOT_THE_COPY = frozenset({"destination_error", "destination_unavailable", "wrong_key", "unsupported_format_version"})
+
+
 @dataclass
 class _Validation:
     ctx: EngineContext
@@ -194,8 +199,11 @@ class _Validation:
         return self.target.manifest.source
 
     def faulty_copies(self) -> list[_Member]:
-        """Members whose own copy failed a check (unreadable, bad header, size, checksum or blocks)."""
-        failed = {(r.details.get("backup_id"), r.details.get("destination")) for r in self.results if r.failed}
+        """Members whose copy itself is damaged: a failed sidecar, header, size, checksum, block, manifest
+        or page check. A destination that could not be reached, a wrong key or a newer format says
+        nothing about the copy."""
+        failed = {(r.details.get("backup_id"), r.details.get("destination")) for r in self.results
+                  if r.failed and r.rule in _COPY_RULES and r.details.get("code") not in _NOT_THE_COPY}
         return [m for m in self.members if m.target is not None and (m.id, m.target.name) in failed]
 
     def run(self) -> None:

@@ -71,9 +71,10 @@ class Op(str, Enum):
 
 
 # A client must not resend these after a timeout (PROTOCOL.md, Transport): each starts a new job, or
-# (adding, removing a destination) would answer a resend with an error although the first one worked.
+# (adding, removing a schedule or destination) would answer a resend with an error although the first
+# one worked.
 RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE, Op.DESTINATION_RESYNC,
-                               Op.DESTINATION_ADD, Op.DESTINATION_REMOVE})
+                               Op.SCHEDULE_ADD, Op.SCHEDULE_REMOVE, Op.DESTINATION_ADD, Op.DESTINATION_REMOVE})
 # Ops whose reply may be preceded by streamed events.
 STREAMING_OPS = frozenset({Op.JOB_WAIT})
 

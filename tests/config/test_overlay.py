@@ -45,7 +45,7 @@ def test_a_destination_given_at_run_time_is_validated_like_the_file(tmp_path):
 def test_changes_apply_over_the_file(write_config, tmp_path):
     config = load_config(write_config(valid_document()))
     applied = apply_changes(config, [
-        Change("spare", None, False),
+        Change("spare", None, False, True),
         Change("usb", usb(tmp_path / "usb"), None),
         Change("nas", usb(tmp_path / "nas") | {"name": "nas"}, False),
     ])
@@ -77,8 +77,8 @@ def test_the_overlay_is_kept_in_the_state_dir(write_config, tmp_path):
     config.state.dir.mkdir()
     overlay = DestinationOverlay(config.state.dir)
     overlay.add("usb", usb(tmp_path / "usb"))
-    overlay.set_enabled("usb", False)
-    overlay.set_enabled("local", False)
+    overlay.set_enabled("usb", False, None)
+    overlay.set_enabled("local", False, True)
     overlay.close()
     seen = with_runtime_destinations(config).config
     assert [(d.name, d.enabled) for d in seen.destinations] == [("local", False), ("spare", True), ("usb", False)]
@@ -86,3 +86,10 @@ def test_the_overlay_is_kept_in_the_state_dir(write_config, tmp_path):
     overlay.remove("usb")
     overlay.close()
     assert [d.name for d in with_runtime_destinations(config).config.destinations] == ["local", "spare"]
+
+
+def test_a_run_time_flag_gives_way_when_the_file_changes_its_own(write_config):
+    config = load_config(write_config(valid_document()))  # both destinations enabled in the file
+    applied = apply_changes(config, [Change("local", None, False, True), Change("spare", None, False, False)])
+    assert [(d.name, d.enabled) for d in applied.config.destinations] == [("local", False), ("spare", True)]
+    assert applied.outdated == ("spare",)  # disabled when the file said false; the file now says true

@@ -78,6 +78,7 @@ def test_destinations_are_added_disabled_enabled_and_removed_at_run_time(install
     assert error["details"] == {"backups": [third["id"]]}
     assert d.ctl_json("dest", "rm", "usb", "--force") == {"removed": "usb", "sole_copies": 1}
     assert [x["name"] for x in d.ctl_json("dest", "ls")] == ["local"]
+    assert third["id"] not in [b["id"] for b in d.ctl_json("ls")]  # forgotten with the destination
     assert f"{third['id']}.manifest" in _manifests(usb)  # its files stay where they are
     missing = d.ctl("dest", "disable", "usb")
     assert missing.returncode == 1 and "unknown destination 'usb' (configured: local)" in missing.stderr
@@ -193,3 +194,28 @@ def test_backups_and_schedules_go_to_the_destinations_they_name(installation, da
     assert refused.returncode == 2 and "destination 'usb' is disabled" in refused.stderr
     unknown = d.ctl("schedule", "add", "x", "--source", "demo", "--cron", "0 * * * *", "--destination", "nas")
     assert unknown.returncode == 2 and "schedule.destinations[0]: unknown destination 'nas'" in unknown.stderr
+
+
+def test_run_time_flags_of_config_destinations_and_removal_rules(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    d.ctl_json("dest", "disable", "local")
+    d.stop()
+    d.start()
+    assert d.ctl_json("dest", "ls")[0]["enabled"] is False  # kept across a restart
+    inst.destination = {**inst.destination, "enabled": False}
+    inst.write_config()
+    d.ctl_json("reload")
+    inst.destination = {**inst.destination, "enabled": True}
+    inst.write_config()
+    d.ctl_json("reload")  # the file changed its own `enabled` since the run-time disable: the file wins
+    assert d.ctl_json("dest", "ls")[0]["enabled"] is True
+    d.wait_event("runtime_override_dropped", destination="local")
+
+    usb = inst.root / "usb"
+    d.ctl_json("dest", "add", str(_dest_file(inst, "usb", usb)))
+    d.ctl_json("schedule", "add", "to-usb", "--source", "demo", "--cron", "0 3 * * *", "--destination", "usb")
+    used = d.ctl("dest", "rm", "usb")
+    assert used.returncode == 1 and "used by schedule(s) to-usb" in used.stderr
+    d.ctl_json("schedule", "rm", "to-usb")
+    assert d.ctl_json("dest", "rm", "usb")["removed"] == "usb"

@@ -61,3 +61,36 @@ def test_backups_to_sftp_and_disaster_recovery_with_an_empty_state_dir(sshd_serv
     r = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", latest, "--to", str(restored))
     assert r.returncode == 0, r.stderr
     assert _rows(restored) == expected
+
+
+def test_a_verify_that_cannot_reach_the_server_keeps_the_copy_verified(tmp_path: Path):
+    from backupd.engine.catalog import Catalog
+    from tests.servers.sshd import running_sshd
+
+    with sqlite3.connect(tmp_path / "src.db") as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO t (body) VALUES (?)", [(f"row {i} " * 30,) for i in range(500)])
+    with running_sshd() as server:
+        cfg = tmp_path / "backupd.toml"
+        cfg.write_text(
+            '[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
+            '[[destinations]]\nname = "offsite"\nkind = "sftp"\n'
+            f'host = "{server.host}"\nport = {server.port}\nuser = "{server.user}"\n'
+            f'key_file = "{server.client_key_file}"\nknown_hosts = "{server.known_hosts}"\n'
+            f'path = "{server.root / "v"}"\n'
+        )
+        backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)["id"]
+        assert _cli("verify", "-c", str(cfg), "--backup", backup, "--level", "standard").returncode == 0
+
+        def verified_at() -> str | None:
+            catalog = Catalog(tmp_path / "state" / "catalog.db")
+            try:
+                return catalog.get(backup).copies[0].verified_at
+            finally:
+                catalog.close()
+
+        before = verified_at()
+        assert before is not None
+        server.stop()
+        assert _cli("verify", "-c", str(cfg), "--backup", backup, "--level", "standard").returncode == 1
+        assert verified_at() == before  # an unreachable server says nothing about the copy
