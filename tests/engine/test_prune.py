@@ -63,3 +63,16 @@ def test_dry_run_explains_and_deletes_nothing(tmp_path: Path):
     assert _cli("prune", "-c", str(cfg)).returncode == 0
     assert [b["id"] for b in json.loads(_cli("list", "-c", str(cfg), "--json").stdout)] == ids[2:]
     assert _cli("prune", "-c", str(cfg), "--dry-run").stdout.count("would delete") == 0  # idempotent
+
+
+def test_copies_on_a_destination_no_longer_configured_are_forgotten_not_retried_forever(tmp_path: Path):
+    two = '[[destinations]]\nname = "old"\nkind = "local"\npath = "old"\n'
+    cfg = _setup(tmp_path, two)
+    first = _backup(cfg, tmp_path, "full")
+    cfg.write_text(cfg.read_text().replace(two, "") + "[retention]\nkeep_last = 1\n")  # "old" is gone
+    _backup(cfg, tmp_path, "full")
+    proc = _cli("prune", "-c", str(cfg), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["db"]["errors"] == []
+    assert first not in _cli("list", "-c", str(cfg), "--json").stdout
+    assert (tmp_path / "old" / "db" / f"{first}.bkpd").exists()  # out of reach, so left in place
