@@ -6,7 +6,8 @@ and newest backup the catalog records for it. The control socket answers `health
 `destination.health` from the cache at once, whatever the servers do. A probe still running after
 `health_timeout` reports the destination unhealthy; it is not started again until it returns.
 
-Status changes are logged once, on the change: `destination_unhealthy` (ok -> degraded/unhealthy)
+A destination that answers is still `degraded` when its free space is less than its newest full
+backup takes there: the next full may not fit. Status changes are logged once, on the change: `destination_unhealthy` (ok -> degraded/unhealthy)
 and `destination_recovered` (back to ok).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -42,19 +43,35 @@ class _State:
 
 @dataclass
 class _Usage:
-    """Per destination, from the catalog: bytes stored and the newest backup's time."""
+    """Per destination, from the catalog: bytes stored, the newest backup's time and the newest full's size."""
 
     used: dict[str, int] = field(default_factory=dict)
     newest: dict[str, str] = field(default_factory=dict)
+    full: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, catalog: Catalog) -> _Usage:
         usage = cls()
-        for b in catalog.backups():
+        for b in catalog.backups():  # oldest first: the newest full is the last one seen
             for c in b.copies:
                 usage.newest[c.destination] = max(usage.newest.get(c.destination, ""), b.created_at)
                 usage.used[c.destination] = usage.used.get(c.destination, 0) + c.stored_bytes
+                if b.strategy == "full":
+                    usage.full[c.destination] = c.stored_bytes
         return usage
+
+
+def assess(health: Health, newest_full_bytes: int | None) -> Health:
+    """The probe's health, degraded when the free space it found would not hold another full backup."""
+    if health.free_bytes is None or newest_full_bytes is None or health.free_bytes >= newest_full_bytes:
+        return health
+    problem = (f"{_mib(health.free_bytes)} free, less than the newest full backup there ({_mib(newest_full_bytes)}):"
+               " the next full may not fit; free space or prune")
+    return replace(health, problems=(*health.problems, problem))
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 class HealthMonitor:
@@ -158,7 +175,7 @@ class HealthMonitor:
             state.started = None
             state.due = 0.0 if state.again else time.monotonic() + interval
             state.again = False
-            self._record(cfg.name, state, health)
+            self._record(cfg.name, state, assess(health, self._usage.full.get(cfg.name)))
         self._kick.set()
 
     def _record(self, name: str, state: _State, health: Health) -> None:

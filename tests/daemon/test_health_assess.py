@@ -1,0 +1,24 @@
+"""The pure part of destination health: a destination that answers is degraded when another full
+backup would not fit in its free space."""
+
+from __future__ import annotations
+
+from backupd.daemon.health import assess
+from backupd.destinations.base import Health
+
+MiB = 2**20
+
+
+def test_room_for_another_full_is_ok_and_less_is_degraded_with_the_figures():
+    probe = Health(True, True, 100 * MiB, 1.0)
+    assert assess(probe, 99 * MiB) == probe and assess(probe, None) == probe
+    tight = assess(probe, 150 * MiB)
+    assert tight.status == "degraded"
+    assert tight.problems == ("100.0 MiB free, less than the newest full backup there (150.0 MiB): the next full"
+                              " may not fit; free space or prune",)
+
+
+def test_unknown_free_space_or_an_unreachable_destination_is_left_as_probed():
+    assert assess(Health(True, True, None, 1.0), 10 * MiB).status == "ok"
+    down = Health(False, False, None, 0.0, ("cannot connect",))
+    assert assess(down, 10 * MiB) == down
