@@ -56,6 +56,9 @@ class DestinationOverlay:
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runtime_destinations)")}
+        if "file_enabled" not in columns:  # a state dir from before the column existed
+            self._db.execute("ALTER TABLE runtime_destinations ADD COLUMN file_enabled INTEGER")
 
     def close(self) -> None:
         self._db.close()
@@ -91,7 +94,8 @@ def apply_changes(config: Config, changes: list[Change], environ: Mapping[str, s
     file_names = set(file_enabled)
     outdated = tuple(c.name for c in changes if c.spec is None and c.name in file_enabled
                      and c.file_enabled is not None and c.file_enabled != file_enabled[c.name])
-    flags = {c.name: c.enabled for c in changes if c.enabled is not None and c.name not in outdated}
+    flags = {c.name: c.enabled for c in changes if c.enabled is not None and c.name not in outdated
+             and not (c.spec is not None and c.name in file_names)}  # a shadowed addition changes nothing
     destinations: list[DestinationConfig] = list(config.destinations)
     added, problems = set(), []
     for change in changes:

@@ -71,11 +71,16 @@ class DestinationBook:
             else:
                 self._overlay.set_enabled(name, enabled, None if in_file is None else in_file.enabled)
             self._changed()
+        described = self._describe(self.config.destination(name))
         if enabled:
             log.info("destination_enabled", destination=name)
         else:
-            log.info("destination_disabled", destination=name)
-        return self._describe(self.config.destination(name))
+            schedules = self._schedules_using(name)
+            log.info("destination_disabled", destination=name, schedules=schedules)
+            if schedules:
+                described["warning"] = (f"schedule(s) {', '.join(schedules)} send backups to {name!r}:"
+                                        " their runs fail until it is enabled again")
+        return described
 
     def remove(self, name: str, force: bool) -> dict[str, Any]:
         """Forget a destination added at run time, and its copies in the catalog (its files stay where
@@ -96,8 +101,9 @@ class DestinationBook:
                                f"{', '.join(sole[:SHOWN_BACKUPS])}{more}",
                                hint="copy them elsewhere first (`backupctl dest resync`), or remove with --force",
                                details={"backups": sole})
+            if all(d.name != name for d in self._file_config.destinations):  # not one the file still defines
+                self._catalog.forget_destination(name)
             self._overlay.remove(name)
-            self._catalog.forget_destination(name)
             self._changed()
         log.info("destination_removed", destination=name, sole_copies=len(sole))
         return {"removed": name, "sole_copies": len(sole)}

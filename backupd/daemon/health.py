@@ -6,8 +6,8 @@ and newest backup the catalog records for it. The control socket answers `health
 `destination.health` from the cache at once, whatever the servers do. A probe still running after
 `health_timeout` reports the destination unhealthy; it is not started again until it returns.
 
-A destination that answers is still `degraded` when its free space is less than its newest full
-backup takes there: the next full may not fit. Status changes are logged once, on the change: `destination_unhealthy` (ok -> degraded/unhealthy)
+A destination that answers is still `degraded` when its free space is less than the newest full
+backup of one of its sources takes there: the next full may not fit. Status changes are logged once, on the change: `destination_unhealthy` (ok -> degraded/unhealthy)
 and `destination_recovered` (back to ok).
 """
 
@@ -47,7 +47,7 @@ class _Usage:
 
     used: dict[str, int] = field(default_factory=dict)
     newest: dict[str, str] = field(default_factory=dict)
-    full: dict[str, int] = field(default_factory=dict)
+    fulls: dict[tuple[str, str], int] = field(default_factory=dict)  # (destination, source) -> newest full's size
 
     @classmethod
     def read(cls, catalog: Catalog) -> _Usage:
@@ -57,8 +57,12 @@ class _Usage:
                 usage.newest[c.destination] = max(usage.newest.get(c.destination, ""), b.created_at)
                 usage.used[c.destination] = usage.used.get(c.destination, 0) + c.stored_bytes
                 if b.strategy == "full":
-                    usage.full[c.destination] = c.stored_bytes
+                    usage.fulls[(c.destination, b.manifest.source)] = c.stored_bytes
         return usage
+
+    def largest_full(self, destination: str) -> int | None:
+        """The biggest of the newest full backups of each source on `destination`."""
+        return max((n for (d, _), n in self.fulls.items() if d == destination), default=None)
 
 
 def assess(health: Health, newest_full_bytes: int | None) -> Health:
@@ -175,7 +179,7 @@ class HealthMonitor:
             state.started = None
             state.due = 0.0 if state.again else time.monotonic() + interval
             state.again = False
-            self._record(cfg.name, state, assess(health, self._usage.full.get(cfg.name)))
+            self._record(cfg.name, state, assess(health, self._usage.largest_full(cfg.name)))
         self._kick.set()
 
     def _record(self, name: str, state: _State, health: Health) -> None:

@@ -123,6 +123,16 @@ def _request_sizes(sftp: paramiko.SFTPClient) -> tuple[int, int]:
     return max(_MIN_REQUEST, min(max_read, _MAX_REQUEST)), max(_MIN_REQUEST, min(max_write, _MAX_REQUEST))
 
 
+class _Reply:
+    """Where paramiko hands the reply to one asynchronous request (kind and message, undecoded)."""
+
+    kind: int | None = None
+    msg: paramiko.Message | None = None
+
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        self.kind, self.msg = kind, msg
+
+
 class SftpUpload(UploadContext):
     """Writes the temp file; `commit` flushes, fsyncs and renames it over the target."""
 
@@ -500,14 +510,22 @@ class SftpDestination:
                     raise
 
     def _fsync(self, sftp: paramiko.SFTPClient, file: paramiko.SFTPFile) -> None:
+        """fsync@openssh.com; a server without it (status OP_UNSUPPORTED) is remembered and not asked
+        again, any other failure (EIO, a full disk) fails the upload. The status code is read here:
+        paramiko's own request keeps only the message text."""
         if not self._fsync_supported:
             return
-        try:
-            sftp._request(sftp_protocol.CMD_EXTENDED, "fsync@openssh.com", file.handle)
-        except OSError as exc:
-            if exc.errno is not None or self._connection_lost(exc) or "unsupported" not in str(exc).lower():
-                raise  # a failed fsync (EIO, ENOSPC: "Failure") must fail the upload
-            self._fsync_supported = False  # "Operation unsupported": the server has no fsync extension
+        reply = _Reply()
+        sftp._async_request(reply, sftp_protocol.CMD_EXTENDED, "fsync@openssh.com", file.handle)
+        while reply.msg is None:
+            sftp._read_response()
+        if reply.kind != sftp_protocol.CMD_STATUS:
+            raise paramiko.SSHException(f"fsync: expected a status, got SFTP message type {reply.kind}")
+        code, text = reply.msg.get_int(), reply.msg.get_text()
+        if code == sftp_protocol.SFTP_OP_UNSUPPORTED:
+            self._fsync_supported = False
+        elif code != sftp_protocol.SFTP_OK:
+            raise OSError(f"fsync failed: {text or code}")
 
     def _stat_regular(self, sftp: paramiko.SFTPClient, key: str) -> paramiko.SFTPAttributes:
         try:

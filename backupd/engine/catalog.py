@@ -152,9 +152,12 @@ class Catalog:
 
     # backups -------------------------------------------------------------------------------
     def record_backup(self, manifest: Manifest, copies: Iterable[Copy]) -> None:
+        """Record a backup with these copies; the copies it already has elsewhere stay."""
         with self._tx():
-            self._db.execute(
-                "INSERT OR REPLACE INTO backups VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._db.execute(  # an upsert: INSERT OR REPLACE would delete the row, and its copies with it
+                "INSERT INTO backups VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backup_id) DO UPDATE SET"
+                " source = excluded.source, strategy = excluded.strategy, parent_id = excluded.parent_id,"
+                " base_id = excluded.base_id, created_at = excluded.created_at, manifest = excluded.manifest",
                 (manifest.backup_id, manifest.source, manifest.strategy, manifest.parent_id, manifest.base_id,
                  manifest.created_at, manifest.to_json().decode()),
             )

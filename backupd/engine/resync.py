@@ -64,17 +64,30 @@ def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Co
     return Copy.from_sidecar(target.name, sc, w.size)
 
 
+def meant_for(backups: list[CatalogBackup], enabled: set[str]) -> dict[str, set[str]]:
+    """backup id -> the enabled destinations it belongs on: the ones it was sent to (every enabled one
+    unless it was sent to chosen destinations), and those of every backup whose chain needs it, so a
+    destination never gets a delta without the backups it applies on. `backups` oldest first."""
+    meant = {b.backup_id: (set(b.manifest.destinations) & enabled if b.manifest.destinations else set(enabled))
+             for b in backups}
+    for b in reversed(backups):  # newest first: a dependent before what it depends on
+        if b.manifest.parent_id in meant:
+            meant[b.manifest.parent_id] |= meant[b.backup_id]
+    return meant
+
+
 def resync(ctx: EngineContext, source: str) -> ResyncReport:
     """Copy every backup of `source` that an enabled destination it was meant for lacks onto it (oldest first)."""
     report = ResyncReport()
     with ctx.source_lock(source):
         reconcile(ctx, source)
         broken: set[str] = set()  # a destination that failed once this run is left for the next one
-        for backup in ctx.catalog.backups(source):
+        backups = ctx.catalog.backups(source)
+        meant = meant_for(backups, {t.name for t in ctx.enabled_targets()})
+        for backup in backups:
             have = {c.destination for c in backup.copies}
-            meant = set(backup.manifest.destinations)  # a backup sent to chosen destinations stays on those
             for target in ctx.enabled_targets():
-                if target.name in have or target.name in broken or (meant and target.name not in meant):
+                if target.name in have or target.name in broken or target.name not in meant[backup.backup_id]:
                     continue
                 started = time.monotonic()
                 try:

@@ -181,7 +181,8 @@ def _dest(args: argparse.Namespace, client: Client) -> Outcome:
         return Outcome(added, f"destination {added['name']} added; check it with `backupctl dest health {added['name']}`")
     if args.action in ("enable", "disable"):
         changed = (client.destination_enable if args.action == "enable" else client.destination_disable)(args.name)
-        return Outcome(changed, f"destination {changed['name']} {args.action}d")
+        warning = f"\nwarning: {changed['warning']}" if changed.get("warning") else ""
+        return Outcome(changed, f"destination {changed['name']} {args.action}d{warning}")
     if args.action == "rm":
         removed = client.destination_remove(args.name, force=args.force)
         return Outcome(removed, f"destination {args.name} removed (its files were left in place)")

@@ -93,3 +93,26 @@ def test_a_run_time_flag_gives_way_when_the_file_changes_its_own(write_config):
     applied = apply_changes(config, [Change("local", None, False, True), Change("spare", None, False, False)])
     assert [(d.name, d.enabled) for d in applied.config.destinations] == [("local", False), ("spare", True)]
     assert applied.outdated == ("spare",)  # disabled when the file said false; the file now says true
+
+
+def test_a_state_dir_from_before_file_enabled_is_upgraded(write_config, tmp_path):
+    import sqlite3
+
+    config = load_config(write_config(valid_document()))
+    config.state.dir.mkdir()
+    old = sqlite3.connect(config.state.dir / "catalog.db")
+    old.execute("CREATE TABLE runtime_destinations (name TEXT PRIMARY KEY, spec TEXT, enabled INTEGER)")
+    old.execute("INSERT INTO runtime_destinations VALUES ('local', NULL, 0)")
+    old.commit()
+    old.close()
+    assert [(d.name, d.enabled) for d in with_runtime_destinations(config).config.destinations] == \
+        [("local", False), ("spare", True)]
+    overlay = DestinationOverlay(config.state.dir)
+    overlay.add("usb", usb(tmp_path / "usb"))
+    overlay.close()
+
+
+def test_an_addition_shadowed_by_the_file_changes_nothing(write_config, tmp_path):
+    config = load_config(write_config(valid_document()))
+    applied = apply_changes(config, [Change("spare", usb(tmp_path / "x") | {"name": "spare"}, False)])
+    assert applied.config.destination("spare").enabled and applied.config.destination("spare").path != tmp_path / "x"

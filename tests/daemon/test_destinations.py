@@ -215,6 +215,9 @@ def test_run_time_flags_of_config_destinations_and_removal_rules(installation, d
     usb = inst.root / "usb"
     d.ctl_json("dest", "add", str(_dest_file(inst, "usb", usb)))
     d.ctl_json("schedule", "add", "to-usb", "--source", "demo", "--cron", "0 3 * * *", "--destination", "usb")
+    warned = d.ctl("dest", "disable", "usb")
+    assert warned.returncode == 0 and "warning: schedule(s) to-usb send backups to 'usb'" in warned.stdout
+    d.ctl_json("dest", "enable", "usb")
     used = d.ctl("dest", "rm", "usb")
     assert used.returncode == 1 and "used by schedule(s) to-usb" in used.stderr
     d.ctl_json("schedule", "rm", "to-usb")

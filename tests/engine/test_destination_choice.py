@@ -121,3 +121,23 @@ def test_retention_after_a_backup_to_chosen_destinations_prunes_everywhere(cfg: 
         assert ctx.catalog.get(old.backup_id) is None
     finally:
         ctx.close()
+
+
+def test_resync_gives_a_new_destination_the_chain_a_delta_needs_across_streams(cfg: Path, tmp_path: Path):
+    ctx = open_context(load_config(cfg))
+    try:
+        full = run_backup(ctx, "db", "full", destinations=["near", "far"]).manifest  # a chosen stream
+        _touch(tmp_path, 1)
+        inc = run_backup(ctx, "db", "incremental").manifest  # the default stream's first: builds on it
+        assert inc.parent_id == full.backup_id
+    finally:
+        ctx.close()
+    cfg.write_text(cfg.read_text().replace('name = "off"\nkind = "local"\npath = "off"\nenabled = false',
+                                           'name = "off"\nkind = "local"\npath = "off"'))
+    ctx = open_context(load_config(cfg))
+    try:
+        copied = [(c["backup_id"], c["destination"]) for c in resync(ctx, "db").to_json()["copied"]]
+        assert copied == [(full.backup_id, "off"), (inc.backup_id, "off")]  # the parent too, first
+        run_restore(ctx, "db", tmp_path / "r.db", backup_id=inc.backup_id)
+    finally:
+        ctx.close()
