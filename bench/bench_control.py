@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,9 @@ from pathlib import Path
 
 import psutil
 from backupd_client import Client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.daemon.harness import make_text_db  # noqa: E402 - the daemon tests' database, from the repository
 
 BIN = Path(sys.executable).parent
 TARGET_P99_MS = 10.0
@@ -52,22 +53,9 @@ def text_db(path: Path, mib: int, seed: int = 1) -> Path:
     cached = CACHE / f"control-text-{mib}MiB-seed{seed}-v{GEN_VERSION}.db"
     if not cached.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        rnd = random.Random(seed)
-        words = ["".join(rnd.choices("abcdefghijklmnopqrstuvwxyz", k=rnd.randint(2, 10))) for _ in range(4000)]
         tmp = cached.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL)")
-        rows = int(mib * 1024 * 1024 / 2100)
-        conn.execute("BEGIN")
-        for start in range(0, rows, 1000):
-            conn.executemany("INSERT INTO notes (title, body) VALUES (?, ?)",
-                             [(" ".join(rnd.choices(words, k=4)), " ".join(rnd.choices(words, k=330)))
-                              for _ in range(min(1000, rows - start))])
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
+        make_text_db(tmp, mib, seed=seed)
         Path(f"{tmp}-wal").unlink(missing_ok=True)
         Path(f"{tmp}-shm").unlink(missing_ok=True)
         os.replace(tmp, cached)
