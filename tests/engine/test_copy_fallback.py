@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-BACKUPD = Path(sys.executable).with_name("backupd")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BACKUPD), *args], capture_output=True, text=True, timeout=120)
+from .dbtools import cli
 
 
 def _source(root: Path, rows: int) -> None:
@@ -31,22 +25,22 @@ def test_a_corrupt_first_copy_falls_back_to_the_next(tmp_path: Path):
     cfg.write_text('[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
                    '[[destinations]]\nname = "first"\nkind = "local"\npath = "first"\npriority = 1\n'
                    '[[destinations]]\nname = "second"\nkind = "local"\npath = "second"\npriority = 2\n')
-    backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    backup = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
     artifact = tmp_path / "first" / "db" / f"{backup['id']}.bkpd"
     raw = bytearray(artifact.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # a block in the middle fails its checksum after earlier blocks were written
     artifact.write_bytes(bytes(raw))
-    proc = _cli("-v", "restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"],
+    proc = cli("-v", "restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"],
                 "--to", str(tmp_path / "r.db"), "--json")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     fell_back = [e for e in events if e.get("event") == "restore_copy_failed"]
     assert fell_back and fell_back[0]["destination"] == "first" and fell_back[0]["next_destination"] == "second"
     assert sqlite3.connect(tmp_path / "r.db").execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     (tmp_path / "second" / "db" / f"{backup['id']}.bkpd").unlink()  # now no good copy is left
-    proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--to", str(tmp_path / "r2.db"))
-    assert proc.returncode == 1 and not (tmp_path / "r2.db").exists()
+    proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--to", str(tmp_path / "r2.db"))
+    assert proc.code == 1 and not (tmp_path / "r2.db").exists()
 
 
 def test_restore_plan_names_the_copy_of_every_member_and_fails_on_a_gap(tmp_path: Path):
@@ -58,20 +52,20 @@ def test_restore_plan_names_the_copy_of_every_member_and_fails_on_a_gap(tmp_path
     cfg.write_text('[state]\ndir = "state"\n[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
                    '[[destinations]]\nname = "a"\nkind = "local"\npath = "a"\npriority = 2\n'
                    '[[destinations]]\nname = "b"\nkind = "local"\npath = "b"\npriority = 1\n')
-    full = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
+    full = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
     conn.execute("UPDATE t SET body = 'y' WHERE id < 50")
     conn.commit()
     conn.close()
-    inc = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "incremental", "--json").stdout)
-    plan = json.loads(_cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json").stdout)
+    inc = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "incremental", "--json").stdout)
+    plan = json.loads(cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json").stdout)
     assert [(m["id"], m["destination"], m["fallbacks"]) for m in plan["chain"]] == \
         [(full["id"], "b", ["a"]), (inc["id"], "b", ["a"])]
     assert not list(tmp_path.glob("*.db-restore*"))
     for d in ("a", "b"):  # the full is gone everywhere: the plan says so before anything is written
         for f in (tmp_path / d / "db").glob(f"{full['id']}.*"):
             f.unlink()
-    proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json")
-    assert proc.returncode == 1
+    proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", inc["id"], "--plan", "--json")
+    assert proc.code == 1
     assert json.loads(proc.stderr)["code"] == "missing_chain_member"
 
 
@@ -82,14 +76,14 @@ def test_most_reliable_reads_the_most_recently_verified_copy_first(tmp_path: Pat
              '[[destinations]]\nname = "sure"\nkind = "local"\npath = "sure"\npriority = 2\n')
     cfg = tmp_path / "backupd.toml"
     cfg.write_text(head + dests.format("true"))
-    backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    backup = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
     cfg.write_text(head + dests.format("false"))  # only "sure" is read, so only its copy gets verified
-    assert _cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").returncode == 0
+    assert cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").code == 0
     cfg.write_text(head + dests.format("true"))
 
     def first_read(*extra: str) -> str:
-        proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--plan", "--json", *extra)
-        assert proc.returncode == 0, proc.stderr
+        proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--plan", "--json", *extra)
+        assert proc.code == 0, proc.stderr
         return json.loads(proc.stdout)["chain"][0]["destination"]
 
     assert first_read() == "fast"  # priority by default: "sure"'s verification only breaks ties
@@ -111,14 +105,14 @@ def test_a_copy_that_fails_validation_loses_its_verification(tmp_path: Path):
         cfg.write_text(head + dests.format(str(a).lower(), str(b).lower()))
 
     def verify() -> int:
-        return _cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").returncode
+        return cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").code
 
     def first_read() -> str:
-        proc = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--plan", "--json")
+        proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--plan", "--json")
         return json.loads(proc.stdout)["chain"][0]["destination"]
 
     use(True, True)
-    backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    backup = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
     use(False, True)
     assert verify() == 0
     use(True, False)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BACKUPD = Path(sys.executable).with_name("backupd")
+from .dbtools import cli
 
 
 def _setup(root: Path, policy: str, parallel: int = 2) -> Path:
@@ -33,39 +31,35 @@ def _setup(root: Path, policy: str, parallel: int = 2) -> Path:
     return cfg
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BACKUPD), *args], capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("parallel", [1, 3])
 def test_policy_all_with_a_failed_copy_is_partial_and_the_good_copies_restore(tmp_path: Path, parallel: int):
     cfg = _setup(tmp_path, "all", parallel)
-    proc = _cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json")
-    assert proc.returncode == 1, proc.stderr
+    proc = cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json")
+    assert proc.code == 1, proc.stderr
     out = json.loads(proc.stdout)
     assert out["status"] == "partial"
     assert set(out["failed_destinations"]) == {"broken"}
     assert sorted(out["destinations"]) == ["good", "good2"]
-    text = _cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full")
-    assert text.returncode == 1 and "partial: success policy 'all' not met" in text.stdout
+    text = cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full")
+    assert text.code == 1 and "partial: success policy 'all' not met" in text.stdout
     assert "broken: FAILED" in text.stdout and "good: stored" in text.stdout
     restored = tmp_path / "restored.db"
-    r = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", out["id"], "--to", str(restored))
-    assert r.returncode == 0, r.stderr
+    r = cli("restore", "-c", str(cfg), "--source", "db", "--backup", out["id"], "--to", str(restored))
+    assert r.code == 0, r.stderr
     assert sqlite3.connect(restored).execute("SELECT count(*) FROM t").fetchone()[0] == 3000
 
 
 def test_policy_any_succeeds_with_warnings(tmp_path: Path):
     cfg = _setup(tmp_path, "any")
-    proc = _cli("backup", "-c", str(cfg), "--source", "db", "--json")
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("backup", "-c", str(cfg), "--source", "db", "--json")
+    assert proc.code == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["status"] == "completed_with_warnings" and list(out["failed_destinations"]) == ["broken"]
 
 
 def test_quorum(tmp_path: Path):
     cfg = _setup(tmp_path, "quorum")
-    out = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    out = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
     assert out["status"] == "completed_with_warnings"  # 2 of 3 is a majority
 
 
@@ -73,10 +67,10 @@ def test_every_copy_failing_fails_the_backup(tmp_path: Path):
     cfg = _setup(tmp_path, "any")
     cfg.write_text(cfg.read_text().replace('path = "good"', 'path = "not-a-dir/a"').replace(
         'path = "good2"', 'path = "not-a-dir/b"'))
-    proc = _cli("backup", "-c", str(cfg), "--source", "db", "--json")
-    assert proc.returncode == 1
+    proc = cli("backup", "-c", str(cfg), "--source", "db", "--json")
+    assert proc.code == 1
     assert json.loads(proc.stderr)["code"] == "destination_error"
-    assert json.loads(_cli("list", "-c", str(cfg), "--json").stdout) == []
+    assert json.loads(cli("list", "-c", str(cfg), "--json").stdout) == []
 
 
 def test_resync_completes_a_partial_backup_with_the_target_destinations_own_key(tmp_path: Path):
@@ -87,23 +81,23 @@ def test_resync_completes_a_partial_backup_with_the_target_destinations_own_key(
     cfg.write_text(cfg.read_text().replace('path = "not-a-dir/backups"\npriority = 2\n',
                                            'path = "not-a-dir/backups"\npriority = 2\ncompression_level = 9\n'
                                            '[destinations.encryption]\nkey_file = "broken.key"\n'))
-    first = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
+    first = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
     conn = sqlite3.connect(tmp_path / "src.db")
     conn.execute("UPDATE t SET body = 'changed' WHERE id % 7 = 0")
     conn.commit()
     conn.close()
-    second = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
+    second = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json").stdout)
     assert first["status"] == second["status"] == "partial"
 
     (tmp_path / "not-a-dir").unlink()  # the destination comes back
-    r = _cli("resync", "-c", str(cfg), "--json")
-    assert r.returncode == 0, r.stderr
+    r = cli("resync", "-c", str(cfg), "--json")
+    assert r.code == 0, r.stderr
     copied = json.loads(r.stdout)["db"]["copied"]
     assert [c["backup_id"] for c in copied] == [first["id"], second["id"]]
     assert all(c["destination"] == "broken" for c in copied)
-    assert {b["id"]: sorted(b["destinations"]) for b in json.loads(_cli("list", "-c", str(cfg), "--json").stdout)} \
+    assert {b["id"]: sorted(b["destinations"]) for b in json.loads(cli("list", "-c", str(cfg), "--json").stdout)} \
         == {first["id"]: ["broken", "good", "good2"], second["id"]: ["broken", "good", "good2"]}
-    assert _cli("resync", "-c", str(cfg)).stdout.startswith("resync: 0 copies made")
+    assert cli("resync", "-c", str(cfg)).stdout.startswith("resync: 0 copies made")
 
     # the resynced copy stands alone: only that destination (and its own key) is configured now
     text = cfg.read_text()
@@ -111,7 +105,7 @@ def test_resync_completes_a_partial_backup_with_the_target_destinations_own_key(
         text = text.replace(f'name = "{name}"\nkind = "local"', f'name = "{name}"\nkind = "local"\nenabled = false')
     cfg.write_text(text)
     restored = tmp_path / "alone.db"
-    r = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", second["id"], "--to", str(restored))
-    assert r.returncode == 0, r.stderr
+    r = cli("restore", "-c", str(cfg), "--source", "db", "--backup", second["id"], "--to", str(restored))
+    assert r.code == 0, r.stderr
     assert sqlite3.connect(restored).execute("SELECT count(*) FROM t WHERE body = 'changed'").fetchone()[0] == 428
-    assert _cli("verify", "-c", str(cfg), "--backup", second["id"], "--level", "standard").returncode == 0
+    assert cli("verify", "-c", str(cfg), "--backup", second["id"], "--level", "standard").code == 0

@@ -7,17 +7,11 @@ import json
 import secrets
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.servers.sshd import sshd_server  # noqa: F401 - the fixture the test asks for
 
-BACKUPD = Path(sys.executable).with_name("backupd")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BACKUPD), *args], capture_output=True, text=True, timeout=120)
+from .dbtools import cli
 
 
 def _rows(db: Path) -> list[tuple]:
@@ -31,7 +25,7 @@ def test_backups_to_sftp_and_disaster_recovery_with_an_empty_state_dir(sshd_serv
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
         conn.executemany("INSERT INTO t (body) VALUES (?)", [(f"row {i} " * 30,) for i in range(3000)])
-    assert _cli("keygen", str(tmp_path / "backup.key")).returncode == 0
+    assert cli("keygen", str(tmp_path / "backup.key")).code == 0
     remote = sshd_server.root / f"dr-{secrets.token_hex(6)}"
     cfg = tmp_path / "backupd.toml"
     cfg.write_text(
@@ -41,25 +35,25 @@ def test_backups_to_sftp_and_disaster_recovery_with_an_empty_state_dir(sshd_serv
         f'key_file = "{sshd_server.client_key_file}"\nknown_hosts = "{sshd_server.known_hosts}"\npath = "{remote}"\n'
         '[destinations.encryption]\nkey_file = "backup.key"\n'
     )
-    full = _cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json")
-    assert full.returncode == 0, full.stderr
+    full = cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "full", "--json")
+    assert full.code == 0, full.stderr
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE t SET body = 'changed' WHERE id % 50 = 0")
-    incremental = _cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "incremental", "--json")
-    assert incremental.returncode == 0, incremental.stderr
+    incremental = cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "incremental", "--json")
+    assert incremental.code == 0, incremental.stderr
     latest = json.loads(incremental.stdout)["id"]
     expected = _rows(db)
     assert not any(p.name.endswith(".backupd-tmp") for p in remote.rglob("*"))
 
     shutil.rmtree(tmp_path / "state")  # the machine is lost: only the config and the key remain
     db.unlink()
-    rebuilt = _cli("catalog", "rebuild", "-c", str(cfg), "--json")
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    listed = json.loads(_cli("list", "-c", str(cfg), "--json").stdout)
+    rebuilt = cli("catalog", "rebuild", "-c", str(cfg), "--json")
+    assert rebuilt.code == 0, rebuilt.stderr
+    listed = json.loads(cli("list", "-c", str(cfg), "--json").stdout)
     assert latest in json.dumps(listed) and len(listed) == 2
     restored = tmp_path / "restored.db"
-    r = _cli("restore", "-c", str(cfg), "--source", "db", "--backup", latest, "--to", str(restored))
-    assert r.returncode == 0, r.stderr
+    r = cli("restore", "-c", str(cfg), "--source", "db", "--backup", latest, "--to", str(restored))
+    assert r.code == 0, r.stderr
     assert _rows(restored) == expected
 
 
@@ -79,8 +73,8 @@ def test_a_verify_that_cannot_reach_the_server_keeps_the_copy_verified(tmp_path:
             f'key_file = "{server.client_key_file}"\nknown_hosts = "{server.known_hosts}"\n'
             f'path = "{server.root / "v"}"\n'
         )
-        backup = json.loads(_cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)["id"]
-        assert _cli("verify", "-c", str(cfg), "--backup", backup, "--level", "standard").returncode == 0
+        backup = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)["id"]
+        assert cli("verify", "-c", str(cfg), "--backup", backup, "--level", "standard").code == 0
 
         def verified_at() -> str | None:
             catalog = Catalog(tmp_path / "state" / "catalog.db")
@@ -92,5 +86,5 @@ def test_a_verify_that_cannot_reach_the_server_keeps_the_copy_verified(tmp_path:
         before = verified_at()
         assert before is not None
         server.stop()
-        assert _cli("verify", "-c", str(cfg), "--backup", backup, "--level", "standard").returncode == 1
+        assert cli("verify", "-c", str(cfg), "--backup", backup, "--level", "standard").code == 1
         assert verified_at() == before  # an unreachable server says nothing about the copy
