@@ -42,7 +42,7 @@ from backupd.core.cron import CronSpec, parse_cron
 from backupd.core.gate import Conditions
 from backupd.core.units import parse_duration, parse_size
 from backupd.core.windows import Window, parse_days, parse_time_of_day
-from backupd.errors import NotFound, UnknownSource
+from backupd.errors import NotFound, UnknownSource, UsageError
 
 PROBLEM = "config_problem"  # error type of the checks below; load.py reports their message as is
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -603,6 +603,15 @@ class Config(ConfigDocument):
             if schedule.name == name:
                 return schedule
         raise NotFound(f"unknown schedule {name!r} (configured: {_names(self.schedules) or 'none'})")
+
+    def chosen_destinations(self, names: list[str] | tuple[str, ...]) -> list[DestinationConfig]:
+        """The named destinations for a backup sent to chosen ones: each must be configured and enabled."""
+        chosen = [self.destination(name) for name in names]
+        for d in chosen:
+            if not d.enabled:
+                raise UsageError(f"destination {d.name!r} is disabled",
+                                 hint=f"enable it (`backupctl dest enable {d.name}`) or choose other destinations")
+        return chosen
 
     def with_copy_selection(self, selection: str | None) -> Config:
         """This config with `[restore] copy_selection` overridden (for one restore); None keeps it."""

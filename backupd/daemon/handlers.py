@@ -71,10 +71,7 @@ class Handlers:
         return {"status": status, "problems": problems, "destinations": dests}
 
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:
-        for name in a.get("destinations") or ():  # refused now rather than by the job
-            if not self.d.config.destination(name).enabled:
-                raise UsageError(f"destination {name!r} is disabled",
-                                 hint=f"enable it (`backupctl dest enable {name}`) or choose other destinations")
+        self.d.config.chosen_destinations(a.get("destinations") or ())  # refused now rather than by the job
         args = {"strategy": a.get("strategy", "auto"), "tags": a.get("tags", []), "description": a.get("description", ""),
                 "destinations": a.get("destinations")}
         return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"),

@@ -16,7 +16,7 @@ from backupd.destinations.registry import open_destination
 from backupd.engine.catalog import Catalog
 from backupd.engine.crypto import Keyring
 from backupd.engine.pagecache import PageHashCache
-from backupd.errors import NotFound, SourceBusy, UsageError
+from backupd.errors import SourceBusy, UsageError
 
 
 def utc_now() -> datetime:
@@ -54,13 +54,7 @@ class EngineContext:
     def only(self, names: list[str] | tuple[str, ...]) -> EngineContext:
         """This context writing to the named enabled destinations only (shares its catalog and threads:
         close the original, not this)."""
-        configured = {d.name: d for d in self.config.destinations}
-        for name in names:
-            if name not in configured:
-                raise NotFound(f"unknown destination {name!r} (configured: {', '.join(configured)})")
-            if name not in self.targets:
-                raise UsageError(f"destination {name!r} is disabled",
-                                 hint=f"enable it (`backupctl dest enable {name}`) or choose other destinations")
+        self.config.chosen_destinations(names)
         if not names:
             raise UsageError("choose at least one destination, or none to use every enabled one")
         return replace(self, targets={n: t for n, t in self.targets.items() if n in names})
