@@ -76,7 +76,7 @@ class Daemon:
         self.supervisor = Supervisor(cfg, probe=default_probe(), store=self.store, clock=utc_now,
                                      log_level=self.log_level)
         self.health = HealthMonitor(lambda: self.config, utc_now)
-        self.destinations = DestinationBook(cfg, self.supervisor.catalog, self._use, self._schedules_using)
+        self.destinations = DestinationBook(cfg, self.supervisor.catalog, self._use, lambda d: self.schedules.using(d))
         self._use(self.destinations.config)
         self.supervisor.add_listener(self._job_changed)
         self.schedules = ScheduleBook(self.supervisor, self.store)
@@ -158,9 +158,6 @@ class Daemon:
         self.config = config
         self.supervisor.config = config
         self.health.refresh()
-
-    def _schedules_using(self, destination: str) -> list[str]:
-        return [n for n in self.schedules.names() if destination in self.schedules.describe(n)["destinations"]]
 
     def _job_changed(self, job: dict[str, Any]) -> None:
         if job["status"] in FINAL and job["kind"] in ("backup", "prune", "resync"):

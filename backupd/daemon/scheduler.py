@@ -174,6 +174,10 @@ class ScheduleBook:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def using(self, destination: str) -> list[str]:
+        """The schedules that send their backups to `destination` by name."""
+        return sorted(n for n, (sc, _) in self._entries.items() if destination in sc.destinations)
+
     def describe(self, name: str) -> dict[str, Any]:
         sc, origin = self._get(name)
         job = self._sched.get_job(name)
