@@ -9,7 +9,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from tests.servers.sshd import sshd_server  # noqa: F401 - the fixture the test asks for
+from backupd.engine.catalog import Catalog
+from tests.servers.sshd import running_sshd, sshd_server  # noqa: F401 - sshd_server: the fixture a test asks for
 
 from .dbtools import cli
 
@@ -58,9 +59,6 @@ def test_backups_to_sftp_and_disaster_recovery_with_an_empty_state_dir(sshd_serv
 
 
 def test_a_verify_that_cannot_reach_the_server_keeps_the_copy_verified(tmp_path: Path):
-    from backupd.engine.catalog import Catalog
-    from tests.servers.sshd import running_sshd
-
     with sqlite3.connect(tmp_path / "src.db") as conn:
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
         conn.executemany("INSERT INTO t (body) VALUES (?)", [(f"row {i} " * 30,) for i in range(500)])
