@@ -17,7 +17,7 @@ from backupd.config.schema import DestinationConfig
 from backupd.destinations.base import get_bytes, put_bytes
 from backupd.destinations.local import LocalDestination
 from backupd.destinations.registry import open_destination
-from backupd.errors import DestinationError
+from backupd.errors import DestinationError, DestinationFull, DestinationReadOnly
 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.backupd-tmp$")
 
@@ -80,10 +80,11 @@ def test_a_full_disk_is_reported_and_leaves_earlier_objects_intact(tmpfs):
     dest = LocalDestination("usb", mnt / "backups")
     put_bytes(dest, "kb/old.bkpd", b"an earlier backup")
 
-    with pytest.raises(DestinationError, match="no space left on device") as exc:
+    with pytest.raises(DestinationFull, match="no space left on device") as exc:
         with dest.open_write("kb/new.bkpd") as up:
             for _ in range(16):
                 up.write(bytes(64 * 1024))
+    assert exc.value.code == "destination_full" and not exc.value.retryable
     assert exc.value.hint and "free space" in exc.value.hint
     assert "'usb'" in str(exc.value) and "kb/new.bkpd" in str(exc.value)
 
@@ -109,10 +110,11 @@ def test_a_read_only_filesystem(tmpfs):
     put_bytes(dest, "kb/a.bkpd", b"written before the remount")
     tmpfs.remount(mnt, "ro")
 
-    with pytest.raises(DestinationError, match="permission denied") as exc:
+    with pytest.raises(DestinationReadOnly, match="read-only file system") as exc:
         put_bytes(dest, "kb/b.bkpd", b"new")
-    assert exc.value.hint and "Read-only file system" in str(exc.value)
-    with pytest.raises(DestinationError, match="deleting kb/a.bkpd"):
+    assert exc.value.code == "destination_read_only" and not exc.value.retryable
+    assert "'ro'" in str(exc.value) and "remount it read-write" in exc.value.hint
+    with pytest.raises(DestinationReadOnly, match="deleting kb/a.bkpd"):
         dest.delete("kb/a.bkpd")
 
     assert get_bytes(dest, "kb/a.bkpd") == b"written before the remount"
