@@ -118,3 +118,24 @@ def test_remounted_read_only_at_random_moments_every_failure_is_classified(tmp_p
         assert temps == []
     assert set(codes) <= {"destination_read_only", "completed"}, codes
     assert "destination_read_only" in codes, codes
+
+
+def test_resync_onto_a_disk_that_fills_at_the_sidecar_removes_the_artifact_at_once(tmp_path, tmpfs):  # noqa: F811
+    env = make_env(tmp_path / "env", encrypted=False)
+    conn = create_db(env.db)
+    fill_text(conn, "docs", 3, seed=11)
+    conn.close()
+    assert backup(env).code == 0
+    artifact = next(env.dest.rglob("*.bkpd")).stat().st_size
+    mnt = tmpfs("size=16m")
+    usb = mnt / "backups"
+    env.config.write_text(env.config.read_text() + f'\n[[destinations]]\nname = "usb"\nkind = "local"\n'
+                          f'path = "{usb}"\ncompression_level = 1\n')
+    usb.mkdir()
+    st = os.statvfs(mnt)
+    (mnt / "filler").write_bytes(bytes(st.f_bavail * st.f_frsize - -(-artifact // PAGE) * PAGE))
+
+    r = cli("resync", "-c", env.config, "--source", SOURCE, "--json")
+    assert r.code == 1, (r.stdout, r.stderr)
+    assert "usb" in r.stdout and "no space left on device" in r.stdout and ".manifest" in r.stdout, r.stdout
+    assert files(usb) == [], "the artifact resync wrote is still there without its sidecar"
