@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import stat
@@ -96,6 +97,20 @@ class LocalUpload(UploadContext):
             pass  # gone already, or the medium refuses (read-only): remove_stale_temp takes it later
 
 
+class _Reader(io.FileIO):
+    """A file whose read errors (EIO from a failing disk, ESTALE from a share) are classified like the rest."""
+
+    def __init__(self, path: Path, what: str):
+        super().__init__(path, "rb")
+        self._what = what
+
+    def readinto(self, buffer) -> int | None:  # type: ignore[override]
+        try:
+            return super().readinto(buffer)
+        except OSError as exc:
+            raise classify_os_error(exc, self._what) from None
+
+
 class LocalDestination:
     """Objects are files under `root`; `sync_dir` is off only for media that cannot fsync a directory."""
 
@@ -120,7 +135,7 @@ class LocalDestination:
     def open_read(self, key: str) -> BinaryIO:
         _check_key(key)
         try:
-            return open(self.root / key, "rb")
+            return io.BufferedReader(_Reader(self.root / key, f"destination {self.name!r}: reading {key}"))
         except _NO_OBJECT:
             raise NotFound(f"destination {self.name!r} has no object {key}") from None
         except OSError as exc:
