@@ -24,6 +24,7 @@ from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, po
 from backupd.destinations.base import classify_os_error
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext
+from backupd.engine.deletions import remove_failed_copy
 from backupd.engine.inventory import reconcile
 from backupd.engine.pagecache import HASH_SIZE, PageHashes, chunk_hashes, page_hash
 from backupd.engine.progress import ProgressSink, Reporter
@@ -279,20 +280,6 @@ class _Copy:
             return []
         (source, backup_id), self.published = self.published, None
         return remove_failed_copy(self.target, source, backup_id, artifact_key(source, backup_id))
-
-
-def remove_failed_copy(target, source: str, backup_id: str, artifact: str) -> list[str]:
-    """Best effort: delete a failed copy's sidecar (in case its commit got half way) then its committed
-    artifact; returns the keys deleted. A medium that refuses is logged; the next backup of the source
-    removes the orphaned artifact."""
-    keys = [sidecar_key(source, backup_id), artifact]
-    try:
-        for key in keys:
-            target.dest.delete(key)
-    except BackupdError as exc:
-        log.warning("copy_cleanup_failed", destination=target.name, backup_id=backup_id, error=str(exc))
-        return []
-    return keys
 
 
 def _prune_after(ctx: EngineContext, source: str) -> None:

@@ -4,6 +4,9 @@ The intent to delete is recorded in the catalog first (`Catalog.mark_deleting`):
 listing, restore or chain offers the copy. Then its sidecar goes (no listing of the destination shows
 it any more), then its artifact, and last the catalog forgets the copy. A run killed at any point
 leaves the intent behind; the next run of the source (every reconcile) finishes it.
+
+A copy that failed half way (its artifact committed, its sidecar not) is no restore point yet and is
+removed at once, without an intent (`remove_failed_copy`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import structlog
 
 from backupd.core.ids import sidecar_key
 from backupd.engine.catalog import Deletion
-from backupd.engine.context import EngineContext
+from backupd.engine.context import EngineContext, Target
 from backupd.errors import BackupdError
 
-log = structlog.get_logger("backupd.prune")
+log = structlog.get_logger("backupd.deletions")
 
 
 def delete_copies(ctx: EngineContext, intents: list[Deletion]) -> list[str]:
@@ -63,3 +66,17 @@ def _finish(ctx: EngineContext, d: Deletion) -> None:
     target.dest.delete(sidecar_key(d.source, d.backup_id))
     target.dest.delete(d.artifact_key)
     ctx.catalog.remove_copy(d.backup_id, d.destination)
+
+
+def remove_failed_copy(target: Target, source: str, backup_id: str, artifact: str) -> list[str]:
+    """Best effort: delete a failed copy's sidecar (in case its commit got half way) then its committed
+    artifact; returns the keys deleted. A medium that refuses is logged; the next backup of the source
+    removes the orphaned artifact."""
+    keys = [sidecar_key(source, backup_id), artifact]
+    try:
+        for key in keys:
+            target.dest.delete(key)
+    except BackupdError as exc:
+        log.warning("copy_cleanup_failed", destination=target.name, backup_id=backup_id, error=str(exc))
+        return []
+    return keys

@@ -18,9 +18,9 @@ import structlog
 from backupd.core import format as fmt
 from backupd.core.ids import sidecar_key
 from backupd.core.manifest import Sidecar
-from backupd.engine.backup import remove_failed_copy
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext, Target
+from backupd.engine.deletions import remove_failed_copy
 from backupd.engine.inventory import reconcile
 from backupd.engine.reading import choose_copy
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
