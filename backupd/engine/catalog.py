@@ -214,7 +214,7 @@ class Catalog:
         return orphaned
 
     # deletion intents ----------------------------------------------------------------------
-    def mark_deleting(self, intents: Iterable["Deletion"]) -> None:
+    def mark_deleting(self, intents: Iterable[Deletion]) -> None:
         """Record, in one transaction, that these copies are being deleted: from now on no listing,
         restore or chain offers them, whatever a crash leaves on the destinations. `remove_copy`
         ends an intent once its files are gone."""
@@ -224,7 +224,7 @@ class Catalog:
                 [(d.backup_id, d.destination, d.source, d.artifact_key, utcnow_iso()) for d in intents],
             )
 
-    def pending_deletions(self, source: str) -> list["Deletion"]:
+    def pending_deletions(self, source: str) -> list[Deletion]:
         """The copies of `source` marked for deletion and not yet deleted, newest backup first."""
         rows = self._db.execute(
             "SELECT backup_id, destination, source, artifact_key FROM deletions WHERE source = ?"

@@ -22,29 +22,32 @@ log = structlog.get_logger("backupd.deletions")
 
 
 def delete_copies(ctx: EngineContext, intents: list[Deletion]) -> list[str]:
-    """Record the intents, then carry out every pending one of their sources; returns the errors."""
+    """Record the intents, then carry out every pending one of their sources; returns what failed (those
+    intents stay for the next run). Call with the source lock held."""
     ctx.catalog.mark_deleting(intents)
     errors: list[str] = []
     for source in dict.fromkeys(d.source for d in intents):
-        errors += finish_deletions(ctx, source)
+        errors += _finish_all(ctx, ctx.catalog.pending_deletions(source))
     return errors
 
 
 def resume_deletions(ctx: EngineContext, source: str) -> None:
     """Finish the deletions an earlier run of `source` left half done (it was killed, or a destination
-    failed); called by every reconcile, with the source lock held."""
-    pending = ctx.catalog.pending_deletions(source)
+    failed); called by every reconcile, with the source lock held. A configured destination this context
+    does not write to (disabled, or not chosen) keeps its intents for a prune that does."""
+    configured = {c.name for c in ctx.config.destinations}
+    pending = [d for d in ctx.catalog.pending_deletions(source)
+               if d.destination in ctx.targets or d.destination not in configured]
     if pending:
-        errors = finish_deletions(ctx, source)
+        errors = _finish_all(ctx, pending)
         log.info("deletions_resumed", source=source, copies=len(pending), failed=len(errors))
 
 
-def finish_deletions(ctx: EngineContext, source: str) -> list[str]:
-    """Delete the files of every copy of `source` marked for deletion, newest backup first (dependents
-    before what they depend on), and forget each copy once they are gone; returns what failed (those
-    intents stay for the next run). Call with the source lock held."""
+def _finish_all(ctx: EngineContext, pending: list[Deletion]) -> list[str]:
+    """Delete each copy's files, newest backup first (dependents before what they depend on), and forget
+    the copy once they are gone; returns what failed."""
     errors = []
-    for d in ctx.catalog.pending_deletions(source):
+    for d in pending:
         try:
             _finish(ctx, d)
         except BackupdError as exc:
