@@ -75,11 +75,11 @@ def reconcile(ctx: EngineContext, source: str) -> None:
         try:
             removed = target.dest.remove_stale_temp(f"{source}/")
             found = scan(target, source)
-        except BackupdError as exc:
+            for key in found.orphans:
+                target.dest.delete(key)
+        except BackupdError as exc:  # unreachable, or refusing writes (read-only, full): the others go on
             log.warning("destination_unreachable", destination=target.name, error=str(exc))
             continue
-        for key in found.orphans:
-            target.dest.delete(key)
         if removed or found.orphans:
             log.info("leftovers_removed", destination=target.name, source=source,
                      temp_files=removed, orphan_artifacts=found.orphans)

@@ -139,3 +139,26 @@ def test_resync_onto_a_disk_that_fills_at_the_sidecar_removes_the_artifact_at_on
     assert r.code == 1, (r.stdout, r.stderr)
     assert "usb" in r.stdout and "no space left on device" in r.stdout and ".manifest" in r.stdout, r.stdout
     assert files(usb) == [], "the artifact resync wrote is still there without its sidecar"
+
+
+def test_a_read_only_destination_holding_an_orphan_does_not_stop_the_backup_on_the_others(tmp_path, tmpfs):  # noqa: F811
+    """The artifact a failed copy could not remove (the medium went read-only) stays an orphan there;
+    the next backup must still reach the healthy destination, reporting the read-only one."""
+    env = make_env(tmp_path / "env", encrypted=False)
+    conn = create_db(env.db)
+    fill_text(conn, "docs", 1, seed=11)
+    conn.close()
+    mnt = tmpfs("size=16m")
+    usb = mnt / "backups"
+    env.config.write_text(env.config.read_text() + f'\n[[destinations]]\nname = "usb"\nkind = "local"\n'
+                          f'path = "{usb}"\n[fanout]\nsuccess_policy = "any"\n')
+    assert backup(env).code == 0
+    orphan = usb / SOURCE / "20261201T000000.000000Z-0a0b0c.bkpd"
+    orphan.write_bytes(b"the artifact of a copy whose sidecar failed")
+    tmpfs.remount(mnt, "ro")
+
+    r = backup(env, "incremental")
+    assert r.code == 0, r.stderr
+    out = r.json()
+    assert out["status"] == "completed_with_warnings" and out["destinations"] == ["local"], out
+    assert "read-only file system" in out["failed_destinations"]["usb"], out
