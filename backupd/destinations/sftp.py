@@ -16,6 +16,10 @@
   next connection, and by `remove_stale_temp`.
 - `free_space` asks `statvfs@openssh.com` through paramiko's private `_request` (paramiko has no
   statvfs); None when that is unavailable.
+- An error with an errno (paramiko gives ENOENT and EACCES) goes through the shared classifier. The bare
+  status FAILURE, which OpenSSH's sftp-server sends for ENOSPC, EDQUOT, EROFS and EIO alike, is told
+  apart with the same statvfs: a read-only flag is `DestinationReadOnly`, no free block
+  `DestinationFull`, anything else a plain `DestinationError`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ destinations on one server do not share sessions, and `close()` drops exactly th
 
 Errors are classified here, at the boundary: a refused, dropped or timed-out connection is
 DestinationUnavailable (a retry may help); a logon failure, a missing share, denied access or a full
-disk is DestinationError naming the server, share and user; a missing object is NotFound.
+disk is DestinationError naming the server, share and user; a missing object is NotFound. The NT
+status of a failing medium (disk full, quota, write-protected, access denied, I/O error) is mapped to
+its errno and classified by the shared table (`base.classify_os_error`), like every other kind.
 """
 
 from __future__ import annotations
