@@ -20,7 +20,8 @@ PAGE = 4096
 
 
 def env_on(tmp_path, mount_point) -> tuple[Env, Path]:
-    """An installation whose local destination is on the tmpfs at `mount_point`, with a ~3 MiB source."""
+    """An installation whose local destination is on the tmpfs at `mount_point`, with a ~3 MiB source;
+    (env, the destination's directory)."""
     made = make_env(tmp_path / "env", encrypted=False)
     dest_dir = mount_point / "backups"
     made.config.write_text(made.config.read_text().replace('path = "backups"', f'path = "{dest_dir}"'))
@@ -28,6 +29,12 @@ def env_on(tmp_path, mount_point) -> tuple[Env, Path]:
     fill_text(conn, "docs", 3, seed=11)
     conn.close()
     return replace(made, dest=dest_dir), dest_dir
+
+
+def leave_free(mount_point: Path, size: int) -> None:
+    """Fill the tmpfs so that exactly the pages `size` bytes need stay free."""
+    st = os.statvfs(mount_point)
+    (mount_point / "filler").write_bytes(bytes(st.f_bavail * st.f_frsize - -(-size // PAGE) * PAGE))
 
 
 def files(dest_dir) -> list[str]:
@@ -45,10 +52,7 @@ def test_disk_full_while_writing_the_sidecar_removes_the_artifact_at_once(tmp_pa
     assert first.code == 0, first.stderr
     kept = files(dest_dir)
     artifact = next(dest_dir.rglob("*.bkpd")).stat().st_size
-    st = os.statvfs(mnt)
-    # leave exactly the pages the next (identical) artifact needs, and not one for its sidecar
-    filler = st.f_bavail * st.f_frsize - -(-artifact // PAGE) * PAGE
-    (mnt / "filler").write_bytes(bytes(filler))
+    leave_free(mnt, artifact)  # room for the next (identical) artifact, and not one page for its sidecar
 
     r = backup(env)
     assert r.code == 1, (r.stdout, r.stderr)
@@ -132,8 +136,7 @@ def test_resync_onto_a_disk_that_fills_at_the_sidecar_removes_the_artifact_at_on
     env.config.write_text(env.config.read_text() + f'\n[[destinations]]\nname = "usb"\nkind = "local"\n'
                           f'path = "{usb}"\ncompression_level = 1\n')
     usb.mkdir()
-    st = os.statvfs(mnt)
-    (mnt / "filler").write_bytes(bytes(st.f_bavail * st.f_frsize - -(-artifact // PAGE) * PAGE))
+    leave_free(mnt, artifact)
 
     r = cli("resync", "-c", env.config, "--source", SOURCE, "--json")
     assert r.code == 1, (r.stdout, r.stderr)
