@@ -48,7 +48,7 @@ from smbprotocol.tree import TreeConnect
 
 from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
-from backupd.errors import DestinationError, DestinationUnavailable, NotFound
+from backupd.errors import DestinationError, DestinationPermissionDenied, DestinationUnavailable, NotFound
 
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 # NT statuses of the share's medium -> the errno the shared classifier (base.classify_os_error) knows;
@@ -264,7 +264,7 @@ class SmbDestination:
                 f"{where}: server {self.server} has no share {self.share!r}", hint="check the share name"
             ) from None
         except AccessDenied as exc:
-            raise DestinationError(
+            raise DestinationPermissionDenied(
                 f"{where}: access denied for user {self.user!r} on share {self.share!r} ({exc})",
                 hint="check the share's permissions for this user",
             ) from None
