@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 
 import pytest
 
 from backupd.destinations.base import Destination, ObjectInfo, get_bytes, put_bytes
-from backupd.errors import BackupdError, DestinationFull, DestinationReadOnly, NotFound
+from backupd.errors import BackupdError, DestinationFull, DestinationPermissionDenied, DestinationReadOnly, NotFound
 
 MiB = 1024 * 1024
 
@@ -318,3 +319,20 @@ def test_a_medium_remounted_read_only_is_destination_read_only(on_medium, tmpfs)
     assert keys(dest) == ["kb/old.bkpd"]
     assert get_bytes(dest, "kb/old.bkpd") == b"written before the remount"
     assert dest.health().status == "unhealthy"
+
+
+def test_an_immutable_folder_is_destination_permission_denied(on_medium):
+    """chattr +i: even root gets EPERM creating or deleting in the folder."""
+    dest, mount = on_medium("size=1m")
+    put_bytes(dest, "kb/old.bkpd", b"kept")
+    folder = mount / "backupd" / "kb"
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    try:
+        for op in (lambda: put_bytes(dest, "kb/new.bkpd", b"new"), lambda: dest.delete("kb/old.bkpd")):
+            with pytest.raises(DestinationPermissionDenied) as caught:
+                op()
+            assert caught.value.code == "destination_permission_denied" and not caught.value.retryable
+            assert "'contract'" in str(caught.value) and caught.value.hint
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert keys(dest) == ["kb/old.bkpd"]
