@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -157,20 +156,3 @@ def test_every_destination_classifies_os_errors_by_one_table(code, cls, retryabl
     other = classify_os_error(OSError(errno.EMLINK, os.strerror(errno.EMLINK)), "destination 'nas': writing x")
     assert type(other) is DestinationError and "Too many links" in str(other)
 
-
-def test_an_immutable_object_or_folder_is_permission_denied(tmp_path):
-    """chattr +i makes even root's unlink and create fail with EPERM (tmp_path is on ext4 here)."""
-    dest = LocalDestination("usb", tmp_path / "backups")
-    put_bytes(dest, "kb/a.bkpd", b"kept")
-    folder = tmp_path / "backups" / "kb"
-    subprocess.run(["chattr", "+i", str(folder / "a.bkpd"), str(folder)], check=True)
-    try:
-        for op, what in ((lambda: dest.delete("kb/a.bkpd"), "deleting kb/a.bkpd"),
-                         (lambda: put_bytes(dest, "kb/b.bkpd", b"new"), "writing kb/b.bkpd")):
-            with pytest.raises(DestinationPermissionDenied) as exc:
-                op()
-            assert str(exc.value).startswith(f"destination 'usb': {what}: operation not permitted"), exc.value
-            assert exc.value.code == "destination_permission_denied" and not exc.value.retryable
-    finally:
-        subprocess.run(["chattr", "-i", str(folder / "a.bkpd"), str(folder)], check=True)
-    assert get_bytes(dest, "kb/a.bkpd") == b"kept"
