@@ -2,6 +2,7 @@
 
 The code is the same string in `--json` output, on the control socket and in logs.
 `exit_code` maps an error to the CLI contract: 2 for bad usage or config, 1 for an operation that failed.
+`retryable` says whether running the same job again soon may succeed (the daemon retries only those).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ class BackupdError(Exception):
 
     code = "internal_error"
     exit_code = 1
+    retryable = True
 
     def __init__(self, message: str, *, hint: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -113,6 +115,43 @@ class DestinationUnavailable(DestinationError):
     code = "destination_unavailable"
 
 
+class DestinationFull(DestinationError):
+    """No space left on the destination, or its quota is exhausted."""
+
+    code = "destination_full"
+    retryable = False
+
+
+class DestinationReadOnly(DestinationError):
+    """The destination's filesystem is read-only (mounted so, or remounted after an error)."""
+
+    code = "destination_read_only"
+    retryable = False
+
+
+class DestinationPermissionDenied(DestinationError):
+    """The destination refuses backupd's user (owner, mode, ACL)."""
+
+    code = "destination_permission_denied"
+    retryable = False
+
+
+class DestinationStale(DestinationUnavailable):
+    """A stale NFS file handle: the export went away under the mount; a remount or retry may fix it."""
+
+    code = "destination_stale_handle"
+
+
+class DestinationIOError(DestinationUnavailable):
+    """The destination's medium reported an I/O error; a retry may succeed, the disk may be failing."""
+
+    code = "destination_io_error"
+
+
+def _codes(cls: type[BackupdError]) -> frozenset[str]:
+    return frozenset({cls.code}).union(*(_codes(sub) for sub in cls.__subclasses__()))
+
+
 class RestoreFailed(BackupdError):
     code = "restore_failed"
 
@@ -123,3 +162,6 @@ class VerificationFailed(BackupdError):
 
 class Cancelled(BackupdError):
     code = "cancelled"
+
+
+DESTINATION_CODES = _codes(DestinationError)  # every code that blames a destination, not the data

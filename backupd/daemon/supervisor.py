@@ -236,7 +236,8 @@ class Supervisor:
                 self.wake.set()
                 return
         if (status == "failed" and job.retry is not None and job.attempt < job.max_attempts
-                and (error or {}).get("code") not in NO_RETRY_CODES and self.state == "running"):
+                and (error or {}).get("code") not in NO_RETRY_CODES and (error or {}).get("retryable", True)
+                and self.state == "running"):
             delay = retry_delay(job.retry, job.attempt, random.random())
             if delay is not None:
                 job.attempt += 1

@@ -51,7 +51,7 @@ def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, An
     except Cancelled as exc:
         status, result, error = "cancelled", None, {"code": exc.code, "message": str(exc)}
     except BackupdError as exc:
-        status, result, error = "failed", None, {"code": exc.code, "message": str(exc)}
+        status, result, error = "failed", None, {"code": exc.code, "message": str(exc), "retryable": exc.retryable}
     except Exception as exc:  # a bug: reported as a failed job, the daemon keeps running
         status, result, error = "failed", None, {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
     conn.send(("done", status, result, error))

@@ -15,18 +15,52 @@ Contract (tests/destinations/contract.py checks it on every implementation):
   process or a dropped connection left), and returns their keys. Call it only when no upload under
   `prefix` is live: the engine does, for `<source>/`, with the source lock held.
 Transient failures (a retry may help) raise DestinationUnavailable; permanent ones DestinationError.
+An OSError from the medium goes through `classify_os_error`, the one errno table every destination
+shares, so a full, read-only or stale destination says so with the same code whatever its kind.
+`abort()` never raises: a temp file it cannot remove is left for `remove_stale_temp`.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from backupd.errors import NotFound
+from backupd.errors import (DestinationError, DestinationFull, DestinationIOError, DestinationPermissionDenied,
+                            DestinationReadOnly, DestinationStale, DestinationUnavailable, NotFound)
 
 TEMP_SUFFIX = ".backupd-tmp"
 
-__all__ = ["Destination", "Upload", "UploadContext", "ObjectInfo", "Health", "NotFound", "TEMP_SUFFIX", "put_bytes", "get_bytes"]
+__all__ = ["Destination", "Upload", "UploadContext", "ObjectInfo", "Health", "NotFound", "TEMP_SUFFIX", "put_bytes",
+           "get_bytes", "classify_os_error"]
+
+# errno -> (the typed error, the cause in words, the fix)
+_OS_ERRORS: dict[int, tuple[type[DestinationError], str, str]] = {
+    errno.ENOSPC: (DestinationFull, "no space left on device", "free space or prune old backups"),
+    errno.EDQUOT: (DestinationFull, "disk quota exceeded", "raise the quota or prune old backups"),
+    errno.EFBIG: (DestinationFull, "file too large for the filesystem", "use a filesystem without a small file size limit"),
+    errno.EROFS: (DestinationReadOnly, "read-only file system",
+                  "remount it read-write; a filesystem remounted read-only by itself had an I/O error (see dmesg)"),
+    errno.EACCES: (DestinationPermissionDenied, "permission denied", "check the path's owner and mode"),
+    errno.EPERM: (DestinationPermissionDenied, "operation not permitted", "check the path's owner, mode and attributes"),
+    errno.ESTALE: (DestinationStale, "stale file handle (the share's export changed or went away)",
+                   "remount the share; the next run retries"),
+    errno.EIO: (DestinationIOError, "input/output error", "check the device and the kernel log (dmesg); the next run retries"),
+    errno.ENOTCONN: (DestinationUnavailable, "not connected", "check the share's connection; the next run retries"),
+    errno.ETIMEDOUT: (DestinationUnavailable, "timed out", "check the share's connection; the next run retries"),
+    errno.EHOSTDOWN: (DestinationUnavailable, "host is down", "check the server; the next run retries"),
+}
+
+
+def classify_os_error(exc: OSError, what: str) -> DestinationError:
+    """The typed error for `exc` met while doing `what` (which names the destination), e.g.
+    ENOSPC while "destination 'usb': writing kb/x.bkpd" -> DestinationFull("destination 'usb': writing
+    kb/x.bkpd: no space left on device", hint="free space or prune old backups")."""
+    known = _OS_ERRORS.get(exc.errno) if exc.errno is not None else None
+    if known is None:
+        return DestinationError(f"{what}: {exc.strerror or exc}", details={"errno": exc.errno})
+    cls, cause, fix = known
+    return cls(f"{what}: {cause}", hint=fix, details={"errno": errno.errorcode.get(exc.errno, exc.errno)})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import errno
+import io
 import os
 import secrets
 import stat
@@ -10,16 +10,8 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.errors import DestinationError, NotFound
-
-
-def _classify(exc: OSError, what: str) -> DestinationError:
-    if exc.errno == errno.ENOSPC:
-        return DestinationError(f"{what}: no space left on device", hint="free space or prune old backups")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return DestinationError(f"{what}: permission denied ({exc.strerror})", hint="check the path's owner and mode")
-    return DestinationError(f"{what}: {exc.strerror or exc}")
 
 
 # What open/stat/unlink raise for a key that names no object: nothing there, a directory (a prefix of
@@ -64,7 +56,7 @@ class LocalUpload(UploadContext):
             self._final.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self._tmp, "xb", buffering=0)
         except OSError as exc:
-            raise _classify(exc, self._what) from None
+            raise classify_os_error(exc, self._what) from None
         self.bytes_written = 0
         self._done = False
 
@@ -76,7 +68,7 @@ class LocalUpload(UploadContext):
                 view = view[n:]
         except OSError as exc:
             self.abort()
-            raise _classify(exc, self._what) from None
+            raise classify_os_error(exc, self._what) from None
         self.bytes_written += len(data)
 
     def commit(self) -> None:
@@ -88,19 +80,35 @@ class LocalUpload(UploadContext):
                 fsync_dir(self._final.parent)
         except OSError as exc:
             self.abort()
-            raise _classify(exc, self._what) from None
+            raise classify_os_error(exc, self._what) from None
         self._done = True
 
     def abort(self) -> None:
         if self._done:
             return
         self._done = True
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:
+            pass  # the write that failed already said why
         try:
             os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # gone already, or the medium refuses (read-only): remove_stale_temp takes it later
 
+
+class _Reader(io.FileIO):
+    """A file whose read errors (EIO from a failing disk, ESTALE from a share) are classified like the rest."""
+
+    def __init__(self, path: Path, what: str):
+        super().__init__(path, "rb")
+        self._what = what
+
+    def readinto(self, buffer) -> int | None:  # type: ignore[override]
+        try:
+            return super().readinto(buffer)
+        except OSError as exc:
+            raise classify_os_error(exc, self._what) from None
 
 
 class LocalDestination:
@@ -117,7 +125,7 @@ class LocalDestination:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _classify(exc, f"destination {self.name!r}: creating {self.root}") from None
+            raise classify_os_error(exc, f"destination {self.name!r}: creating {self.root}") from None
 
     def open_write(self, key: str) -> LocalUpload:
         _check_key(key)
@@ -127,17 +135,22 @@ class LocalDestination:
     def open_read(self, key: str) -> BinaryIO:
         _check_key(key)
         try:
-            return open(self.root / key, "rb")
+            return io.BufferedReader(_Reader(self.root / key, f"destination {self.name!r}: reading {key}"))
         except _NO_OBJECT:
             raise NotFound(f"destination {self.name!r} has no object {key}") from None
         except OSError as exc:
-            raise _classify(exc, f"destination {self.name!r}: reading {key}") from None
+            raise classify_os_error(exc, f"destination {self.name!r}: reading {key}") from None
 
     def _walk(self, prefix: str):
         base = self.root / _check_prefix(prefix) if prefix else self.root
         if not base.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(base):
+
+        def fail(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):  # a folder removed meanwhile holds nothing
+                raise classify_os_error(exc, f"destination {self.name!r}: listing {prefix or '/'}") from None
+
+        for dirpath, dirnames, filenames in os.walk(base, onerror=fail):
             dirnames.sort()
             for fn in filenames:
                 full = Path(dirpath) / fn
@@ -153,6 +166,8 @@ class LocalDestination:
                 st = full.stat()
             except FileNotFoundError:
                 continue
+            except OSError as exc:
+                raise classify_os_error(exc, f"destination {self.name!r}: listing {key}") from None
             out.append(ObjectInfo(key, st.st_size, st.st_mtime))
         return sorted(out, key=lambda o: o.key)
 
@@ -163,9 +178,12 @@ class LocalDestination:
         except _NO_OBJECT:
             return
         except OSError as exc:
-            raise _classify(exc, f"destination {self.name!r}: deleting {key}") from None
+            raise classify_os_error(exc, f"destination {self.name!r}: deleting {key}") from None
         if self._sync_dir:
-            fsync_dir((self.root / key).parent)
+            try:
+                fsync_dir((self.root / key).parent)
+            except OSError as exc:
+                raise classify_os_error(exc, f"destination {self.name!r}: deleting {key}") from None
 
     def stat(self, key: str) -> ObjectInfo:
         _check_key(key)
@@ -174,7 +192,7 @@ class LocalDestination:
         except _NO_OBJECT:
             st = None
         except OSError as exc:
-            raise _classify(exc, f"destination {self.name!r}: reading {key}") from None
+            raise classify_os_error(exc, f"destination {self.name!r}: reading {key}") from None
         if st is None or not stat.S_ISREG(st.st_mode):
             raise NotFound(f"destination {self.name!r} has no object {key}")
         return ObjectInfo(key, st.st_size, st.st_mtime)
@@ -211,4 +229,6 @@ class LocalDestination:
                     removed.append(key)
                 except FileNotFoundError:
                     pass
+                except OSError as exc:
+                    raise classify_os_error(exc, f"destination {self.name!r}: removing the stale temp file {key}") from None
         return removed

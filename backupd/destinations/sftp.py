@@ -16,6 +16,10 @@
   next connection, and by `remove_stale_temp`.
 - `free_space` asks `statvfs@openssh.com` through paramiko's private `_request` (paramiko has no
   statvfs); None when that is unavailable.
+- An error with an errno (paramiko gives ENOENT and EACCES) goes through the shared classifier. The bare
+  status FAILURE, which OpenSSH's sftp-server sends for ENOSPC, EDQUOT, EROFS and EIO alike, is told
+  apart with the same statvfs: a read-only flag is `DestinationReadOnly`, no free block
+  `DestinationFull`, anything else a plain `DestinationError`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import base64
 import errno
 import hashlib
 import io
+import os
 import posixpath
 import secrets
 import socket
@@ -34,13 +39,14 @@ import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import paramiko
 from paramiko import sftp as sftp_protocol
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
 from backupd.errors import DestinationError, DestinationUnavailable, NotFound
 
@@ -90,6 +96,16 @@ def _discard(file: paramiko.SFTPFile) -> None:
     except Exception:  # noqa: BLE001 - the upload is lost already; only cleanup is left
         pass
     file._closed = True  # paramiko.BufferedFile's own flag; close() sets it only after a successful flush
+
+
+_ST_RDONLY = 0x1  # statvfs@openssh.com's f_flag bit for a read-only filesystem (PROTOCOL, section 4.4)
+
+
+@dataclass(frozen=True)
+class _Statvfs:
+    frsize: int
+    bavail: int
+    flag: int
 
 
 def _is_missing(exc: BaseException) -> bool:
@@ -171,9 +187,7 @@ class SftpUpload(UploadContext):
                 self._file.close()
                 stored = self._sftp.stat(self._tmp).st_size
                 if stored != self.bytes_written:
-                    raise DestinationError(
-                        f"destination {self._dest.name!r}: {self._what}: the server stored {stored} of"
-                        f" {self.bytes_written} bytes", hint="check free space and quotas on the server")
+                    raise self._dest._refused(f"{self._what}: the server stored {stored} of {self.bytes_written} bytes")
                 self._sftp.posix_rename(self._tmp, self._final)
         except DestinationError:
             self.abort()
@@ -196,9 +210,7 @@ class SftpUpload(UploadContext):
             except OSError as exc:
                 if exc.errno is not None or self._dest._connection_lost(exc):
                     raise
-                raise DestinationError(
-                    f"destination {self._dest.name!r}: {self._what}: the server refused a write ({exc})",
-                    hint="check free space and quotas on the server") from None
+                raise self._dest._refused(f"{self._what}: the server refused a write", exc) from None
 
     def abort(self) -> None:
         if self._done:
@@ -470,12 +482,27 @@ class SftpDestination:
                     f"destination {self.name!r}: {what}: connection to {self._where} lost ({exc or type(exc).__name__})",
                     hint="the operation can be retried once the server is reachable",
                 ) from None
-            if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
-                raise DestinationError(
-                    f"destination {self.name!r}: {what}: permission denied on {self._where}",
-                    hint=f"check the owner and mode of {self.root!r} on the server",
-                ) from None
-            raise DestinationError(f"destination {self.name!r}: {what} on {self._where}: {exc}") from None
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise classify_os_error(exc, f"destination {self.name!r}: {what} on {self._where}") from None
+            raise self._refused(f"{what} on {self._where}", exc) from None
+
+    def _refused(self, what: str, exc: BaseException | None = None) -> DestinationError:
+        """The error for a request the server failed with the bare status FAILURE, which is what OpenSSH's
+        sftp-server answers for ENOSPC, EDQUOT, EROFS, EIO alike: its statvfs tells a full or read-only
+        filesystem apart (the classified error then), anything else stays a plain DestinationError."""
+        cause = None
+        try:
+            st = self._statvfs(self._sftp())
+        except Exception:  # noqa: BLE001 - only a diagnosis: the original failure is reported either way
+            st = None
+        if st is not None and st.flag & _ST_RDONLY:
+            cause = errno.EROFS
+        elif st is not None and st.bavail == 0:
+            cause = errno.ENOSPC
+        if cause is not None:
+            return classify_os_error(OSError(cause, os.strerror(cause)), f"destination {self.name!r}: {what}")
+        return DestinationError(f"destination {self.name!r}: {what}" + (f": {exc}" if exc else ""),
+                                hint="check free space, quotas and the filesystem on the server")
 
     def _connection_lost(self, exc: BaseException) -> bool:
         if isinstance(exc, (socket.timeout, EOFError, ConnectionError)):
@@ -627,16 +654,21 @@ class SftpDestination:
     def free_space(self) -> int | None:
         try:
             with self._errors("asking free space"):
-                sftp = self._sftp()
-                kind, msg = sftp._request(sftp_protocol.CMD_EXTENDED, "statvfs@openssh.com", self._statvfs_path(sftp))
+                st = self._statvfs(self._sftp())
         except DestinationError:
             return None
         except Exception:  # noqa: BLE001 - a private paramiko API: any surprise means "cannot tell"
             return None
+        return st.frsize * st.bavail if st is not None else None
+
+    def _statvfs(self, sftp: paramiko.SFTPClient) -> _Statvfs | None:
+        """statvfs@openssh.com of the root (or its nearest existing ancestor); None if the server lacks it."""
+        kind, msg = sftp._request(sftp_protocol.CMD_EXTENDED, "statvfs@openssh.com", self._statvfs_path(sftp))
         if kind != sftp_protocol.CMD_EXTENDED_REPLY or msg is None:
             return None
-        _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
-        return frsize * bavail
+        _bsize, frsize, _blocks, _bfree, bavail, _files, _ffree, _favail, _fsid, flag = (
+            msg.get_int64() for _ in range(10))
+        return _Statvfs(frsize, bavail, flag)
 
     def _statvfs_path(self, sftp: paramiko.SFTPClient) -> str:
         """The root, or its nearest existing ancestor before the first upload created it."""

@@ -11,7 +11,9 @@ destinations on one server do not share sessions, and `close()` drops exactly th
 
 Errors are classified here, at the boundary: a refused, dropped or timed-out connection is
 DestinationUnavailable (a retry may help); a logon failure, a missing share, denied access or a full
-disk is DestinationError naming the server, share and user; a missing object is NotFound.
+disk is DestinationError naming the server, share and user; a missing object is NotFound. The NT
+status of a failing medium (disk full, quota, write-protected, access denied, I/O error) is mapped to
+its errno and classified by the shared table (`base.classify_os_error`), like every other kind.
 """
 
 from __future__ import annotations
@@ -44,13 +46,23 @@ from smbprotocol.header import NtStatus
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
-from backupd.errors import DestinationError, DestinationUnavailable, NotFound
+from backupd.errors import DestinationError, DestinationPermissionDenied, DestinationUnavailable, NotFound
 
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
-_DISK_FULL = (NtStatus.STATUS_DISK_FULL, getattr(NtStatus, "STATUS_QUOTA_EXCEEDED", -1))
-_DENIED = (NtStatus.STATUS_ACCESS_DENIED, NtStatus.STATUS_PRIVILEGE_NOT_HELD)
+# NT statuses of the share's medium -> the errno the shared classifier (base.classify_os_error) knows;
+# smbprotocol's SMBOSError maps only a few of them. Samba answers EROFS with MEDIA_WRITE_PROTECTED and
+# EIO with UNEXPECTED_IO_ERROR.
+_NT_ERRNO = {
+    NtStatus.STATUS_DISK_FULL: errno.ENOSPC,
+    0xC0000044: errno.EDQUOT,  # STATUS_QUOTA_EXCEEDED
+    0xC00000A2: errno.EROFS,  # STATUS_MEDIA_WRITE_PROTECTED
+    NtStatus.STATUS_ACCESS_DENIED: errno.EACCES,
+    NtStatus.STATUS_PRIVILEGE_NOT_HELD: errno.EACCES,
+    0xC00000E9: errno.EIO,  # STATUS_UNEXPECTED_IO_ERROR
+    0xC000009C: errno.EIO,  # STATUS_DEVICE_DATA_ERROR
+}
 CONNECT_TIMEOUT_S = 15
 
 
@@ -252,18 +264,16 @@ class SmbDestination:
                 f"{where}: server {self.server} has no share {self.share!r}", hint="check the share name"
             ) from None
         except AccessDenied as exc:
-            raise DestinationError(
+            raise DestinationPermissionDenied(
                 f"{where}: access denied for user {self.user!r} on share {self.share!r} ({exc})",
                 hint="check the share's permissions for this user",
             ) from None
-        except SMBOSError as exc:
-            status = _ntstatus(exc)
-            if status in _DISK_FULL:
-                raise DestinationError(f"{where}: no space left on the share", hint="free space or prune old backups") from None
-            if status in _DENIED or exc.errno in (errno.EACCES, errno.EPERM):
-                raise DestinationError(
-                    f"{where}: permission denied for user {self.user!r} ({exc})", hint="check the share's permissions"
-                ) from None
+        except (SMBOSError, SMBResponseException) as exc:
+            code = _NT_ERRNO.get(_ntstatus(exc), getattr(exc, "errno", None))
+            if code in (errno.EACCES, errno.EPERM):
+                where = f"{where} (as user {self.user!r})"
+            if code is not None:
+                raise classify_os_error(OSError(code, os.strerror(code)), where) from None
             raise DestinationError(f"{where}: {exc}") from None
         except (SMBConnectionClosed, ConnectionError, socket.timeout, TimeoutError) as exc:
             self._drop()
@@ -275,8 +285,6 @@ class SmbDestination:
                     f"{where}: cannot connect to {self.server}:{self.port} ({exc})", hint="check the server and port"
                 ) from None
             raise
-        except SMBResponseException as exc:
-            raise DestinationError(f"{where}: {exc}") from None
         except SMBException as exc:
             self._drop()
             raise DestinationUnavailable(f"{where}: {exc}") from None

@@ -1,7 +1,8 @@
 """Running one backup: snapshot once, pick the pages the strategy needs, stream them to every destination.
 
 A backup becomes visible on a destination when its sidecar is committed, which happens only after its
-artifact is committed; the catalog and the page-hash cache are updated after that. A crash at any
+artifact is committed; the catalog and the page-hash cache are updated after that. A copy that fails
+removes what it wrote at once (its temp file, or its artifact when the sidecar failed); a crash at any
 point leaves temp files or an orphaned artifact, which the next backup of the source removes.
 """
 
@@ -20,8 +21,10 @@ from backupd.core import chain
 from backupd.core.ids import artifact_key, new_backup_id, sidecar_key
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
+from backupd.destinations.base import classify_os_error
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext
+from backupd.engine.deletions import remove_failed_copy
 from backupd.engine.inventory import reconcile
 from backupd.engine.pagecache import HASH_SIZE, PageHashes, chunk_hashes, page_hash
 from backupd.engine.progress import ProgressSink, Reporter
@@ -250,6 +253,7 @@ class _Copy:
         self.upload = None
         self.writer: ArtifactWriter | None = None
         self.copy: Copy | None = None
+        self.published: tuple[str, str] | None = None  # (source, backup id) from artifact commit to sidecar commit
 
     def attempt(self, fn) -> None:
         if self.error is not None:
@@ -257,13 +261,25 @@ class _Copy:
         try:
             fn()
         except Cancelled:
+            self.discard()
             raise
         except (BackupdError, OSError) as exc:
+            if isinstance(exc, OSError):
+                exc = classify_os_error(exc, f"destination {self.target.name!r}: writing the backup")
             self.error = exc
-            if self.upload is not None:
-                self.upload.abort()
+            removed = self.discard()
             log.warning("destination_copy_failed", destination=self.target.name, error=str(exc),
-                        code=getattr(exc, "code", type(exc).__name__))
+                        code=getattr(exc, "code", type(exc).__name__), removed=removed)
+
+    def discard(self) -> list[str]:
+        """Remove what this copy wrote (a failed copy keeps nothing until the next backup); returns
+        the keys removed. What the medium refuses to delete now, the next backup of the source removes."""
+        if self.upload is not None:
+            self.upload.abort()
+        if self.published is None:
+            return []
+        (source, backup_id), self.published = self.published, None
+        return remove_failed_copy(self.target, source, backup_id, artifact_key(source, backup_id))
 
 
 def _prune_after(ctx: EngineContext, source: str) -> None:
@@ -369,6 +385,7 @@ def _commit_batch(ctx, source, backup_id, info, batch: list[_Copy], manifest: Ma
         def finish(c=c) -> None:
             size, digest = c.writer.finish(manifest.to_json())
             c.upload.commit()
+            c.published = (source, backup_id)
             sc = Sidecar(manifest, artifact_key(source, backup_id), size, digest, c.target.compression_level,
                          c.target.keyring is not None)
             with c.target.dest.open_write(sidecar_key(source, backup_id)) as up:
@@ -376,6 +393,7 @@ def _commit_batch(ctx, source, backup_id, info, batch: list[_Copy], manifest: Ma
                                         "page_size": info.page_size},
                                    level=c.target.compression_level, keyring=c.target.keyring, executor=ctx.executor)
                 w.finish(sc.to_json())
+            c.published = None
             c.copy = Copy.from_sidecar(c.target.name, sc, w.size)
         c.attempt(finish)
 

@@ -1,7 +1,8 @@
 """The catalog: a SQLite (WAL) index of backups, their copies per destination, and jobs.
 
 It is a cache of what the destinations hold (`rebuild` recreates it from their sidecars alone), plus
-the job history. Every write is one transaction, so a crash leaves it consistent.
+the job history and the deletion intents of prune (kept across a rebuild). Every write is one
+transaction, so a crash leaves it consistent.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ CREATE TABLE IF NOT EXISTS copies (
     verified_at TEXT,
     PRIMARY KEY (backup_id, destination)
 );
+CREATE TABLE IF NOT EXISTS deletions (
+    backup_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    source TEXT NOT NULL,
+    artifact_key TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    PRIMARY KEY (backup_id, destination)
+);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -80,6 +89,16 @@ class Copy:
     def from_sidecar(cls, destination: str, sc: Sidecar, sidecar_size: int) -> "Copy":
         return cls(destination, sc.artifact_key, sc.artifact_size, sidecar_size, sc.artifact_digest,
                    sc.compression_level, sc.encrypted)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """The intent to delete one copy: recorded before its files are touched, ended once they are gone."""
+
+    backup_id: str
+    destination: str
+    source: str
+    artifact_key: str
 
 
 @dataclass(frozen=True)
@@ -172,8 +191,10 @@ class Catalog:
         )
 
     def remove_copy(self, backup_id: str, destination: str) -> None:
+        """Forget a copy (and its deletion intent); the backup goes too when it was its last copy."""
         with self._tx():
             self._db.execute("DELETE FROM copies WHERE backup_id = ? AND destination = ?", (backup_id, destination))
+            self._db.execute("DELETE FROM deletions WHERE backup_id = ? AND destination = ?", (backup_id, destination))
             self._db.execute(
                 "DELETE FROM backups WHERE backup_id = ? AND NOT EXISTS (SELECT 1 FROM copies WHERE backup_id = ?)",
                 (backup_id, backup_id),
@@ -188,8 +209,27 @@ class Catalog:
                 " (SELECT 1 FROM copies o WHERE o.backup_id = c.backup_id AND o.destination != ?)",
                 (destination, destination))]
             self._db.execute("DELETE FROM copies WHERE destination = ?", (destination,))
+            self._db.execute("DELETE FROM deletions WHERE destination = ?", (destination,))
             self._db.executemany("DELETE FROM backups WHERE backup_id = ?", [(b,) for b in orphaned])
         return orphaned
+
+    # deletion intents ----------------------------------------------------------------------
+    def mark_deleting(self, intents: Iterable[Deletion]) -> None:
+        """Record, in one transaction, that these copies are being deleted: from now on no listing,
+        restore or chain offers them, whatever a crash leaves on the destinations. `remove_copy`
+        ends an intent once its files are gone."""
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO deletions VALUES (?, ?, ?, ?, ?)",
+                [(d.backup_id, d.destination, d.source, d.artifact_key, utcnow_iso()) for d in intents],
+            )
+
+    def pending_deletions(self, source: str) -> list[Deletion]:
+        """The copies of `source` marked for deletion and not yet deleted, newest backup first."""
+        rows = self._db.execute(
+            "SELECT backup_id, destination, source, artifact_key FROM deletions WHERE source = ?"
+            " ORDER BY backup_id DESC, destination", (source,))
+        return [Deletion(*r) for r in rows]
 
     def mark_verified(self, backup_id: str, destination: str) -> None:
         with self._tx():
@@ -207,10 +247,14 @@ class Catalog:
 
     def newest_per_source(self) -> dict[str, str]:
         """source -> creation time (ISO, UTC) of its newest backup, without reading the manifests."""
-        return dict(self._db.execute("SELECT source, max(created_at) FROM backups GROUP BY source").fetchall())
+        return dict(self._db.execute(
+            "SELECT source, max(created_at) FROM backups b WHERE EXISTS (SELECT 1 FROM copies c WHERE"
+            " c.backup_id = b.backup_id AND NOT EXISTS (SELECT 1 FROM deletions d"
+            " WHERE d.backup_id = c.backup_id AND d.destination = c.destination)) GROUP BY source").fetchall())
 
     def backups(self, source: str | None = None) -> list[CatalogBackup]:
-        """Backups oldest first, each with its copies."""
+        """Backups oldest first, each with its copies; copies being deleted are left out, and so is a backup
+        with no other copy."""
         q = "SELECT backup_id, manifest FROM backups"
         args: tuple = ()
         if source is not None:
@@ -220,10 +264,11 @@ class Catalog:
         copies: dict[str, list[Copy]] = {}
         for r in self._db.execute(
             "SELECT backup_id, destination, artifact_key, artifact_size, sidecar_size, artifact_digest,"
-            " compression_level, encrypted, verified_at FROM copies ORDER BY destination"
+            " compression_level, encrypted, verified_at FROM copies c WHERE NOT EXISTS (SELECT 1 FROM deletions d"
+            " WHERE d.backup_id = c.backup_id AND d.destination = c.destination) ORDER BY destination"
         ):
             copies.setdefault(r[0], []).append(Copy(r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]))
-        return [CatalogBackup(Manifest.from_dict(json.loads(m)), tuple(copies.get(b, ()))) for b, m in rows]
+        return [CatalogBackup(Manifest.from_dict(json.loads(m)), tuple(copies[b])) for b, m in rows if b in copies]
 
     def get(self, backup_id: str) -> CatalogBackup | None:
         return next((b for b in self.backups() if b.backup_id == backup_id), None)

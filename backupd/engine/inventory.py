@@ -14,6 +14,7 @@ from backupd.core.ids import parse_key
 from backupd.core.manifest import Sidecar
 from backupd.engine.catalog import Copy
 from backupd.engine.context import EngineContext, Target
+from backupd.engine.deletions import resume_deletions
 from backupd.engine.stream import ArtifactReader
 from backupd.errors import BackupdError, CorruptArtifact
 
@@ -66,17 +67,19 @@ def scan(target: Target, source: str | None = None) -> Scan:
 def reconcile(ctx: EngineContext, source: str) -> None:
     """Bring the catalog in line with the destinations for one source; remove crash leftovers.
 
-    Call with the source lock held: it deletes temp files and orphaned artifacts of that source.
+    Call with the source lock held: it deletes temp files and orphaned artifacts of that source, and
+    finishes the deletions an interrupted prune left.
     """
+    resume_deletions(ctx, source)
     for target in ctx.enabled_targets():
         try:
             removed = target.dest.remove_stale_temp(f"{source}/")
             found = scan(target, source)
-        except BackupdError as exc:
+            for key in found.orphans:
+                target.dest.delete(key)
+        except BackupdError as exc:  # unreachable, or refusing writes (read-only, full): the others go on
             log.warning("destination_unreachable", destination=target.name, error=str(exc))
             continue
-        for key in found.orphans:
-            target.dest.delete(key)
         if removed or found.orphans:
             log.info("leftovers_removed", destination=target.name, source=source,
                      temp_files=removed, orphan_artifacts=found.orphans)

@@ -1,7 +1,8 @@
 """Prune: plan retention (core.retention) from the catalog and carry the plan out on the destinations.
 
-A backup is removed sidecar first (from then on no listing shows it), then its artifact; dependents go
-before the backups they depend on, so a crash at any point leaves only complete chains visible.
+Every copy the plan deletes is first marked in the catalog (engine/deletions.py), so neither `list` nor
+a restore offers it again, then removed sidecar first, then its artifact, dependents before what they
+depend on; a crash at any point leaves the intent, which the next run of the source finishes.
 Temp files left by crashed uploads are removed too (the source lock makes that safe).
 """
 
@@ -11,12 +12,11 @@ from datetime import datetime
 
 import structlog
 
-from backupd.core.ids import sidecar_key
 from backupd.core.retention import BackupInfo, DestinationLimits, RetentionPlan, RetentionPolicy, plan_retention
-from backupd.engine.catalog import Catalog, CatalogBackup, Copy
+from backupd.engine.catalog import Catalog, CatalogBackup, Deletion
 from backupd.engine.context import EngineContext
+from backupd.engine.deletions import delete_copies
 from backupd.engine.inventory import reconcile
-from backupd.errors import BackupdError
 
 log = structlog.get_logger("backupd.prune")
 
@@ -46,21 +46,6 @@ def has_policy(config) -> bool:
     return bool(p.rules() or p.per_destination)
 
 
-def _remove_copy(ctx: EngineContext, backup: CatalogBackup, copy: Copy) -> None:
-    target = ctx.targets.get(copy.destination)
-    if target is None and all(d.name != copy.destination for d in ctx.config.destinations):
-        ctx.catalog.remove_copy(backup.backup_id, copy.destination)  # out of reach for good: forget it
-        log.info("copy_forgotten", backup_id=backup.backup_id, destination=copy.destination,
-                 reason="the destination is no longer configured; its files were left in place")
-        return
-    if target is None:
-        raise BackupdError(f"destination {copy.destination!r} is disabled: cannot delete there",
-                           hint=f"enable it, or the next prune tries again (`backupctl dest enable {copy.destination}`)")
-    target.dest.delete(sidecar_key(backup.manifest.source, backup.backup_id))
-    target.dest.delete(copy.artifact_key)
-    ctx.catalog.remove_copy(backup.backup_id, copy.destination)
-
-
 def run_prune(ctx: EngineContext, source: str, *, dry_run: bool) -> dict:
     """Plan retention for `source` and, unless `dry_run`, apply it; returns the plan with what was done."""
     with ctx.source_lock(source):
@@ -73,14 +58,8 @@ def run_prune(ctx: EngineContext, source: str, *, dry_run: bool) -> dict:
         by_id = {b.backup_id: b for b in ctx.catalog.backups(source)}
         doomed = [(by_id[i], c) for i in plan.delete for c in by_id[i].copies]
         doomed += [(by_id[i], c) for (i, d) in plan.delete_copies for c in by_id[i].copies if c.destination == d]
-        doomed.sort(key=lambda bc: bc[0].created_at, reverse=True)  # dependents before what they depend on
-        for backup, copy in doomed:
-            try:
-                _remove_copy(ctx, backup, copy)
-            except BackupdError as exc:
-                out["errors"].append(f"{copy.destination}: {backup.backup_id}: {exc}")
-                log.warning("prune_delete_failed", backup_id=backup.backup_id, destination=copy.destination,
-                            error=str(exc))
+        out["errors"] = delete_copies(ctx, [Deletion(b.backup_id, c.destination, source, c.artifact_key)
+                                            for b, c in doomed])
         log.info("prune_completed", source=source, kept=len(plan.keep), deleted=len(plan.delete),
                  copies_deleted=len(plan.delete_copies), errors=len(out["errors"]))
         return out

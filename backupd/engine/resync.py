@@ -3,7 +3,8 @@ A backup sent to chosen destinations (its manifest's `destinations`) is only com
 
 A copy is rebuilt from one that exists (chosen like a restore chooses, by priority): its blocks are
 read and verified with the source destination's key, then re-compressed and re-sealed with the
-target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does.
+target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does;
+an artifact whose sidecar could not be written is deleted at once.
 Backups are copied oldest first, so a destination never holds a delta without the chain before it.
 """
 
@@ -19,6 +20,7 @@ from backupd.core.ids import sidecar_key
 from backupd.core.manifest import Sidecar
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext, Target
+from backupd.engine.deletions import remove_failed_copy
 from backupd.engine.inventory import reconcile
 from backupd.engine.reading import choose_copy
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
@@ -57,10 +59,14 @@ def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Co
                 raise CorruptArtifact(f"backup {m.backup_id} on {src_target.name}: its manifest differs from the catalog's")
             size, digest = writer.finish(embedded)
     sc = Sidecar(m, src_copy.artifact_key, size, digest, target.compression_level, target.keyring is not None)
-    with target.dest.open_write(sidecar_key(m.source, m.backup_id)) as up:
-        w = ArtifactWriter(up, {**header, "kind": "sidecar"}, level=target.compression_level,
-                           keyring=target.keyring, executor=ctx.executor)
-        w.finish(sc.to_json())
+    try:
+        with target.dest.open_write(sidecar_key(m.source, m.backup_id)) as up:
+            w = ArtifactWriter(up, {**header, "kind": "sidecar"}, level=target.compression_level,
+                               keyring=target.keyring, executor=ctx.executor)
+            w.finish(sc.to_json())
+    except BaseException:
+        remove_failed_copy(target, m.source, m.backup_id, src_copy.artifact_key)
+        raise
     return Copy.from_sidecar(target.name, sc, w.size)
 
 

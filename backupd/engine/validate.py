@@ -42,7 +42,8 @@ from backupd.engine.rules import Report
 from backupd.engine.restore import RestorePlan, materialize
 from backupd.engine.snapshot import schema_and_counts
 from backupd.engine.stream import ArtifactReader
-from backupd.errors import BackupdError, CorruptArtifact, MissingChainMember, NotFound, UsageError
+from backupd.errors import (DESTINATION_CODES, BackupdError, CorruptArtifact, DestinationError, MissingChainMember,
+                            NotFound, UsageError)
 
 log = structlog.get_logger("backupd.validate")
 READ_CHUNK = 1024 * 1024
@@ -183,7 +184,7 @@ class _Member:
 
 _COPY_RULES = frozenset({R.SIDECAR_INTACT, R.ARTIFACT_HEADER, R.ARTIFACT_SIZE, R.ARTIFACT_CHECKSUM,
                          R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE})
-_NOT_THE_COPY = frozenset({"destination_error", "destination_unavailable", "wrong_key", "unsupported_format_version"})
+_NOT_THE_COPY = DESTINATION_CODES | {"wrong_key", "unsupported_format_version"}
 
 
 @dataclass
@@ -244,7 +245,7 @@ class _Validation:
                 version = exc.details.get("version")
                 return (f"upgrade backupd to a release that reads artifact format version {version} "
                         f"(backup {bid} on {dest})")
-            if exc.code in ("destination_error", "destination_unavailable"):
+            if isinstance(exc, DestinationError):
                 return f"check destination {dest}, then verify again: {exc.hint or exc.message}"
             if exc.code == "missing_chain_member":
                 return self._new_full(f"the chain of {self.target.backup_id} is broken at "

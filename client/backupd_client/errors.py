@@ -134,6 +134,26 @@ class DestinationUnavailableError(DestinationError):
     code = ErrorCode.DESTINATION_UNAVAILABLE.value
 
 
+class DestinationFullError(DestinationError):
+    code = ErrorCode.DESTINATION_FULL.value
+
+
+class DestinationReadOnlyError(DestinationError):
+    code = ErrorCode.DESTINATION_READ_ONLY.value
+
+
+class DestinationPermissionDeniedError(DestinationError):
+    code = ErrorCode.DESTINATION_PERMISSION_DENIED.value
+
+
+class DestinationStaleHandleError(DestinationUnavailableError):
+    code = ErrorCode.DESTINATION_STALE_HANDLE.value
+
+
+class DestinationIOErrorError(DestinationUnavailableError):
+    code = ErrorCode.DESTINATION_IO_ERROR.value
+
+
 class CancelledError(_Coded):
     code = ErrorCode.CANCELLED.value
 

@@ -101,6 +101,11 @@ class ErrorCode(str, Enum):
     SOURCE_BUSY = "source_busy"
     DESTINATION_ERROR = "destination_error"
     DESTINATION_UNAVAILABLE = "destination_unavailable"
+    DESTINATION_FULL = "destination_full"
+    DESTINATION_READ_ONLY = "destination_read_only"
+    DESTINATION_PERMISSION_DENIED = "destination_permission_denied"
+    DESTINATION_STALE_HANDLE = "destination_stale_handle"
+    DESTINATION_IO_ERROR = "destination_io_error"
     CANCELLED = "cancelled"
     INTERNAL_ERROR = "internal_error"
     # Client side only: never on the wire.

@@ -8,6 +8,8 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 
+from tests.destinations.conftest import tmpfs  # noqa: F401 - the fixture a read-only destination needs
+
 from .harness import HEAVY_LOAD, LIGHT_LOAD, schedule_table, wait_for
 
 EVERY_2S = "*/2 * * * * *"
@@ -126,6 +128,21 @@ def test_a_failed_job_is_retried_with_backoff(installation, daemon_for):
     starts = d.events("job_started", job_id=job_id)
     assert [e["attempt"] for e in starts] == list(range(1, done["attempt"] + 1))
     assert not d.events("job_failed", job_id=job_id)
+    d.stop()
+
+
+def test_a_destination_that_turned_read_only_is_not_retried(installation, daemon_for, tmpfs):
+    """destination_read_only (like destination_full and destination_permission_denied) says the job
+    would fail again in a second: it fails at once, with the cause, instead of burning its retries."""
+    retry = {"max_attempts": 3, "base_delay": "1s", "max_delay": "2s"}
+    inst = installation(demo="small", daemon=FAST, schedules=[schedule_table("ro", "demo", EVERY_2S, retry=retry)])
+    tmpfs("size=16m", at=inst.dest)
+    tmpfs.remount(inst.dest, "ro")
+    d = daemon_for(inst).start()
+    failed = d.wait_event("job_failed", timeout=30)
+    assert failed["attempt"] == 1 and failed["error"]["code"] == "destination_read_only", failed
+    assert "read-only file system" in failed["error"]["message"], failed
+    assert not d.events("job_retry_scheduled", job_id=failed["job_id"])
     d.stop()
 
 

@@ -25,7 +25,7 @@ from backupd.destinations.sftp import SftpDestination
 from backupd.destinations.share import ShareDestination
 from backupd.destinations.smb import SmbDestination
 from tests.servers.smbd import smb_server  # noqa: F401 - the fixture make_smb asks for
-from tests.servers.sshd import sshd_server  # noqa: F401 - the fixture make_sftp asks for
+from tests.servers.sshd import running_sshd, sshd_server  # noqa: F401 - the fixture make_sftp asks for
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,44 @@ class DestinationKind:
     name: str
     make: Callable[[pytest.FixtureRequest, Path], Destination]
     plant_temp: Callable[[Destination, str, bytes], str]  # (dest, key, data) -> the temp file's key
+    # a small filesystem under the destination: where to mount it, and a destination whose objects lie on it
+    medium_at: Callable[[pytest.FixtureRequest, Path], Path]
+    on_medium: Callable[[pytest.FixtureRequest, Path], Destination]
+
+
+def medium_in_tmp(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    return tmp_path / "medium"
+
+
+def local_on(request: pytest.FixtureRequest, mount: Path) -> Destination:
+    return LocalDestination("contract", mount / "backupd")
+
+
+def share_on(request: pytest.FixtureRequest, mount: Path) -> Destination:
+    return ShareDestination("contract", mount / "backupd", mount_point=mount)
+
+
+def sftp_on(request: pytest.FixtureRequest, mount: Path) -> Destination:
+    """A private sshd started after the mount (its mount namespace is a copy taken at start)."""
+    running = running_sshd()
+    server = running.__enter__()
+    request.addfinalizer(lambda: running.__exit__(None, None, None))
+    dest = SftpDestination("contract", server.host, str(mount / "backupd"), user=server.user,
+                           known_hosts=server.known_hosts, port=server.port, key_file=server.client_key_file)
+    request.addfinalizer(dest.close)
+    return dest
+
+
+def smb_medium_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    return request.getfixturevalue("smb_server").share_dir / f"m-{secrets.token_hex(6)}"
+
+
+def smb_on(request: pytest.FixtureRequest, mount: Path) -> Destination:
+    server = request.getfixturevalue("smb_server")
+    dest = SmbDestination("contract", server.host, server.share, f"{mount.name}/backupd", server.user, server.password,
+                          port=server.port)
+    request.addfinalizer(dest.close)
+    return dest
 
 
 def make_local(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
@@ -110,10 +148,10 @@ def plant_sftp_temp(dest: Destination, key: str, data: bytes) -> str:
 
 
 KINDS = [
-    DestinationKind("local", make_local, plant_local_temp),
-    DestinationKind("sftp", make_sftp, plant_sftp_temp),
-    DestinationKind("share", make_share, plant_local_temp),
-    DestinationKind("smb", make_smb, plant_smb_temp),
+    DestinationKind("local", make_local, plant_local_temp, medium_in_tmp, local_on),
+    DestinationKind("sftp", make_sftp, plant_sftp_temp, medium_in_tmp, sftp_on),
+    DestinationKind("share", make_share, plant_local_temp, medium_in_tmp, share_on),
+    DestinationKind("smb", make_smb, plant_smb_temp, smb_medium_at, smb_on),
 ]
 
 
@@ -163,3 +201,15 @@ def tmpfs(tmp_path):
     yield mount
     for target in mounted:
         subprocess.run(["umount", str(target)], check=True)
+
+
+@pytest.fixture
+def on_medium(destination_kind: DestinationKind, request: pytest.FixtureRequest, tmp_path: Path, tmpfs):
+    """`on_medium(options)`: (a destination of this kind whose objects lie on a fresh tmpfs mounted with
+    `options`, the mount point), for faults of the medium: full, read-only."""
+
+    def make(options: str) -> tuple[Destination, Path]:
+        mount = tmpfs(options, at=destination_kind.medium_at(request, tmp_path))
+        return destination_kind.on_medium(request, mount), mount
+
+    return make

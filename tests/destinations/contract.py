@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 
 import pytest
 
 from backupd.destinations.base import Destination, ObjectInfo, get_bytes, put_bytes
-from backupd.errors import BackupdError, NotFound
+from backupd.errors import BackupdError, DestinationFull, DestinationPermissionDenied, DestinationReadOnly, NotFound
 
 MiB = 1024 * 1024
 
@@ -288,3 +289,50 @@ def test_remove_stale_temp_removes_an_abandoned_upload(destination):
     assert destination.list("") == []
     put_bytes(destination, "kb/a.bkpd", b"retried")  # the retry after the restart succeeds
     assert get_bytes(destination, "kb/a.bkpd") == b"retried"
+
+
+# --- faults of the medium: every kind classifies them the same way ---------------------------------
+
+
+def test_a_full_medium_is_destination_full_and_publishes_nothing(on_medium):
+    dest, _ = on_medium("size=512k")
+    put_bytes(dest, "kb/old.bkpd", b"an earlier backup")
+    with pytest.raises(DestinationFull) as caught:
+        with dest.open_write("kb/new.bkpd") as up:
+            for i in range(32):
+                up.write(pseudo_random(64 * 1024, i))
+    assert caught.value.code == "destination_full" and not caught.value.retryable
+    assert "'contract'" in str(caught.value) and caught.value.hint
+    assert keys(dest) == ["kb/old.bkpd"]
+    assert get_bytes(dest, "kb/old.bkpd") == b"an earlier backup"
+
+
+def test_a_medium_remounted_read_only_is_destination_read_only(on_medium, tmpfs):
+    dest, mount = on_medium("size=1m")
+    put_bytes(dest, "kb/old.bkpd", b"written before the remount")
+    tmpfs.remount(mount, "ro")
+    for op in (lambda: put_bytes(dest, "kb/new.bkpd", b"new"), lambda: dest.delete("kb/old.bkpd")):
+        with pytest.raises(DestinationReadOnly, match="read-only file system") as caught:
+            op()
+        assert caught.value.code == "destination_read_only" and not caught.value.retryable
+        assert "'contract'" in str(caught.value) and "remount it read-write" in caught.value.hint
+    assert keys(dest) == ["kb/old.bkpd"]
+    assert get_bytes(dest, "kb/old.bkpd") == b"written before the remount"
+    assert dest.health().status == "unhealthy"
+
+
+def test_an_immutable_folder_is_destination_permission_denied(on_medium):
+    """chattr +i: even root gets EPERM creating or deleting in the folder."""
+    dest, mount = on_medium("size=1m")
+    put_bytes(dest, "kb/old.bkpd", b"kept")
+    folder = mount / "backupd" / "kb"
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    try:
+        for op in (lambda: put_bytes(dest, "kb/new.bkpd", b"new"), lambda: dest.delete("kb/old.bkpd")):
+            with pytest.raises(DestinationPermissionDenied) as caught:
+                op()
+            assert caught.value.code == "destination_permission_denied" and not caught.value.retryable
+            assert "'contract'" in str(caught.value) and caught.value.hint
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert keys(dest) == ["kb/old.bkpd"]

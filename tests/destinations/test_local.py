@@ -7,6 +7,7 @@ real ones: a root whose parent is a regular file, and small tmpfs mounts (read-o
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from backupd.config.schema import DestinationConfig
-from backupd.destinations.base import get_bytes, put_bytes
+from backupd.destinations.base import classify_os_error, get_bytes, put_bytes
 from backupd.destinations.local import LocalDestination
 from backupd.destinations.registry import open_destination
-from backupd.errors import DestinationError
+from backupd.errors import (DestinationError, DestinationFull, DestinationIOError, DestinationPermissionDenied,
+                            DestinationReadOnly, DestinationStale, DestinationUnavailable)
 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.backupd-tmp$")
 
@@ -80,10 +82,11 @@ def test_a_full_disk_is_reported_and_leaves_earlier_objects_intact(tmpfs):
     dest = LocalDestination("usb", mnt / "backups")
     put_bytes(dest, "kb/old.bkpd", b"an earlier backup")
 
-    with pytest.raises(DestinationError, match="no space left on device") as exc:
+    with pytest.raises(DestinationFull, match="no space left on device") as exc:
         with dest.open_write("kb/new.bkpd") as up:
             for _ in range(16):
                 up.write(bytes(64 * 1024))
+    assert exc.value.code == "destination_full" and not exc.value.retryable
     assert exc.value.hint and "free space" in exc.value.hint
     assert "'usb'" in str(exc.value) and "kb/new.bkpd" in str(exc.value)
 
@@ -109,10 +112,11 @@ def test_a_read_only_filesystem(tmpfs):
     put_bytes(dest, "kb/a.bkpd", b"written before the remount")
     tmpfs.remount(mnt, "ro")
 
-    with pytest.raises(DestinationError, match="permission denied") as exc:
+    with pytest.raises(DestinationReadOnly, match="read-only file system") as exc:
         put_bytes(dest, "kb/b.bkpd", b"new")
-    assert exc.value.hint and "Read-only file system" in str(exc.value)
-    with pytest.raises(DestinationError, match="deleting kb/a.bkpd"):
+    assert exc.value.code == "destination_read_only" and not exc.value.retryable
+    assert "'ro'" in str(exc.value) and "remount it read-write" in exc.value.hint
+    with pytest.raises(DestinationReadOnly, match="deleting kb/a.bkpd"):
         dest.delete("kb/a.bkpd")
 
     assert get_bytes(dest, "kb/a.bkpd") == b"written before the remount"
@@ -128,3 +132,27 @@ def test_the_registry_builds_a_local_destination(tmp_path):
     assert isinstance(dest, LocalDestination) and (dest.name, dest.kind) == ("local", "local")
     put_bytes(dest, "kb/a.bkpd", b"via the registry")
     assert (tmp_path / "root" / "kb" / "a.bkpd").read_bytes() == b"via the registry"
+
+
+def test_a_read_that_fails_with_eio_is_a_classified_retryable_error():
+    """/proc/self/mem answers a read at offset 0 with EIO: a real I/O error without a failing disk."""
+    dest = LocalDestination("proc", Path("/proc/self"))
+    with dest.open_read("mem") as f:
+        with pytest.raises(DestinationIOError, match="reading mem: input/output error") as exc:
+            f.read(10)
+    assert exc.value.code == "destination_io_error" and exc.value.retryable and "'proc'" in str(exc.value)
+
+
+@pytest.mark.parametrize("code, cls, retryable", [
+    (errno.ENOSPC, DestinationFull, False), (errno.EDQUOT, DestinationFull, False),
+    (errno.EROFS, DestinationReadOnly, False), (errno.EACCES, DestinationPermissionDenied, False),
+    (errno.EPERM, DestinationPermissionDenied, False), (errno.ESTALE, DestinationStale, True),
+    (errno.EIO, DestinationIOError, True), (errno.ENOTCONN, DestinationUnavailable, True),
+])
+def test_every_destination_classifies_os_errors_by_one_table(code, cls, retryable):
+    err = classify_os_error(OSError(code, os.strerror(code)), "destination 'nas': writing kb/a.bkpd")
+    assert type(err) is cls and err.retryable is retryable and err.hint
+    assert str(err).startswith("destination 'nas': writing kb/a.bkpd: ")
+    other = classify_os_error(OSError(errno.EMLINK, os.strerror(errno.EMLINK)), "destination 'nas': writing x")
+    assert type(other) is DestinationError and "Too many links" in str(other)
+

@@ -19,7 +19,7 @@ from backupd.config.schema import DestinationConfig
 from backupd.destinations.base import TEMP_SUFFIX, get_bytes, put_bytes
 from backupd.destinations.registry import open_destination
 from backupd.destinations.sftp import SftpDestination, fingerprint
-from backupd.errors import DestinationError, DestinationUnavailable
+from backupd.errors import DestinationError, DestinationFull, DestinationUnavailable
 from tests.servers.sshd import SshServer, free_port, keygen, running_sshd
 
 MiB = 1024 * 1024
@@ -272,12 +272,13 @@ def test_a_full_disk_on_the_server_fails_the_upload_and_publishes_nothing(tmpfs)
                                port=server.port, key_file=server.client_key_file)
         put_bytes(dest, "kb/old.bkpd", b"earlier backup")
         data = os.urandom(3 * MiB)
-        with pytest.raises(DestinationError) as caught:
+        with pytest.raises(DestinationFull) as caught:
             with dest.open_write("kb/a.bkpd") as up:
                 for i in range(0, len(data), 64 * 1024):
                     up.write(memoryview(data)[i : i + 64 * 1024])
-        assert not isinstance(caught.value, DestinationUnavailable)
-        assert "check free space" in caught.value.hint
+        assert not caught.value.retryable and "free space" in caught.value.hint
+        assert "'offsite'" in str(caught.value) and "no space left on device" in str(caught.value)
         assert files_under(small) == ["kb/old.bkpd"]  # no partial artifact, no temp file
         assert get_bytes(dest, "kb/old.bkpd") == b"earlier backup"
         dest.close()
+

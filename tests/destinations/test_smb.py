@@ -16,7 +16,7 @@ from backupd.config.schema import DestinationConfig
 from backupd.destinations.base import TEMP_SUFFIX, get_bytes, put_bytes
 from backupd.destinations.registry import open_destination
 from backupd.destinations.smb import SmbDestination, read_password
-from backupd.errors import DestinationError, DestinationUnavailable
+from backupd.errors import DestinationError, DestinationFull, DestinationUnavailable
 from tests.servers.smbd import free_port, running_smbd
 
 
@@ -164,10 +164,11 @@ def test_a_full_disk_on_the_server_fails_the_upload_and_publishes_nothing(smb_se
     d = smb(smb_server, path=small.name)
     put_bytes(d, "kb/old.bkpd", b"earlier backup")
     data = os.urandom(3 * 1024 * 1024)
-    with pytest.raises(DestinationError) as caught:
+    with pytest.raises(DestinationFull) as caught:
         with d.open_write("kb/a.bkpd") as up:
             for i in range(0, len(data), 64 * 1024):
                 up.write(memoryview(data)[i : i + 64 * 1024])
-    assert not isinstance(caught.value, DestinationUnavailable)
+    assert not caught.value.retryable and "'nas-direct'" in str(caught.value), caught.value
     assert sorted(str(p.relative_to(small)) for p in small.rglob("*") if p.is_file()) == ["kb/old.bkpd"]
     assert get_bytes(d, "kb/old.bkpd") == b"earlier backup"
+
