@@ -245,7 +245,13 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
             at = iso_time(args.at) if args.at else None
         except BadUsageError as exc:
             raise BadUsageError(f"--at: {exc.message}") from None
-        job = client.restore_create(args.source, os.path.abspath(args.to), backup_id=args.backup_id, at=at,
+        to = os.path.abspath(args.to)
+        try:
+            to.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadUsageError(f"--to {to!r} is not valid UTF-8, and the control protocol carries paths as UTF-8: "
+                                "choose a UTF-8 path, or restore with `backupd restore`, which takes any path") from None
+        job = client.restore_create(args.source, to, backup_id=args.backup_id, at=at,
                                     tables=tables, overwrite=args.overwrite, copy_selection=args.copy_selection)
         return _finish(client, job) if args.wait else _queued(job, f"restore of {args.source}")
     if command == "validate":

@@ -4,6 +4,7 @@ status while a backup runs, and the exit codes and output of failures."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -137,3 +138,22 @@ def test_backupctl_prune_renders_its_jobs_and_what_they_deleted(installation, da
     assert "{" not in waited.stdout
     as_json = d.ctl_json("prune", "--wait")
     assert [j["kind"] for j in as_json] == ["prune"] and as_json[0]["status"] == "completed"
+
+
+def test_backupctl_restore_under_a_directory_named_like_a_uri(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    backup = d.ctl_json("backup", "--source", "demo", "--wait")
+    outside = inst.root / "out"
+    directory = outside / "a#b?mode=ro%25"
+    directory.mkdir(parents=True)
+    restored = d.ctl_json("restore", "--source", "demo", "--backup", backup["id"], "--to", str(directory / "r.db"),
+                          "--wait")
+    assert restored["status"] == "completed", restored
+    assert row_count(directory / "r.db") == row_count(inst.db("demo"))
+    assert sorted(p.relative_to(outside).as_posix() for p in outside.rglob("*")) == ["a#b?mode=ro%25",
+                                                                                      "a#b?mode=ro%25/r.db"]
+    not_utf8 = d.ctl("restore", "--source", "demo", "--backup", backup["id"], "--to",
+                     os.fsdecode(bytes(directory) + b"/\xff.db"), "--wait")
+    assert not_utf8.returncode == 2 and "is not valid UTF-8" in not_utf8.stderr, not_utf8
+    assert "backupd restore" in not_utf8.stderr
