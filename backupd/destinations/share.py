@@ -46,17 +46,20 @@ def _mount_points() -> set[bytes]:
     return {_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), f[4]) for f in fields if len(f) > 4}
 
 
-def is_mount(path: Path) -> bool:
+def is_mount(path: Path, mount_points: set[bytes] | None = None) -> bool:
     """True when `path` is a mount point. `os.path.ismount` compares devices and so misses a bind mount of
-    a directory on the same file system; the mount table does not."""
-    return os.path.ismount(path) or os.fsencode(os.path.realpath(path)) in _mount_points()
+    a directory on the same file system; the mount table (read now unless given) does not."""
+    if os.path.ismount(path):
+        return True
+    return os.fsencode(os.path.realpath(path)) in (_mount_points() if mount_points is None else mount_points)
 
 
 def nearest_mount(path: Path) -> Path:
     """The deepest existing ancestor of `path` (or `path` itself) that is a mount point."""
     p = Path(os.path.abspath(path))
+    points = _mount_points()
     while True:
-        if p.exists() and is_mount(p):
+        if p.exists() and is_mount(p, points):
             return p
         if p.parent == p:
             return p
