@@ -16,6 +16,7 @@ from backupd.config import load_config
 from backupd.daemon.main import run as run_daemon
 from backupd.engine.context import open_context
 from backupd.engine.crypto import keygen
+from backupd.sqlite_uri import connect as sqlite_connect
 
 WORDS = "backup restore chain page snapshot wal journal vacuum schema index table row key cipher block".split()
 
@@ -36,7 +37,7 @@ def prepare(config_path: Path) -> None:
         db = (base / s["path"]).resolve()
         if not db.exists():
             db.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(db)
+            conn = sqlite_connect(db, mode="rwc")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT, updated_at INTEGER)")
             conn.execute("CREATE INDEX notes_by_title ON notes (title)")
@@ -47,7 +48,7 @@ def prepare(config_path: Path) -> None:
 
 def write_some(db: Path, rng: random.Random, n: int) -> None:
     """The application at work: insert and update a few notes."""
-    conn = sqlite3.connect(db)
+    conn = sqlite_connect(db, mode="rwc")
     with conn:
         for _ in range(n):
             conn.execute("INSERT INTO notes (title, body, updated_at) VALUES (?, ?, strftime('%s'))",
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare(args.config)
     cfg = load_config(args.config)
     db = cfg.sources[0].path
-    conn = sqlite3.connect(db)
+    conn = sqlite_connect(db, mode="rwc")
     empty = conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
     conn.close()
     if empty:

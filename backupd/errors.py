@@ -52,6 +52,10 @@ class ConfigError(BackupdError):
         )
 
 
+class PathTooLong(UsageError):
+    """A path given to backupd is longer than the file system allows (NAME_MAX per name, PATH_MAX in all)."""
+
+
 class TargetExists(BackupdError):
     code = "target_exists"
     exit_code = 2

@@ -12,7 +12,6 @@ file holds until the file's own `enabled` changes: the newest decision wins.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from backupd.config.load import parse_destination
 from backupd.config.schema import Config, DestinationConfig
 from backupd.errors import ConfigError
+from backupd.sqlite_uri import connect as sqlite_connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runtime_destinations (
@@ -52,7 +52,7 @@ class DestinationOverlay:
     """The stored run-time changes."""
 
     def __init__(self, state_dir: Path):
-        self._db = sqlite3.connect(Path(state_dir) / "catalog.db", timeout=30, isolation_level=None,
+        self._db = sqlite_connect(Path(state_dir) / "catalog.db", mode="rwc", timeout=30, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)

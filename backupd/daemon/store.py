@@ -4,10 +4,11 @@ flags, and the last fire time of every schedule (for catch-up after a restart)."
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from backupd.sqlite_uri import connect as sqlite_connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS daemon_jobs (
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS schedule_fires (name TEXT PRIMARY KEY, last_fire TEXT
 
 class DaemonStore:
     def __init__(self, path: Path):
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = sqlite_connect(path, mode="rwc", timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 

@@ -7,10 +7,12 @@ import os
 import secrets
 import stat
 import time
+from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
+from backupd.destinations.probe import PROBE_DATA, PROBE_PREFIX, probe_name
 from backupd.errors import DestinationError, NotFound
 
 
@@ -211,10 +213,16 @@ class LocalDestination:
         try:
             self._ensure_root()
             reachable = self.root.is_dir()
-            probe = f".probe-{secrets.token_hex(4)}"
-            path = self.root / probe
-            path.write_bytes(b"backupd health probe")
-            path.unlink()
+            for stale in self.root.glob(f"{PROBE_PREFIX}*"):  # left by a probe that died half-way
+                stale.unlink(missing_ok=True)
+            path = self.root / probe_name()
+            try:
+                path.write_bytes(PROBE_DATA)
+            except OSError:
+                with suppress(OSError):  # a half-written probe goes too; the write's error is the one to report
+                    path.unlink(missing_ok=True)
+                raise
+            path.unlink(missing_ok=True)
             writable = True
         except (OSError, DestinationError) as exc:
             problems.append(str(exc))

@@ -38,7 +38,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -48,6 +48,7 @@ from paramiko import sftp as sftp_protocol
 
 from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
+from backupd.destinations.probe import PROBE_DATA, is_probe, probe_name
 from backupd.errors import DestinationError, DestinationUnavailable, NotFound
 
 __all__ = ["SftpDestination", "fingerprint", "from_config"]
@@ -692,16 +693,32 @@ class SftpDestination:
                 sftp = self._sftp()
                 reachable = True
                 self._makedirs(sftp, self.root)
-                probe = self._remote(f".probe-{secrets.token_hex(4)}")
-                with sftp.open(probe, "wbx") as file:
-                    file.write(b"backupd health probe")
-                sftp.remove(probe)
+                for name in sftp.listdir(self.root):
+                    if is_probe(name):  # left by a probe whose connection dropped half-way
+                        self._remove_probe(sftp, self._remote(name))
+                probe = self._remote(probe_name())
+                try:
+                    with sftp.open(probe, "wbx") as file:
+                        file.write(PROBE_DATA)
+                except Exception:
+                    with suppress(Exception):  # when the connection is still up; else the next probe removes it
+                        self._remove_probe(sftp, probe)
+                    raise
+                self._remove_probe(sftp, probe)
                 writable = True
         except DestinationError as exc:
             problems.append(str(exc))
         latency_ms = (time.monotonic() - start) * 1000
         free = self.free_space() if reachable else None
         return Health(reachable, writable, free, latency_ms, tuple(problems))
+
+    @staticmethod
+    def _remove_probe(sftp: paramiko.SFTPClient, path: str) -> None:
+        try:
+            sftp.remove(path)
+        except OSError as exc:
+            if not _is_missing(exc):
+                raise
 
     def remove_stale_temp(self, prefix: str = "") -> list[str]:
         removed = []

@@ -5,8 +5,9 @@ which network filesystems do not honour. The guard: when a share is not mounted 
 directory on the local disk, and backups written there would silently fill it. So every write
 (`open_write`, `delete`, `remove_stale_temp`) and `health()` first checks the mount:
 
-- with `mount_point` set (recommended): `os.path.ismount(mount_point)` must be true, and `root` must lie
-  under `mount_point`;
+- with `mount_point` set (recommended): `mount_point` must be a mount point (`is_mount`: listed in
+  /proc/self/mountinfo, so a bind mount of a directory of the same file system counts too), and `root`
+  must lie under `mount_point`;
 - without it: the deepest mount point among `root`'s ancestors is taken as the share's mount point,
   and it must not be `/`. This catches the common failure (the share is not mounted, so the path is on
   the root filesystem) but not a path that falls back to some other local mount; set `mount_point`
@@ -19,6 +20,7 @@ which reads as "no objects", never as a write to the wrong disk.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -27,13 +29,37 @@ from backupd.destinations.local import LocalDestination, LocalUpload
 from backupd.errors import DestinationError
 
 HINT = "mount the share (or fix mount_point)"
+MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _mount_points() -> set[bytes]:
+    """Every mount point of this process's mount namespace, from /proc/self/mountinfo (empty if unreadable).
+
+    Field 5 of each line is the mount point, with space, tab, newline and backslash as `\\ooo` escapes."""
+    try:
+        with open(MOUNTINFO, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    fields = (line.split(b" ") for line in lines)
+    return {_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), f[4]) for f in fields if len(f) > 4}
+
+
+def is_mount(path: Path, mount_points: set[bytes] | None = None) -> bool:
+    """True when `path` is a mount point. `os.path.ismount` compares devices and so misses a bind mount of
+    a directory on the same file system; the mount table (read now unless given) does not."""
+    if os.path.ismount(path):
+        return True
+    return os.fsencode(os.path.realpath(path)) in (_mount_points() if mount_points is None else mount_points)
 
 
 def nearest_mount(path: Path) -> Path:
     """The deepest existing ancestor of `path` (or `path` itself) that is a mount point."""
     p = Path(os.path.abspath(path))
+    points = _mount_points()
     while True:
-        if p.exists() and os.path.ismount(p):
+        if p.exists() and is_mount(p, points):
             return p
         if p.parent == p:
             return p
@@ -59,7 +85,7 @@ class ShareDestination(LocalDestination):
                     f"destination {self.name!r}: path {root} is not under mount_point {mount}",
                     hint="set path to a directory inside the mounted share",
                 )
-            if not os.path.ismount(mount):
+            if not is_mount(mount):
                 raise DestinationError(
                     f"destination {self.name!r}: {mount} is not mounted; refusing to write so backups never fill the local disk",
                     hint=HINT,

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import BinaryIO
 
 import smbclient
@@ -48,6 +48,7 @@ from smbprotocol.tree import TreeConnect
 
 from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
+from backupd.destinations.probe import PROBE_DATA, PROBE_PREFIX, probe_name
 from backupd.errors import DestinationError, DestinationPermissionDenied, DestinationUnavailable, NotFound
 
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
@@ -403,15 +404,29 @@ class SmbDestination:
             with self._errors("health probe"):
                 self._ensure_root()
                 reachable = True
-                probe = self._path(f".probe-{secrets.token_hex(4)}")
-                with smbclient.open_file(probe, mode="xb", **self._kw()) as f:
-                    f.write(b"backupd health probe")
-                smbclient.remove(probe, **self._kw())
+                for entry in smbclient.scandir(self._root, search_pattern=f"{PROBE_PREFIX}*", **self._kw()):
+                    self._remove_probe(self._path(entry.name))  # left by a probe whose connection dropped
+                probe = self._path(probe_name())
+                try:
+                    with smbclient.open_file(probe, mode="xb", **self._kw()) as f:
+                        f.write(PROBE_DATA)
+                except Exception:
+                    with suppress(Exception):  # when the connection is still up; else the next probe removes it
+                        self._remove_probe(probe)
+                    raise
+                self._remove_probe(probe)
                 writable = True
             free = self.free_space()
         except DestinationError as exc:
             problems.append(str(exc))
         return Health(reachable, writable, free, (time.monotonic() - start) * 1000, tuple(problems))
+
+    def _remove_probe(self, path: str) -> None:
+        try:
+            smbclient.remove(path, **self._kw())
+        except SMBOSError as exc:
+            if not _is_missing_os(exc):
+                raise
 
     def remove_stale_temp(self, prefix: str = "") -> list[str]:
         _check_prefix(prefix)

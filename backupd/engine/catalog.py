@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from backupd.core.manifest import Manifest, Sidecar
+from backupd.sqlite_uri import connect as sqlite_connect
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -156,7 +157,7 @@ class Catalog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = sqlite_connect(self.path, mode="rwc", timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=FULL")

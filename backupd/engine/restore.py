@@ -26,11 +26,13 @@ from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, copies_in_order, iter_page_blocks
 from backupd.engine.snapshot import schema_and_counts
 from backupd.engine.tables import copy_tables
-from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NotFound, RestoreFailed,
-                            TargetExists, UsageError)
+from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NotFound, PathTooLong,
+                            RestoreFailed, TargetExists, UsageError)
+from backupd.sqlite_uri import connect as sqlite_connect
 
 log = structlog.get_logger("backupd.restore")
 TEMP_SUFFIX = ".backupd-restore-tmp"
+SIDE_SUFFIX = "-journal"  # the longest suffix SQLite adds to a database's name for its side files
 
 
 @dataclass(frozen=True)
@@ -105,16 +107,50 @@ class RestoreResult:
                 "tables": self.tables, "bytes_written": self.bytes_written, "duration_s": round(self.duration_s, 3)}
 
 
+def _limits(directory: Path) -> tuple[int, int]:
+    """(NAME_MAX, PATH_MAX) of the file system holding `directory`; Linux's usual values when it cannot say."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX"), os.pathconf(directory, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
+
+
+def _temp_stem(path: Path) -> str:
+    """The target's name as temp files carry it, cut (by bytes) so the temp name and its -journal fit NAME_MAX."""
+    room = _limits(path.parent)[0] - len(SIDE_SUFFIX) - len(f"..{2**22}-{'0' * 8}{TEMP_SUFFIX}")
+    return os.fsdecode(os.fsencode(path.name)[:room])
+
+
 def _temp_beside(path: Path) -> Path:
     """`.<name>.<pid>-<random>.backupd-restore-tmp`: the pid lets a later restore tell a dead one's leftovers."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    return path.with_name(f".{_temp_stem(path)}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def check_target_length(to: Path) -> None:
+    """PathTooLong when `to` (absolute), its temp file or SQLite's -journal beside either passes NAME_MAX or PATH_MAX."""
+    name_max, path_max = _limits(to.parent)
+    for part in to.parts[1:-1]:
+        if len(os.fsencode(part)) > name_max:
+            raise PathTooLong(f"restore target {to}: directory name {part[:40]!r}… is {len(os.fsencode(part))} bytes, "
+                              f"longer than the {name_max} bytes the file system allows",
+                              hint="choose a shorter path for --to")
+    name = len(os.fsencode(to.name))
+    if name > name_max - len(SIDE_SUFFIX):
+        raise PathTooLong(f"restore target {to}: its file name is {name} bytes; at most {name_max - len(SIDE_SUFFIX)} "
+                          f"leave room for the {SIDE_SUFFIX} file SQLite keeps beside a database "
+                          f"(the file system allows {name_max})", hint="choose a shorter file name for --to")
+    longest = len(os.fsencode(_temp_beside(to))) + len(SIDE_SUFFIX)
+    if longest >= path_max:
+        raise PathTooLong(f"restore target {to}: the path is {len(os.fsencode(to))} bytes; with the temp file and "
+                          f"SQLite's {SIDE_SUFFIX} beside it that passes the {path_max} bytes the file system allows",
+                          hint="choose a shorter path for --to")
 
 
 def remove_dead_restore_temps(target: Path) -> list[Path]:
     """Delete temp files beside `target` left by restores whose process no longer exists."""
     removed = []
-    prefix = f".{target.name}."
-    for p in target.parent.glob(f".{glob_escape(target.name)}.*{TEMP_SUFFIX}*"):
+    prefix = f".{_temp_stem(target)}."
+    for p in target.parent.glob(f".{glob_escape(_temp_stem(target))}.*{TEMP_SUFFIX}*"):
         middle = p.name[len(prefix):].split(TEMP_SUFFIX)[0]
         pid = middle.split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
@@ -208,7 +244,7 @@ def _write_fresh_pages(fd: int, numbers: tuple[int, ...], pages: memoryview, ps:
 def check_restored(path: Path, plan: RestorePlan, tables: list[str] | None) -> None:
     """Post-restore validation: integrity_check, schema hash and row counts against the manifest."""
     m = plan.target.manifest
-    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+    conn = sqlite_connect(path, mode="rw", isolation_level=None)
     try:
         problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
         schema_hash, counts = schema_and_counts(conn)
@@ -244,6 +280,7 @@ def run_restore(
     """Restore a backup (or the restore point at `at`) to `to`; see the module docstring."""
     started = time.monotonic()
     to = Path(to).absolute()
+    check_target_length(to)
     if to.exists() and not overwrite:
         raise TargetExists(f"{to} already exists", hint="choose a new path, or pass --overwrite to replace it")
     if to.is_dir():
@@ -274,6 +311,7 @@ def run_restore(
             final_tmp = _temp_beside(to)
             copy_tables(full_tmp, final_tmp, tables)
             _remove_db_files(full_tmp)
+            nbytes = os.stat(final_tmp).st_size  # the file installed, not the whole database it was copied from
         rep.phase("validating")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as pool:
             flushed = pool.submit(_fsync_file, final_tmp)  # disk-bound, overlaps the CPU-bound checks

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from backupd.errors import SnapshotFailed
+from backupd.sqlite_uri import connect as sqlite_connect
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WAL_HEADER = 32
@@ -101,8 +102,7 @@ class Snapshot:
 
 
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
-    uri = "file:" + str(path).replace("?", "%3f").replace("#", "%23") + "?mode=rw"
-    return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    return sqlite_connect(path, mode="rw", timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
 def _lock_checkpoints(shm_fd: int, deadline: float) -> None:

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from backupd.errors import RestoreFailed, UsageError
+from backupd.sqlite_uri import connect as sqlite_connect, sqlite_uri
 
 
 def _q(name: str) -> str:
@@ -14,15 +15,15 @@ def _q(name: str) -> str:
 
 def copy_tables(src: Path, dst: Path, tables: list[str]) -> None:
     """Create `dst` holding only `tables` of `src`, with their rows and indexes."""
-    conn = sqlite3.connect(dst, isolation_level=None)
+    conn = sqlite_connect(dst, mode="rwc", isolation_level=None)
     try:
-        probe = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+        probe = sqlite_connect(src, mode="ro")
         try:
             page_size = probe.execute("PRAGMA page_size").fetchone()[0]
         finally:
             probe.close()
         conn.execute(f"PRAGMA page_size = {int(page_size)}")
-        conn.execute("ATTACH DATABASE ? AS s", (f"file:{src}?mode=ro",))
+        conn.execute("ATTACH DATABASE ? AS s", (sqlite_uri(src, mode="ro"),))
         conn.execute("BEGIN")
         for table in tables:
             row = conn.execute("SELECT sql FROM s.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()

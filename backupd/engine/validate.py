@@ -44,6 +44,7 @@ from backupd.engine.snapshot import schema_and_counts
 from backupd.engine.stream import ArtifactReader
 from backupd.errors import (DESTINATION_CODES, BackupdError, CorruptArtifact, DestinationError, MissingChainMember,
                             NotFound, UsageError)
+from backupd.sqlite_uri import connect as sqlite_connect
 
 log = structlog.get_logger("backupd.validate")
 READ_CHUNK = 1024 * 1024
@@ -550,7 +551,7 @@ class _Validation:
                 for r in deep[1:]:
                     self._skip(r, "skipped: the chain did not restore (see restore_completes)")
                 return
-            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+            conn = sqlite_connect(path, mode="rw", isolation_level=None)
             try:
                 self._database_checks(conn, custom)
             finally:

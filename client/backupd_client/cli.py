@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = cmd(sub, "prune", "apply retention; explains every decision")
     pr.add_argument("--dry-run", action="store_true", help="only show what would be deleted, and why")
+    pr.add_argument("--wait", action="store_true", help="wait for the prune jobs and show what they deleted")
 
     cmd(sub, "reload", "reload the daemon's config file (as SIGHUP does)")
     return p
@@ -244,7 +245,13 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
             at = iso_time(args.at) if args.at else None
         except BadUsageError as exc:
             raise BadUsageError(f"--at: {exc.message}") from None
-        job = client.restore_create(args.source, os.path.abspath(args.to), backup_id=args.backup_id, at=at,
+        to = os.path.abspath(args.to)
+        try:
+            to.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadUsageError(f"--to {to!r} is not valid UTF-8, and the control protocol carries paths as UTF-8: "
+                                "choose a UTF-8 path, or restore with `backupd restore`, which takes any path") from None
+        job = client.restore_create(args.source, to, backup_id=args.backup_id, at=at,
                                     tables=tables, overwrite=args.overwrite, copy_selection=args.copy_selection)
         return _finish(client, job) if args.wait else _queued(job, f"restore of {args.source}")
     if command == "validate":
@@ -256,7 +263,11 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         return _dest(args, client)
     if command == "prune":
         plan = client.prune(dry_run=args.dry_run)
-        return Outcome(plan, render.plan_text(plan, args.dry_run))
+        if args.dry_run or not isinstance(plan.get("jobs"), list):
+            return Outcome(plan, render.plan_text(plan, args.dry_run))
+        jobs = [client.job_wait(j["job_id"]) for j in plan["jobs"]] if args.wait else plan["jobs"]
+        failed = any(j.get("status") in FAILED_STATUSES for j in jobs)
+        return Outcome(jobs if args.wait else plan, render.prune_jobs_text(jobs), 1 if failed else 0)
     if command == "reload":
         reply = client.config_reload()
         return Outcome(reply, "config reloaded")

@@ -281,3 +281,16 @@ def plan_text(plan: Any, dry_run: bool) -> str:
     lines.extend(line("keep", item) for item in keep or [])
     lines.append(f"{'dry run: ' if dry_run else ''}{len(delete or [])} to delete, {len(keep or [])} kept")
     return "\n".join(lines)
+
+
+def prune_jobs_text(jobs: Iterable[Mapping[str, Any]]) -> str:
+    """A real prune: each source's job, and for a finished one what it deleted and kept, as the dry run says it."""
+    lines = []
+    for job in jobs:
+        error = job.get("error") if isinstance(job.get("error"), Mapping) else None
+        why = f": {fmt(error.get('message'))} ({fmt(error.get('code'))})" if error else ""
+        lines.append(f"prune of {fmt(job.get('source'))}: job {fmt(job.get('job_id'))} {fmt(job.get('status'))}{why}")
+        result = job.get("result")
+        if isinstance(result, Mapping) and ("delete" in result or "keep" in result):
+            lines.extend(f"  {line}" for line in plan_text(result, False).splitlines())
+    return "\n".join(lines) or "nothing to prune"

@@ -59,7 +59,8 @@ VALID = [
     (["dest", "disable", "usb"], {"action": "disable", "name": "usb"}),
     (["dest", "rm", "usb"], {"action": "rm", "name": "usb", "force": False}),
     (["dest", "rm", "usb", "--force"], {"action": "rm", "name": "usb", "force": True}),
-    (["prune"], {"command": "prune", "dry_run": False}),
+    (["prune"], {"command": "prune", "dry_run": False, "wait": False}),
+    (["prune", "--wait"], {"dry_run": False, "wait": True}),
     (["prune", "--dry-run"], {"dry_run": True}),
     (["reload"], {"command": "reload"}),
 ]

@@ -4,6 +4,7 @@ status while a backup runs, and the exit codes and output of failures."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -105,3 +106,54 @@ def test_backupctl_end_to_end(installation, daemon_for):
     human_status = d.ctl("status")
     assert human_status.returncode == 0 and "running" in human_status.stdout
     d.stop()
+
+
+def test_backupctl_prune_renders_its_jobs_and_what_they_deleted(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    ids = [d.ctl_json("backup", "--source", "demo", "--strategy", "full", "--wait")["id"] for _ in range(3)]
+    inst.extra = "\n[retention]\nkeep_last = 1\n"
+    inst.write_config()
+    assert d.ctl("reload").returncode == 0
+
+    queued = d.ctl("prune")
+    assert queued.returncode == 0, queued
+    assert "{" not in queued.stdout and queued.stdout.startswith("prune of demo: job j"), queued.stdout
+    d.client().job_wait(d.ctl_json("jobs", "--kind", "prune")[0]["job_id"], timeout_s=60)
+
+    assert [b["id"] for b in d.ctl_json("ls")] == [ids[-1]]
+    inst.extra = ""  # no retention while one more backup is taken
+    inst.write_config()
+    assert d.ctl("reload").returncode == 0
+    d.ctl_json("backup", "--source", "demo", "--strategy", "full", "--wait")
+    inst.extra = "\n[retention]\nkeep_last = 1\n"
+    inst.write_config()
+    assert d.ctl("reload").returncode == 0
+    waited = d.ctl("prune", "--wait")
+    assert waited.returncode == 0, waited
+    lines = waited.stdout.splitlines()
+    assert lines[0].startswith("prune of demo: job j") and lines[0].endswith(" completed"), lines
+    assert any(line.startswith(f"  deleted {ids[-1]}") for line in lines), lines
+    assert lines[-1] == "  1 to delete, 1 kept", lines
+    assert "{" not in waited.stdout
+    as_json = d.ctl_json("prune", "--wait")
+    assert [j["kind"] for j in as_json] == ["prune"] and as_json[0]["status"] == "completed"
+
+
+def test_backupctl_restore_under_a_directory_named_like_a_uri(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    backup = d.ctl_json("backup", "--source", "demo", "--wait")
+    outside = inst.root / "out"
+    directory = outside / "a#b?mode=ro%25"
+    directory.mkdir(parents=True)
+    restored = d.ctl_json("restore", "--source", "demo", "--backup", backup["id"], "--to", str(directory / "r.db"),
+                          "--wait")
+    assert restored["status"] == "completed", restored
+    assert row_count(directory / "r.db") == row_count(inst.db("demo"))
+    assert sorted(p.relative_to(outside).as_posix() for p in outside.rglob("*")) == ["a#b?mode=ro%25",
+                                                                                      "a#b?mode=ro%25/r.db"]
+    not_utf8 = d.ctl("restore", "--source", "demo", "--backup", backup["id"], "--to",
+                     os.fsdecode(bytes(directory) + b"/\xff.db"), "--wait")
+    assert not_utf8.returncode == 2 and "is not valid UTF-8" in not_utf8.stderr, not_utf8
+    assert "backupd restore" in not_utf8.stderr

@@ -99,3 +99,26 @@ def test_the_registry_builds_a_share_from_config(mounted):
     assert isinstance(dest, ShareDestination) and dest.kind == "share" and dest.mount_point == mounted
     put_bytes(dest, "kb/a.bkpd", b"x")
     assert (mounted / "backupd" / "kb" / "a.bkpd").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("name", ["nas", "my nas\tshare\\x"])  # mountinfo escapes space, tab and backslash
+def test_a_bind_mount_of_a_directory_on_the_same_file_system_counts_as_mounted(request, tmp_path, name):
+    exported, mount_point = tmp_path / "exported", tmp_path / name
+    exported.mkdir()
+    mount_point.mkdir()
+    subprocess.run(["mount", "--bind", str(exported), str(mount_point)], check=True)
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(mount_point)], check=False))
+    assert os.stat(exported).st_dev == os.stat(tmp_path).st_dev  # same device: os.path.ismount cannot tell
+
+    for dest in (ShareDestination("nas", mount_point / "backupd", mount_point=mount_point),
+                 ShareDestination("nas", mount_point / "backupd")):
+        put_bytes(dest, "kb/a.bkpd", b"on the share")
+        assert dest.health().status == "ok", dest.health()
+    assert (exported / "backupd" / "kb" / "a.bkpd").read_bytes() == b"on the share"
+
+    subprocess.run(["umount", str(mount_point)], check=True)
+    dest = ShareDestination("nas", mount_point / "backupd", mount_point=mount_point)
+    with pytest.raises(DestinationError) as exc:
+        put_bytes(dest, "kb/b.bkpd", b"would fill the local disk")
+    assert_refused(exc, mount_point)
+    assert everything_under(mount_point) == []

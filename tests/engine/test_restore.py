@@ -233,6 +233,7 @@ def test_tables_restores_only_the_named_tables_and_their_indexes(env, tmp_path):
             "--tables", "a,b", "--json")
     assert r.code == 0, r.stderr
     assert r.json()["tables"] == ["a", "b"]
+    assert r.json()["bytes_written"] == out.stat().st_size < env.db.stat().st_size  # the file written, not the whole
     assert integrity(out) == ["ok"]
     got = canonical_dump(out)
     assert set(got["rows"]) == {"a", "b", "sqlite_sequence"}
