@@ -57,6 +57,18 @@ class CopyChoice:
     all_copies: bool = False
     sample_percent: float | None = None
 
+    def check(self, level: str) -> None:
+        """UsageError for a choice that makes no sense at `level` (checked before any job starts)."""
+        if self.destination is not None and self.all_copies:
+            raise UsageError("verify: give --destination NAME or --all-copies, not both")
+        if self.sample_percent is not None:
+            try:
+                check_percent(self.sample_percent)
+            except ValueError as exc:
+                raise UsageError(f"--sample: {exc}") from None
+            if level == "quick":
+                raise UsageError("--sample needs level standard or deep: the quick level reads no block in depth")
+
 
 def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: CopyChoice = CopyChoice()) -> Report:
     """Validate `backup_id` and its chain at `level` (quick, standard or deep); see the module docstring."""
@@ -83,19 +95,11 @@ def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: Copy
 
 
 def _check_choice(ctx: EngineContext, level: str, choice: CopyChoice) -> None:
-    if choice.destination is not None and choice.all_copies:
-        raise UsageError("verify: give --destination NAME or --all-copies, not both")
+    choice.check(level)
     if choice.destination is not None and choice.destination not in {t.name for t in ctx.enabled_targets()}:
         ctx.config.destination(choice.destination)  # NotFound naming the configured ones
         raise UsageError(f"destination {choice.destination!r} is disabled: its copies are not read",
                          hint=f"enable it (`backupctl dest enable {choice.destination}`) to verify its copies")
-    if choice.sample_percent is not None:
-        try:
-            check_percent(choice.sample_percent)
-        except ValueError as exc:
-            raise UsageError(f"--sample: {exc}") from None
-        if level == "quick":
-            raise UsageError("--sample needs level standard or deep: the quick level reads no block in depth")
 
 
 def find_backup(ctx: EngineContext, backup_id: str) -> CatalogBackup:
