@@ -210,7 +210,7 @@ def blocks(m: ChainMember) -> R.Outcome:
     how = "AEAD tags" if reader.header.get("encryption") else "keyed checksums"
     sampled = "" if m.sample is None else f"; sampled: {checked} of {count - 1} page blocks decompressed and read"
     return R.Outcome.ok(f"{m.short}: {count} blocks ({scan.total} pages) verified by {how}, trailer matches{sampled}",
-                        blocks=count, pages=scan.total, **({} if m.sample is None else {"sampled_blocks": checked}))
+                        blocks=count, pages=scan.total, **({} if m.sample is None else {"sampled_blocks": sorted(m.sample)}))
 
 
 def embedded_manifest(m: ChainMember, corrupt: str) -> R.Outcome:

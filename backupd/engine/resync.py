@@ -4,7 +4,7 @@ A backup sent to chosen destinations (its manifest's `destinations`) is only com
 A copy is rebuilt from one on another destination (chosen like a restore chooses): its blocks are
 read and verified with the source destination's key, then re-compressed and re-sealed with the
 target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does.
-A copy that failed validation is rewritten the same way, when another destination holds one.
+A copy that failed validation is rewritten the same way, when another destination holds one that did not.
 Backups are copied oldest first, so a destination never holds a delta without the chain before it.
 """
 
@@ -96,7 +96,8 @@ def resync(ctx: EngineContext, source: str) -> ResyncReport:
         backups = ctx.catalog.backups(source)
         meant = meant_for(backups, {t.name for t in ctx.enabled_targets()})
         for backup in backups:
-            have = {c.destination for c in backup.copies if not _damaged(c) or len(backup.copies) == 1}
+            healthy = {c.destination for c in backup.copies if not _damaged(c)}
+            have = healthy if healthy else {c.destination for c in backup.copies}  # rewrite only from a sound copy
             for target in ctx.enabled_targets():
                 if target.name in have or target.name in broken or target.name not in meant[backup.backup_id]:
                     continue
@@ -111,7 +112,8 @@ def resync(ctx: EngineContext, source: str) -> ResyncReport:
                     log.warning("resync_copy_failed", backup_id=backup.backup_id, destination=target.name,
                                 error=str(exc))
                     continue
-                ctx.catalog.record_backup(backup.manifest, [*(c for c in backup.copies if c.destination != target.name), copy])
+                kept = [c for c in backup.copies if c.destination != target.name]  # a rewritten copy replaces its old self
+                ctx.catalog.record_backup(backup.manifest, [*kept, copy])
                 report.copied.append({"backup_id": backup.backup_id, "destination": target.name,
                                       "bytes": copy.stored_bytes})
                 log.info("resync_copied", backup_id=backup.backup_id, destination=target.name,
