@@ -230,7 +230,8 @@ def run(args) -> tuple[Any, str, int]:
             gap = f" ({j['gap_s']:.0f}s before the asked time)" if j["gap_s"] is not None else ""
             return j, f"restored {j['backup_id']}{gap} to {j['path']} (chain of {len(j['chain'])})", 0
         if args.command == "verify":
-            from backupd.engine.validate import CopyChoice, validate_backup
+            from backupd.engine.copy_choice import CopyChoice
+            from backupd.engine.validate import validate_backup
 
             choice = CopyChoice(args.destination, args.all_copies, args.sample)
             j = validate_backup(ctx, args.backup_id, args.level or ctx.config.validation.default_level, choice).to_json()

@@ -17,7 +17,7 @@ from backupd.core.chain import restore_point_at
 from backupd.core.metadata import check_metadata
 from backupd.core.units import parse_instant
 from backupd.engine.prune import plan_prune
-from backupd.engine.validate import CopyChoice
+from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import NotFound, UsageError
 
 

@@ -107,7 +107,7 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
                     f"{f['destination']}: {f['error']}" for f in report["failed"])}
             return "completed", report, None
         if kind == "validate":
-            from backupd.engine.validate import CopyChoice
+            from backupd.engine.copy_choice import CopyChoice
 
             choice = CopyChoice(args.get("destination"), bool(args.get("all_copies")), args.get("sample_percent"))
             report = _validate(ctx, args["backup_id"], args["level"], choice).to_json()
@@ -121,6 +121,7 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
 
 
 def _validate(ctx, backup_id: str, level: str, choice=None):
-    from backupd.engine.validate import CopyChoice, validate_backup
+    from backupd.engine.copy_choice import CopyChoice
+    from backupd.engine.validate import validate_backup
 
     return validate_backup(ctx, backup_id, level, choice or CopyChoice())

@@ -33,12 +33,13 @@ from structlog.contextvars import bound_contextvars
 from backupd.core import chain
 from backupd.core.copy_order import FAILED, CopyState
 from backupd.core.ids import is_backup_id, sidecar_key
-from backupd.core.sampling import check_percent, sample_blocks
+from backupd.core.sampling import sample_blocks
 from backupd.engine import copy_checks as C
 from backupd.engine import rules as R
 from backupd.engine.catalog import CatalogBackup
 from backupd.engine.context import EngineContext
 from backupd.engine.copy_checks import ChainMember
+from backupd.engine.copy_choice import CopyChoice
 from backupd.engine.inventory import read_sidecar, reconcile
 from backupd.engine.reading import choose_copy, copies_in_order
 from backupd.engine.restored_checks import deep_checks
@@ -46,28 +47,6 @@ from backupd.engine.rules import Report
 from backupd.errors import BackupdError, MissingChainMember, NotFound, UsageError
 
 log = structlog.get_logger("backupd.validate")
-
-
-@dataclass(frozen=True)
-class CopyChoice:
-    """Which copies a validation checks: the one read first (default), the one on `destination`, or
-    every copy; `sample_percent` limits the in-depth block checks to a rotating share."""
-
-    destination: str | None = None
-    all_copies: bool = False
-    sample_percent: float | None = None
-
-    def check(self, level: str) -> None:
-        """UsageError for a choice that makes no sense at `level` (checked before any job starts)."""
-        if self.destination is not None and self.all_copies:
-            raise UsageError("verify: give --destination NAME or --all-copies, not both")
-        if self.sample_percent is not None:
-            try:
-                check_percent(self.sample_percent)
-            except ValueError as exc:
-                raise UsageError(f"--sample: {exc}") from None
-            if level == "quick":
-                raise UsageError("--sample needs level standard or deep: the quick level reads no block in depth")
 
 
 def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: CopyChoice = CopyChoice()) -> Report:
