@@ -1,9 +1,10 @@
 """Free-form metadata of a manual backup: `--meta KEY=VALUE` pairs, recorded in its manifest (so in
 the artifact, the sidecar and the catalog) and shown by `list`.
 
-Keys are short names (`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`), values printable text of at most
-MAX_VALUE_CHARS characters, and a backup holds at most MAX_ENTRIES of them in MAX_TOTAL_BYTES: a
-manifest stays small, and nothing a terminal or a log line would misread gets in.
+Keys are short names (`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`), values printable text (no control or
+format character) of at most MAX_VALUE_CHARS characters, and a backup holds at most MAX_ENTRIES of
+them in MAX_TOTAL_BYTES: a manifest stays small, and nothing a terminal or a log line would misread
+gets in.
 
     >>> parse_meta(["ticket=OPS-12", "reason=before migration"])
     {'ticket': 'OPS-12', 'reason': 'before migration'}
@@ -12,6 +13,7 @@ manifest stays small, and nothing a terminal or a log line would misread gets in
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +21,9 @@ KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 MAX_VALUE_CHARS = 1024
 MAX_ENTRIES = 32
 MAX_TOTAL_BYTES = 8192
+# Unicode categories refused in values: controls, format characters, surrogates, private use,
+# unassigned, line and paragraph separators.
+UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def parse_meta(items: Iterable[str]) -> dict[str, str]:
@@ -49,8 +54,10 @@ def check_metadata(metadata: Any) -> dict[str, str]:
             raise ValueError(f"the value of {key!r} must be text, not {type(value).__name__}")
         if len(value) > MAX_VALUE_CHARS:
             raise ValueError(f"the value of {key!r} has {len(value)} characters, at most {MAX_VALUE_CHARS} are kept")
-        if not value.isprintable():
-            raise ValueError(f"the value of {key!r} holds a control character (newline, tab, escape...)")
+        bad = next((ch for ch in value if unicodedata.category(ch) in UNPRINTABLE), None)
+        if bad is not None:
+            raise ValueError(f"the value of {key!r} holds the unprintable character U+{ord(bad):04X} "
+                             f"(a newline, tab, escape or other control or format character)")
         total += len(key.encode()) + len(value.encode())
     if total > MAX_TOTAL_BYTES:
         raise ValueError(f"{total} bytes of metadata: at most {MAX_TOTAL_BYTES} are kept per backup")

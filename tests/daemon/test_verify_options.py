@@ -24,7 +24,7 @@ def test_backup_metadata_and_validation_through_the_daemon(installation, daemon_
     assert shown.returncode == 0 and "verdict: pass" in shown.stdout, shown
 
     for bad, why in ((["--meta", "no value"], "expected KEY=VALUE"), (["--meta", "bad key=1"], "is not a name"),
-                     (["--meta", "k=line\nbreak"], "control character"), (["--meta", "k=" + "x" * 2000], "at most 1024")):
+                     (["--meta", "k=line\nbreak"], "unprintable character"), (["--meta", "k=" + "x" * 2000], "at most 1024")):
         proc = d.ctl("--json", "backup", "--source", "demo", *bad)
         assert proc.returncode == 2, proc
         assert json.loads(proc.stderr)["code"] == "bad_usage" and why in proc.stderr, proc.stderr
