@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from backupd.core import format as fmt
 from backupd.core.manifest import Manifest, Sidecar
+from backupd.core.sampling import Sample
 from backupd.engine import rules as R
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import Target
@@ -80,7 +81,7 @@ class ChainMember:
     pages: PageScan | None = None
     embedded_manifest: bytes | None = None
     block_count: int | None = None  # blocks (pages and manifest), once the whole-artifact check counted them
-    sample: frozenset[int] | None = None  # the page blocks a sampled run reads in depth; None: all
+    sample: Sample | None = None  # the page blocks a sampled run reads in depth; None: all
 
     @property
     def id(self) -> str:
@@ -198,7 +199,7 @@ def blocks(m: ChainMember) -> R.Outcome:
                 if kind != fmt.KIND_PAGES:
                     m.embedded_manifest = bytes(reader.decompress(compressed, seq))
                     continue
-                if m.sample is not None and seq not in m.sample:
+                if m.sample is not None and seq not in m.sample.blocks:
                     continue
                 checked += 1
                 try:
@@ -208,9 +209,11 @@ def blocks(m: ChainMember) -> R.Outcome:
                 scan.add(seq, numbers)
     m.blocks_ok = True
     how = "AEAD tags" if reader.header.get("encryption") else "keyed checksums"
-    sampled = "" if m.sample is None else f"; sampled: {checked} of {count - 1} page blocks decompressed and read"
-    return R.Outcome.ok(f"{m.short}: {count} blocks ({scan.total} pages) verified by {how}, trailer matches{sampled}",
-                        blocks=count, pages=scan.total, **({} if m.sample is None else {"sampled_blocks": sorted(m.sample)}))
+    text = f"{m.short}: {count} blocks ({scan.total} pages) verified by {how}, trailer matches"
+    if m.sample is None:
+        return R.Outcome.ok(text, blocks=count, pages=scan.total)
+    return R.Outcome.ok(f"{text}; sampled: {checked} of {count - 1} page blocks decompressed and read",
+                        blocks=count, pages=scan.total, sampled_blocks=sorted(m.sample.blocks))
 
 
 def embedded_manifest(m: ChainMember, corrupt: str) -> R.Outcome:

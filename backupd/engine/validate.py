@@ -139,8 +139,8 @@ class Validation:
             deep_checks(self)
         if self.choice.all_copies:  # a copy found good later makes a better recommendation
             self.results = [replace(r, recommendation=self.corrupt(self._checked(r)))
-                            if r.recommendation in self._damage_advice and self._checked(r) else r
-                            for r in self.results]
+                            if r.rule in _COPY_RULES and r.recommendation in self._damage_advice and self._checked(r)
+                            else r for r in self.results]
 
     def record(self, verdict: str) -> None:
         """Copies that passed become verified, damaged ones failed; sampled copies move their rotation on."""
@@ -154,10 +154,8 @@ class Validation:
         for m in self.faulty_copies():
             self.ctx.catalog.mark_failed(m.id, m.target.name)
         for m in self.checked:
-            if m.sample is not None and m.blocks_ok and m.target is not None and m.block_count:
-                nxt = sample_blocks(m.block_count - 1, self.choice.sample_percent, m.copy.sample_offset,
-                                    f"{m.id}/{m.target.name}").next_offset
-                self.ctx.catalog.set_sample_offset(m.id, m.target.name, nxt)
+            if m.sample is not None and m.blocks_ok and m.target is not None:
+                self.ctx.catalog.set_sample_offset(m.id, m.target.name, m.sample.next_offset)
 
     def _checked(self, r: R.CheckResult) -> ChainMember | None:
         where = (r.details.get("backup_id"), r.details.get("destination"))
@@ -347,7 +345,7 @@ class Validation:
             return
         if self.choice.sample_percent is not None and m.block_count and m.copy is not None:
             m.sample = sample_blocks(m.block_count - 1, self.choice.sample_percent, m.copy.sample_offset,
-                                     f"{m.id}/{m.target.name}").blocks
+                                     f"{m.id}/{m.target.name}")
         self.run_check(R.BLOCKS_AUTHENTIC, lambda: C.blocks(m), m)
         if m.embedded_manifest is None:
             self.skip(R.MANIFEST_MATCHES_SIDECAR, f"skipped: the manifest block of {m.what} was not reached", m)
