@@ -162,3 +162,11 @@ def test_a_copy_that_failed_validation_is_read_after_an_unverified_one(tmp_path:
     _flip(tmp_path / "a" / "db" / f"{backup['id']}.bkpd")
     assert cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").code == 1  # reads a
     assert _first_read(cfg, backup["id"]) == "b"  # b was never verified, but a is known to be damaged
+
+
+def test_a_copy_that_fails_its_checksum_mid_restore_is_read_last_afterwards(tmp_path: Path):
+    cfg, backup = _two_copies(tmp_path, "priority")
+    _flip(tmp_path / "a" / "db" / f"{backup['id']}.bkpd")
+    proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--to", str(tmp_path / "r.db"))
+    assert proc.code == 0, proc.stderr  # fell back to b
+    assert _first_read(cfg, backup["id"]) == "b"  # the next restore does not try the damaged copy first
