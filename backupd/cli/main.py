@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from backupd import log as logsetup
+from backupd.core.metadata import parse_meta
+from backupd.core.sampling import check_percent
 from backupd.core.units import parse_instant
 from backupd.errors import BackupdError, UsageError
 
@@ -30,6 +32,24 @@ def parse_at(value: str) -> datetime:
         return parse_instant(value)
     except ValueError as exc:
         raise UsageError(f"--at: {exc}") from None
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    try:
+        return check_percent(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _meta(items: list[str]) -> dict[str, str]:
+    try:
+        return parse_meta(items)
+    except ValueError as exc:
+        raise UsageError(f"--meta: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--description", default="")
     b.add_argument("--destination", action="append", dest="destinations", metavar="NAME",
                    help="send to this destination only (repeatable; default: every enabled one)")
+    b.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="free-form metadata recorded with the backup (repeatable)")
+    b.add_argument("--validate", choices=LEVELS, metavar="LEVEL",
+                   help="validate the backup at this level (quick, standard, deep) once it is stored")
 
     ls = cmd("list", "list restore points")
     ls.add_argument("--source")
@@ -74,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = cmd("verify", "validate a backup and its chain")
     v.add_argument("--backup", dest="backup_id", required=True)
     v.add_argument("--level", choices=LEVELS)
+    copies = v.add_mutually_exclusive_group()
+    copies.add_argument("--destination", metavar="NAME", help="check the copies on this destination")
+    copies.add_argument("--all-copies", action="store_true", help="check every copy of every chain member")
+    v.add_argument("--sample", type=_percent, metavar="PERCENT",
+                   help="read this share of each copy's blocks in depth, a different share each run")
 
     d = cmd("run", "run the daemon in the foreground (systemd supervises it)")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
@@ -124,6 +153,15 @@ def _human_size(n: int) -> str:
     return str(n)
 
 
+def _meta_text(metadata: dict[str, Any]) -> str:
+    return "".join(f"  {k}={v}" for k, v in sorted(metadata.items()))
+
+
+def _report_text(j: dict[str, Any]) -> str:
+    lines = [f"{c['status']:<5} {c['severity']:<8} {c['id']}: {c['message']}" for c in j["checks"]]
+    return "\n".join([*lines, *(f"recommendation: {r}" for r in j["recommendations"]), f"verdict: {j['verdict']}"])
+
+
 def run(args) -> tuple[Any, str, int]:
     """Execute a parsed command; returns (JSON-able result, human text, exit code)."""
     if args.command == "keygen":
@@ -141,7 +179,7 @@ def run(args) -> tuple[Any, str, int]:
             from backupd.engine.backup import run_backup
 
             b = run_backup(ctx, args.source, args.strategy, tags=tuple(args.tags), description=args.description,
-                           progress=_progress_printer(), destinations=args.destinations)
+                           metadata=_meta(args.meta), progress=_progress_printer(), destinations=args.destinations)
             j = b.to_json()
             text = (f"backup {j['id']} ({j['strategy']}): {j['changed_pages']} of {j['page_count']} pages, "
                     f"stored {_human_size(j['stored_bytes'])}")
@@ -151,13 +189,21 @@ def run(args) -> tuple[Any, str, int]:
                 head = (f"partial: success policy {b.policy!r} not met" if b.status == "partial"
                         else f"success policy {b.policy!r} met, with failed copies")
                 text += "\n" + head + "\n" + "\n".join(lines)
-            return j, text, 1 if b.status == "partial" else 0
+            if b.status == "partial":
+                return j, text, 1
+            if args.validate:
+                from backupd.engine.validate import validate_backup
+
+                j["validation"] = report = validate_backup(ctx, b.backup_id, args.validate).to_json()
+                text += "\n" + _report_text(report)
+                return j, text, 1 if report["verdict"] == "fail" else 0
+            return j, text, 0
         if args.command == "list":
             if args.source:
                 ctx.config.source(args.source)
             rows = [b.to_json() for b in ctx.catalog.backups(args.source)]
             text = "\n".join(f"{r['id']}  {r['source']:<12} {r['strategy']:<12} {r['created_at']}  "
-                             f"{_human_size(r['stored_bytes']):>10}" for r in rows) or (
+                             f"{_human_size(r['stored_bytes']):>10}" + _meta_text(r["metadata"]) for r in rows) or (
                 "no restore points in the catalog (on a new machine or state dir, run `backupd catalog rebuild` first)")
             return rows, text, 0
         if args.command == "restore" and args.plan:
@@ -184,12 +230,12 @@ def run(args) -> tuple[Any, str, int]:
             gap = f" ({j['gap_s']:.0f}s before the asked time)" if j["gap_s"] is not None else ""
             return j, f"restored {j['backup_id']}{gap} to {j['path']} (chain of {len(j['chain'])})", 0
         if args.command == "verify":
+            from backupd.engine.copy_choice import CopyChoice
             from backupd.engine.validate import validate_backup
 
-            report = validate_backup(ctx, args.backup_id, args.level or ctx.config.validation.default_level)
-            j = report.to_json()
-            lines = [f"{c['status']:<5} {c['severity']:<8} {c['id']}: {c['message']}" for c in j["checks"]]
-            return j, "\n".join([*lines, f"verdict: {j['verdict']}"]), 1 if j["verdict"] == "fail" else 0
+            choice = CopyChoice(args.destination, args.all_copies, args.sample)
+            j = validate_backup(ctx, args.backup_id, args.level or ctx.config.validation.default_level, choice).to_json()
+            return j, _report_text(j), 1 if j["verdict"] == "fail" else 0
         if args.command == "prune":
             from backupd.engine.prune import run_prune
 

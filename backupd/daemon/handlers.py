@@ -14,8 +14,10 @@ from backupd import __version__
 from backupd_client.protocol import PROTOCOL_VERSION, Op
 
 from backupd.core.chain import restore_point_at
+from backupd.core.metadata import check_metadata
 from backupd.core.units import parse_instant
 from backupd.engine.prune import plan_prune
+from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import NotFound, UsageError
 
 
@@ -73,7 +75,8 @@ class Handlers:
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:
         self.d.config.chosen_destinations(a.get("destinations") or ())  # refused now rather than by the job
         args = {"strategy": a.get("strategy", "auto"), "tags": a.get("tags", []), "description": a.get("description", ""),
-                "destinations": a.get("destinations")}
+                "destinations": a.get("destinations"), "metadata": _metadata(a.get("metadata") or {}),
+                "validate_level": a.get("validate_level")}
         return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"),
                                         conditions=self.d.config.daemon.conditions, retry=self.d.config.daemon.retry)
 
@@ -110,8 +113,13 @@ class Handlers:
         if backup is None:
             raise NotFound(f"no backup {a['backup_id']}", hint="list restore points with `backupctl ls`")
         level = a.get("level") or self.d.config.validation.default_level
-        return self.d.supervisor.submit("validate", backup.manifest.source,
-                                        {"backup_id": a["backup_id"], "level": level}, priority="high")
+        choice = CopyChoice(a.get("destination"), bool(a.get("all_copies")), a.get("sample_percent"))
+        choice.check(level)
+        if choice.destination is not None:
+            self.d.config.destination(choice.destination)
+        args = {"backup_id": a["backup_id"], "level": level, "destination": choice.destination,
+                "all_copies": choice.all_copies, "sample_percent": choice.sample_percent}
+        return self.d.supervisor.submit("validate", backup.manifest.source, args, priority="high")
 
     def destination_health(self, a: dict[str, Any]) -> list[dict[str, Any]]:
         """The cached health; `refresh` starts new probes (answered later: poll until `checked_at` moves)."""
@@ -136,6 +144,13 @@ class Handlers:
             for key in ("keep", "delete", "keep_copies", "delete_copies"):
                 merged[key] += [{**item, "source": s} for item in plan[key]]
         return merged
+
+
+def _metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    try:
+        return check_metadata(metadata)
+    except ValueError as exc:
+        raise UsageError(f"metadata: {exc}") from None
 
 
 def _parse_at(value: str) -> datetime:

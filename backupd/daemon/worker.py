@@ -107,7 +107,10 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
                     f"{f['destination']}: {f['error']}" for f in report["failed"])}
             return "completed", report, None
         if kind == "validate":
-            report = _validate(ctx, args["backup_id"], args["level"]).to_json()
+            from backupd.engine.copy_choice import CopyChoice
+
+            choice = CopyChoice(args.get("destination"), bool(args.get("all_copies")), args.get("sample_percent"))
+            report = _validate(ctx, args["backup_id"], args["level"], choice).to_json()
             if report["verdict"] == "fail":
                 return "failed", report, {"code": "verification_failed",
                                           "message": f"backup {args['backup_id']} failed {args['level']} validation"}
@@ -117,7 +120,8 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
         ctx.close()
 
 
-def _validate(ctx, backup_id: str, level: str):
+def _validate(ctx, backup_id: str, level: str, choice=None):
+    from backupd.engine.copy_choice import CopyChoice
     from backupd.engine.validate import validate_backup
 
-    return validate_backup(ctx, backup_id, level)
+    return validate_backup(ctx, backup_id, level, choice or CopyChoice())

@@ -20,6 +20,7 @@ from structlog.contextvars import bound_contextvars
 from backupd.core import chain
 from backupd.core.ids import artifact_key, new_backup_id, sidecar_key
 from backupd.core.manifest import Manifest, Sidecar
+from backupd.core.metadata import check_metadata
 from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
 from backupd.destinations.base import classify_os_error
 from backupd.engine.catalog import CatalogBackup, Copy
@@ -199,6 +200,10 @@ def run_backup(
     it already records."""
     if strategy not in STRATEGY_CHOICES:
         raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(STRATEGY_CHOICES)})")
+    try:
+        metadata = check_metadata(metadata or {})
+    except ValueError as exc:
+        raise UsageError(f"metadata: {exc}", hint="give --meta KEY=VALUE (repeatable)") from None
     src = ctx.config.source(source)
     chosen = tuple(sorted(set(destinations or ())))
     writing = ctx.only(chosen) if chosen else ctx
@@ -209,7 +214,7 @@ def run_backup(
             job_id = ctx.catalog.job_started("backup", source)
         with bound_contextvars(job_id=job_id, source=source):
             try:
-                result = _backup(writing, src, strategy, tags, description, metadata or {}, chosen, Reporter(progress))
+                result = _backup(writing, src, strategy, tags, description, metadata, chosen, Reporter(progress))
             except BaseException as exc:
                 if own_job:
                     ctx.catalog.job_finished(job_id, "failed", error=str(exc))

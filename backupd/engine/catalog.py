@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS copies (
     encrypted INTEGER NOT NULL,
     stored_at TEXT NOT NULL,
     verified_at TEXT,
+    failed_at TEXT,
+    sample_offset INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (backup_id, destination)
 );
 CREATE TABLE IF NOT EXISTS deletions (
@@ -81,6 +83,8 @@ class Copy:
     compression_level: int
     encrypted: bool
     verified_at: str | None = None
+    failed_at: str | None = None  # its latest validation found it damaged (see core.copy_order)
+    sample_offset: int = 0  # where the next sampled validation starts (see core.sampling)
 
     @property
     def stored_bytes(self) -> int:
@@ -162,6 +166,7 @@ class Catalog:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        _add_missing_columns(self._db)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -186,9 +191,11 @@ class Catalog:
 
     def _put_copy(self, backup_id: str, c: Copy) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO copies (backup_id, destination, artifact_key, artifact_size, sidecar_size,"
+            " artifact_digest, compression_level, encrypted, stored_at, verified_at, failed_at, sample_offset)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (backup_id, c.destination, c.artifact_key, c.artifact_size, c.sidecar_size, c.artifact_digest,
-             c.compression_level, int(c.encrypted), utcnow_iso(), c.verified_at),
+             c.compression_level, int(c.encrypted), utcnow_iso(), c.verified_at, c.failed_at, c.sample_offset),
         )
 
     def remove_copy(self, backup_id: str, destination: str) -> None:
@@ -235,16 +242,23 @@ class Catalog:
     def mark_verified(self, backup_id: str, destination: str) -> None:
         with self._tx():
             self._db.execute(
-                "UPDATE copies SET verified_at = ? WHERE backup_id = ? AND destination = ?",
+                "UPDATE copies SET verified_at = ?, failed_at = NULL WHERE backup_id = ? AND destination = ?",
                 (utcnow_iso(), backup_id, destination),
             )
 
-    def mark_unverified(self, backup_id: str, destination: str) -> None:
-        """The copy failed a validation: forget its last good one."""
+    def mark_failed(self, backup_id: str, destination: str) -> None:
+        """The copy failed a validation: forget its last good one, and read it after every other copy."""
         with self._tx():
             self._db.execute(
-                "UPDATE copies SET verified_at = NULL WHERE backup_id = ? AND destination = ?", (backup_id, destination)
+                "UPDATE copies SET verified_at = NULL, failed_at = ? WHERE backup_id = ? AND destination = ?",
+                (utcnow_iso(), backup_id, destination),
             )
+
+    def set_sample_offset(self, backup_id: str, destination: str, offset: int) -> None:
+        """Where the next sampled validation of this copy starts (core.sampling)."""
+        with self._tx():
+            self._db.execute("UPDATE copies SET sample_offset = ? WHERE backup_id = ? AND destination = ?",
+                             (offset, backup_id, destination))
 
     def newest_per_source(self) -> dict[str, str]:
         """source -> creation time (ISO, UTC) of its newest backup, without reading the manifests."""
@@ -265,10 +279,11 @@ class Catalog:
         copies: dict[str, list[Copy]] = {}
         for r in self._db.execute(
             "SELECT backup_id, destination, artifact_key, artifact_size, sidecar_size, artifact_digest,"
-            " compression_level, encrypted, verified_at FROM copies c WHERE NOT EXISTS (SELECT 1 FROM deletions d"
-            " WHERE d.backup_id = c.backup_id AND d.destination = c.destination) ORDER BY destination"
+            " compression_level, encrypted, verified_at, failed_at, sample_offset FROM copies c WHERE NOT EXISTS"
+            " (SELECT 1 FROM deletions d WHERE d.backup_id = c.backup_id AND d.destination = c.destination)"
+            " ORDER BY destination"
         ):
-            copies.setdefault(r[0], []).append(Copy(r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]))
+            copies.setdefault(r[0], []).append(Copy(r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10]))
         return [CatalogBackup(Manifest.from_dict(json.loads(m)), tuple(copies[b])) for b, m in rows if b in copies]
 
     def get(self, backup_id: str) -> CatalogBackup | None:
@@ -326,6 +341,18 @@ class Catalog:
         cols = ("job_id", "kind", "source", "status", "pid", "started_at", "finished_at", "error", "result")
         rows = self._db.execute(f"SELECT {', '.join(cols)} FROM jobs ORDER BY started_at DESC LIMIT ?", (limit,))
         return [dict(zip(cols, r)) for r in rows]
+
+
+# Columns added to `copies` after catalogs were first written; CREATE TABLE IF NOT EXISTS leaves an
+# existing table as it is, so they are added here.
+_COPY_COLUMNS_ADDED = {"failed_at": "TEXT", "sample_offset": "INTEGER NOT NULL DEFAULT 0"}
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(copies)")}
+    for name, decl in _COPY_COLUMNS_ADDED.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE copies ADD COLUMN {name} {decl}")
 
 
 def pid_alive(pid: int) -> bool:

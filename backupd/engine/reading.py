@@ -1,4 +1,5 @@
-"""Reading the pages of a backup back from a destination, verified, with the copy to read chosen by priority."""
+"""Reading the pages of a backup back from a destination, verified, with the copy to read chosen by
+`[restore] copy_selection` (core.copy_order)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 from backupd.core import format as fmt
+from backupd.core.copy_order import CopyState, order_copies
 from backupd.core.manifest import Manifest
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext, Target
@@ -13,35 +15,28 @@ from backupd.engine.stream import ArtifactReader
 from backupd.errors import CorruptArtifact, MissingChainMember, NotFound
 
 
-def copies_in_order(ctx: EngineContext, backup: CatalogBackup) -> list[tuple[Target, Copy]]:
-    """Every readable copy of `backup`, in the order to try them, as `[restore] copy_selection` says:
-    `priority` (destination priority first, the most recently verified copy breaking ties) or
-    `most_reliable` (the most recently verified copy first, never-verified ones last, priority breaking ties)."""
-    found = [(t, c) for t in ctx.enabled_targets() for c in backup.copies if c.destination == t.name]
-    if ctx.config.restore.copy_selection == "most_reliable":
-        found.sort(key=_priority)
-        found.sort(key=_verified, reverse=True)  # stable: verification decides, priority breaks ties
-    else:
-        found.sort(key=_verified, reverse=True)
-        found.sort(key=_priority)  # stable: priority decides, verification breaks ties
-    return found
+def copies_in_order(ctx: EngineContext, backup: CatalogBackup, destination: str | None = None
+                    ) -> list[tuple[Target, Copy]]:
+    """Every readable copy of `backup` (only the one on `destination` when given), in the order to try
+    them, as `[restore] copy_selection` says (core.copy_order: a copy that failed validation comes last)."""
+    found = [(t, c) for t in ctx.enabled_targets() for c in backup.copies
+             if c.destination == t.name and destination in (None, t.name)]
+    return order_copies(found, ctx.config.restore.copy_selection, _state)
 
 
-def _priority(found: tuple[Target, Copy]) -> int:
-    return found[0].priority
+def _state(found: tuple[Target, Copy]) -> CopyState:
+    target, copy = found
+    return CopyState(target.name, target.priority, copy.verified_at, copy.failed_at)
 
 
-def _verified(found: tuple[Target, Copy]) -> str:
-    return found[1].verified_at or ""  # UTC ISO times sort as strings
-
-
-def choose_copy(ctx: EngineContext, backup: CatalogBackup) -> tuple[Target, Copy]:
+def choose_copy(ctx: EngineContext, backup: CatalogBackup, destination: str | None = None) -> tuple[Target, Copy]:
     """The copy to read first (see copies_in_order)."""
-    found = copies_in_order(ctx, backup)
+    found = copies_in_order(ctx, backup, destination)
     if found:
         return found[0]
+    where = f"destination {destination}" if destination else "any configured destination"
     raise MissingChainMember(
-        f"backup {backup.backup_id} has no copy on any configured destination",
+        f"backup {backup.backup_id} has no copy on {where}",
         hint="add the destination that holds it to the config, or run `backupd catalog rebuild`",
         details={"missing": backup.backup_id},
     )

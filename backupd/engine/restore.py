@@ -206,6 +206,8 @@ def _read_member(ctx: EngineContext, member: CatalogBackup, fd: int, ps: int, wr
                 _write_fresh_pages(fd, numbers, pages, ps, written, rep)
             return
         except (CorruptArtifact, MissingChainMember, DestinationError) as exc:
+            if isinstance(exc, CorruptArtifact):  # damaged, not merely unreachable: read it last from now on
+                ctx.catalog.mark_failed(member.backup_id, target.name)
             if n == len(candidates) - 1:
                 raise
             log.warning("restore_copy_failed", backup_id=member.backup_id, destination=target.name,

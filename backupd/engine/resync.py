@@ -1,10 +1,11 @@
 """Resync: give every enabled destination the copies it lacks, so a partial backup becomes whole.
 A backup sent to chosen destinations (its manifest's `destinations`) is only completed on those.
 
-A copy is rebuilt from one that exists (chosen like a restore chooses, by priority): its blocks are
+A copy is rebuilt from one on another destination (chosen like a restore chooses): its blocks are
 read and verified with the source destination's key, then re-compressed and re-sealed with the
 target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does;
 an artifact whose sidecar could not be written is deleted at once.
+A copy that failed validation is rewritten the same way, when another destination holds one that did not.
 Backups are copied oldest first, so a destination never holds a delta without the chain before it.
 """
 
@@ -22,9 +23,10 @@ from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import EngineContext, Target
 from backupd.engine.deletions import remove_failed_copy
 from backupd.engine.inventory import reconcile
-from backupd.engine.reading import choose_copy
+from backupd.core.copy_order import FAILED, CopyState
+from backupd.engine.reading import copies_in_order
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
-from backupd.errors import BackupdError, Cancelled, CorruptArtifact
+from backupd.errors import BackupdError, Cancelled, CorruptArtifact, MissingChainMember
 
 log = structlog.get_logger("backupd.resync")
 
@@ -40,7 +42,11 @@ class ResyncReport:
 
 def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Copy:
     """Write `backup` to `target` from another destination's copy; returns the new copy."""
-    src_target, src_copy = choose_copy(ctx, backup)
+    others = [(t, c) for t, c in copies_in_order(ctx, backup) if t.name != target.name]
+    if not others:
+        raise MissingChainMember(f"backup {backup.backup_id} has no copy on another destination to copy from",
+                                 hint="take a new backup of its source", details={"missing": backup.backup_id})
+    src_target, src_copy = others[0]
     m = backup.manifest
     header = {"backup_id": m.backup_id, "source": m.source, "page_size": m.page_size}
     with src_target.dest.open_read(src_copy.artifact_key) as f:
@@ -70,6 +76,11 @@ def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Co
     return Copy.from_sidecar(target.name, sc, w.size)
 
 
+def _damaged(copy: Copy) -> bool:
+    """Its latest validation found it damaged: resync rewrites it from another copy."""
+    return CopyState(copy.destination, 0, copy.verified_at, copy.failed_at).standing == FAILED
+
+
 def meant_for(backups: list[CatalogBackup], enabled: set[str]) -> dict[str, set[str]]:
     """backup id -> the enabled destinations it belongs on: the ones it was sent to (every enabled one
     unless it was sent to chosen destinations), and those of every backup whose chain needs it, so a
@@ -91,7 +102,8 @@ def resync(ctx: EngineContext, source: str) -> ResyncReport:
         backups = ctx.catalog.backups(source)
         meant = meant_for(backups, {t.name for t in ctx.enabled_targets()})
         for backup in backups:
-            have = {c.destination for c in backup.copies}
+            healthy = {c.destination for c in backup.copies if not _damaged(c)}
+            have = healthy if healthy else {c.destination for c in backup.copies}  # rewrite only from a sound copy
             for target in ctx.enabled_targets():
                 if target.name in have or target.name in broken or target.name not in meant[backup.backup_id]:
                     continue
@@ -106,7 +118,8 @@ def resync(ctx: EngineContext, source: str) -> ResyncReport:
                     log.warning("resync_copy_failed", backup_id=backup.backup_id, destination=target.name,
                                 error=str(exc))
                     continue
-                ctx.catalog.record_backup(backup.manifest, [*backup.copies, copy])
+                kept = [c for c in backup.copies if c.destination != target.name]  # a rewritten copy replaces its old self
+                ctx.catalog.record_backup(backup.manifest, [*kept, copy])
                 report.copied.append({"backup_id": backup.backup_id, "destination": target.name,
                                       "bytes": copy.stored_bytes})
                 log.info("resync_copied", backup_id=backup.backup_id, destination=target.name,

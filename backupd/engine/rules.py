@@ -182,6 +182,7 @@ class Report:
     checks: tuple[CheckResult, ...]
     chain: tuple[str, ...]
     duration_ms: float
+    sample_percent: float | None = None  # the share of blocks read in depth, when sampled
 
     @property
     def verdict(self) -> str:
@@ -212,4 +213,5 @@ class Report:
             "recommendations": self.recommendations,
             "duration_ms": round(self.duration_ms, 2),
             "chain": list(self.chain),
+            **({} if self.sample_percent is None else {"sample_percent": self.sample_percent}),
         }

@@ -177,7 +177,8 @@ class ArtifactReader:
         """Bytes consumed so far: the artifact's size once `blocks()` has finished (no seek or tell needed)."""
         return self._r.offset
 
-    def _decompress(self, data: bytes, seq: int) -> bytes:
+    def decompress(self, data: bytes, seq: int) -> bytes:
+        """One payload from `raw_blocks()`, decompressed (what `blocks()` yields)."""
         dctx = getattr(_local, "decompressor", None)
         if dctx is None:
             dctx = _local.decompressor = zstandard.ZstdDecompressor()
@@ -229,7 +230,7 @@ class ArtifactReader:
         raw = background(self.raw_blocks(), depth) if prefetch else self.raw_blocks()
         try:
             for seq, kind, payload in raw:
-                yield seq, kind, self._decompress(payload, seq)
+                yield seq, kind, self.decompress(payload, seq)
         finally:
             if prefetch:
                 raw.close()

@@ -51,6 +51,29 @@ def _limit(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"a sample is a percentage of blocks above 0 and at most 100, not {text}")
+    return value
+
+
+def _meta(items: list[str]) -> dict[str, str] | None:
+    """`KEY=VALUE` items as a map; the daemon checks the names and values."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BadUsageError(f"--meta: expected KEY=VALUE, got {item!r}")
+        if key in out:
+            raise BadUsageError(f"--meta: key {key!r} is given twice")
+        out[key] = value
+    return out or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     # The global options sit on every (sub)parser with SUPPRESS defaults, so they work before or after
     # the command and a later parser never resets what an earlier one read.
@@ -79,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--description", default="")
     b.add_argument("--destination", action="append", dest="destinations", metavar="NAME",
                    help="send to this destination only (repeatable; default: every enabled one)")
+    b.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="free-form metadata recorded with the backup (repeatable)")
+    b.add_argument("--validate", choices=VALIDATION_LEVELS, metavar="LEVEL",
+                   help="validate the backup at this level (quick, standard, deep) once it is stored")
     b.add_argument("--wait", action="store_true", help="wait for the backup to finish (progress bar on a terminal)")
 
     j = cmd(sub, "jobs", "list jobs (newest first), or show one")
@@ -110,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = cmd(sub, "validate", "validate a backup and its chain")
     v.add_argument("backup_id", metavar="ID")
     v.add_argument("--level", choices=VALIDATION_LEVELS)
+    copies = v.add_mutually_exclusive_group()
+    copies.add_argument("--destination", metavar="NAME", help="check the copies on this destination")
+    copies.add_argument("--all-copies", action="store_true", help="check every copy of every chain member")
+    v.add_argument("--sample", type=_percent, metavar="PERCENT",
+                   help="read this share of each copy's blocks in depth, a different share each run")
     v.add_argument("--wait", action="store_true", help="wait for the report")
 
     s = cmd(sub, "schedule", "list, add, remove, pause and resume schedules; their statistics")
@@ -221,7 +253,7 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         return Outcome(h, render.health_text(h), 1 if h.get("status") == "unhealthy" else 0)
     if command == "backup":
         job = client.backup_create(args.source, args.strategy, args.priority, args.tags, args.description,
-                                   args.destinations)
+                                   args.destinations, metadata=_meta(args.meta), validate_level=args.validate)
         return _finish(client, job) if args.wait else _queued(job, f"backup of {args.source}")
     if command == "jobs":
         if args.job_id:
@@ -255,7 +287,8 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
                                     tables=tables, overwrite=args.overwrite, copy_selection=args.copy_selection)
         return _finish(client, job) if args.wait else _queued(job, f"restore of {args.source}")
     if command == "validate":
-        job = client.validate(args.backup_id, args.level)
+        job = client.validate(args.backup_id, args.level, destination=args.destination, all_copies=args.all_copies,
+                              sample_percent=args.sample)
         return _finish(client, job) if args.wait else _queued(job, f"validation of {args.backup_id}")
     if command == "schedule":
         return _schedule(args, client)
@@ -325,6 +358,8 @@ def _finish(client: Client, job: dict[str, Any]) -> Outcome:
         text = render.validation_report(result)
     else:
         text = render.job_summary(finished) or f"{kind} job {job_id}: {render.fmt(status)}"
+        if isinstance(result.get("validation"), dict):  # backup --validate
+            text += "\n" + render.validation_report(result["validation"])
     if status not in ("completed", "failed"):
         text += f" [{render.fmt(status)}]"
     if status == "failed":

@@ -17,7 +17,7 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -206,11 +206,15 @@ class Client:
 
     def backup_create(self, source: str, strategy: str = "auto", priority: str = "normal",
                       tags: Iterable[str] = (), description: str = "",
-                      destinations: Iterable[str] | None = None) -> Job:
-        """Queue a backup (to `destinations`, default every enabled one); returns its job at once (see job_wait)."""
+                      destinations: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None,
+                      validate_level: str | None = None) -> Job:
+        """Queue a backup (to `destinations`, default every enabled one), recording `metadata` with it and
+        validating it at `validate_level` once stored; returns its job at once (see job_wait)."""
         return self.call(Op.BACKUP_CREATE, {"source": source, "strategy": strategy, "priority": priority,
                                             "tags": list(tags), "description": description,
-                                            "destinations": None if destinations is None else list(destinations)})
+                                            "destinations": None if destinations is None else list(destinations),
+                                            "metadata": None if metadata is None else dict(metadata),
+                                            "validate_level": validate_level})
 
     def job_get(self, job_id: str) -> Job:
         return self.call(Op.JOB_GET, {"job_id": job_id})
@@ -268,9 +272,12 @@ class Client:
             "at": None if at is None else iso_time(at), "tables": None if tables is None else list(tables),
             "overwrite": overwrite, "copy_selection": copy_selection})
 
-    def validate(self, backup_id: str, level: str | None = None) -> Job:
-        """Queue a validation; the finished job's result is the validation report."""
-        return self.call(Op.VALIDATE, {"backup_id": backup_id, "level": level})
+    def validate(self, backup_id: str, level: str | None = None, destination: str | None = None,
+                 all_copies: bool = False, sample_percent: float | None = None) -> Job:
+        """Queue a validation of the copies read first (or those on `destination`, or every copy), reading
+        `sample_percent` of each copy's blocks in depth when given; the finished job's result is the report."""
+        return self.call(Op.VALIDATE, {"backup_id": backup_id, "level": level, "destination": destination,
+                                       "all_copies": all_copies or None, "sample_percent": sample_percent})
 
     def schedule_add(self, name: str, source: str, cron: str, strategy: str | None = None,
                      timezone: str | None = None, description: str | None = None,

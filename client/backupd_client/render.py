@@ -98,6 +98,7 @@ BACKUP_COLUMNS: list[Column] = [
     ("id", col("id")), ("source", col("source")), ("strategy", col("strategy")),
     ("created", col("created_at", short_time)), ("stored", col("stored_bytes", human_size)),
     ("pages", lambda b: f"{fmt(b.get('changed_pages'))}/{fmt(b.get('page_count'))}"), ("parent", col("parent_id")),
+    ("metadata", lambda b: metadata_text(b.get("metadata"))),
 ]
 SCHEDULE_COLUMNS: list[Column] = [
     ("name", col("name")), ("source", col("source")), ("cron", col("cron")), ("strategy", col("strategy")),
@@ -229,6 +230,13 @@ def job_summary(job: Mapping[str, Any]) -> str:
     if kind == "validate" and r.get("verdict"):
         return f"verdict: {fmt(r['verdict'])}"
     return ""
+
+
+def metadata_text(metadata: Any) -> str:
+    """`key=value` pairs, sorted by key; "" for none."""
+    if not isinstance(metadata, Mapping):
+        return ""
+    return " ".join(f"{k}={fmt(v)}" for k, v in sorted(metadata.items()))
 
 
 def validation_report(report: Mapping[str, Any]) -> str:

@@ -7,6 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from .dbtools import cli
 
 
@@ -127,3 +129,44 @@ def test_a_copy_that_fails_validation_loses_its_verification(tmp_path: Path):
     assert verify() == 1
     use(True, True)
     assert first_read() == "b"  # a's copy failed: it is read last now
+
+
+def _two_copies(tmp_path: Path, selection: str = "most_reliable") -> tuple[Path, dict]:
+    """A backup of src.db on destinations a (priority 1) and b (priority 2), neither verified yet."""
+    _source(tmp_path, 2000)
+    cfg = tmp_path / "backupd.toml"
+    cfg.write_text(f'[state]\ndir = "state"\n[restore]\ncopy_selection = "{selection}"\n'
+                   '[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n'
+                   '[[destinations]]\nname = "a"\nkind = "local"\npath = "a"\npriority = 1\n'
+                   '[[destinations]]\nname = "b"\nkind = "local"\npath = "b"\npriority = 2\n')
+    return cfg, json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+
+
+def _first_read(cfg: Path, backup_id: str) -> str:
+    proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup_id, "--plan", "--json")
+    assert proc.code == 0, proc.stderr
+    return json.loads(proc.stdout)["chain"][0]["destination"]
+
+
+def _flip(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("selection", ["most_reliable", "priority"])
+def test_a_copy_that_failed_validation_is_read_after_an_unverified_one(tmp_path: Path, selection: str):
+    """Issue 8: with no verified copy, the copy known to be bad was still read first."""
+    cfg, backup = _two_copies(tmp_path, selection)
+    assert _first_read(cfg, backup["id"]) == "a"
+    _flip(tmp_path / "a" / "db" / f"{backup['id']}.bkpd")
+    assert cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").code == 1  # reads a
+    assert _first_read(cfg, backup["id"]) == "b"  # b was never verified, but a is known to be damaged
+
+
+def test_a_copy_that_fails_its_checksum_mid_restore_is_read_last_afterwards(tmp_path: Path):
+    cfg, backup = _two_copies(tmp_path, "priority")
+    _flip(tmp_path / "a" / "db" / f"{backup['id']}.bkpd")
+    proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--to", str(tmp_path / "r.db"))
+    assert proc.code == 0, proc.stderr  # fell back to b
+    assert _first_read(cfg, backup["id"]) == "b"  # the next restore does not try the damaged copy first

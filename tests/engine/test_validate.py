@@ -3,6 +3,7 @@ SQL rules count by their severity, verified copies are recorded, and `backupd ve
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -80,8 +81,18 @@ def test_one_canonical_log_event(validation_chain):
         validate(env, env.chain[-1], "standard")
     done = [e for e in logs if e["event"] == "validation_completed"]
     assert len(done) == 1
-    assert done[0]["backup_id"] == env.chain[-1] and done[0]["level"] == "standard"
+    assert done[0]["backup_id"] == env.chain[-1] and done[0]["validation_level"] == "standard"
     assert done[0]["verdict"] == "pass" and done[0]["failed"] == [] and done[0]["duration_s"] >= 0
+
+
+def test_the_logged_event_keeps_its_validation_level_apart_from_the_log_level(validation_chain):
+    """Issue 8 item 10: the field `level` was overwritten by structlog's log level ("info")."""
+    env = validation_chain()
+    proc = env.cli("-v", "verify", "-c", str(env.config_path), "--backup", env.chain[-1], "--level", "deep")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    done = [e for e in events if e.get("event") == "validation_completed"]
+    assert len(done) == 1 and done[0]["validation_level"] == "deep" and done[0]["level"] == "info"
 
 
 def test_catalog_lost_validation_reads_the_destination(validation_chain):
