@@ -123,3 +123,10 @@ class VerificationFailed(BackupdError):
 
 class Cancelled(BackupdError):
     code = "cancelled"
+
+
+class Forbidden(BackupdError):
+    """Refused by policy: the peer's role does not allow the op, or its arguments leave what is allowed
+    (a restore outside `[restore] allowed_dirs`, an unencrypted destination)."""
+
+    code = "forbidden"

@@ -102,6 +102,7 @@ class ErrorCode(str, Enum):
     DESTINATION_ERROR = "destination_error"
     DESTINATION_UNAVAILABLE = "destination_unavailable"
     CANCELLED = "cancelled"
+    FORBIDDEN = "forbidden"
     INTERNAL_ERROR = "internal_error"
     # Client side only: never on the wire.
     DAEMON_UNREACHABLE = "daemon_unreachable"
