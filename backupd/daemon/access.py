@@ -113,4 +113,5 @@ def check_restore_target(to: Path, allowed_dirs: Sequence[Path]) -> None:
     except OSError as exc:
         raise UsageError(f"restore target {to}: {exc.strerror}") from None
     if is_link:
-        raise Forbidden(f"restore target {to} is a symbolic link", hint="restore to the file it points to, or a new path")
+        raise Forbidden(f"restore target {to} is a symbolic link",
+                        hint="restore to the file it points to, or to a new path")
