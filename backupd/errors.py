@@ -168,4 +168,11 @@ class Cancelled(BackupdError):
     code = "cancelled"
 
 
+class Forbidden(BackupdError):
+    """Refused by policy: the peer's role does not allow the op, or its arguments leave what is allowed
+    (a restore outside `[restore] allowed_dirs`, an unencrypted destination)."""
+
+    code = "forbidden"
+
+
 DESTINATION_CODES = _codes(DestinationError)  # every code that blames a destination, not the data

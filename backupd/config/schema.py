@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, core_schema
 
+from backupd.core.access import GROUP_PREFIX, PRINCIPAL_PATTERN
 from backupd.core.backoff import RetryPolicy
 from backupd.core.cron import CronSpec, parse_cron
 from backupd.core.gate import Conditions
@@ -92,6 +93,8 @@ def _compression_level(value: int) -> int:
 
 ConfigPath = Annotated[Path, Strict(False), BeforeValidator(_check_path_text), AfterValidator(_resolve)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Principal = Annotated[str, Field(pattern=PRINCIPAL_PATTERN)]
+RESTORE_AREA = "restores"  # in the state dir: where a restore through the daemon may always write
 
 
 class _Section(BaseModel):
@@ -334,6 +337,26 @@ class ControlConfig(_Section):
     max_message_bytes: Size = Field(
         1048576, ge=1024, description="Largest request accepted; bigger ones get an error reply."
     )
+    readers: list[Principal] | None = Field(
+        None,
+        description="Users, and groups as \"@name\", that may use the read-only ops (status, health, ls, jobs,"
+        " schedule and destination listings); omit for the members of `group`.",
+    )
+    admins: list[Principal] = Field(
+        default_factory=list,
+        description="Users, and groups as \"@name\", that may use every op; root and the daemon's own user always may.",
+    )
+    allow_unencrypted_destinations: bool = Field(
+        False,
+        description="Accept a destination added at run time without [encryption] although a destination of"
+        " the config file is encrypted.",
+    )
+
+    def reader_principals(self) -> list[str]:
+        """`readers`, or by default the members of the socket's group."""
+        if self.readers is not None:
+            return self.readers
+        return [GROUP_PREFIX + self.group] if self.group else []
 
 
 def _window(section: WindowSection) -> Window:
@@ -561,6 +584,11 @@ class RestoreConfig(_Section):
         "priority",
         description="Which copy a restore reads first: by destination priority, or the most recently verified one.",
     )
+    allowed_dirs: list[ConfigPath] | None = Field(
+        None,
+        description="Directories a restore through the daemon may write in (or below; symlinks resolved);"
+        " omit for each source's own directory and `restores` in the state dir.",
+    )
 
 
 class ConfigDocument(_Section):
@@ -617,7 +645,14 @@ class Config(ConfigDocument):
         """This config with `[restore] copy_selection` overridden (for one restore); None keeps it."""
         if selection is None:
             return self
-        return self.model_copy(update={"restore": RestoreConfig(copy_selection=selection)})
+        return self.model_copy(update={"restore": self.restore.model_copy(update={"copy_selection": selection})})
+
+    def restore_dirs(self) -> list[Path]:
+        """Where a restore through the daemon may write: `[restore] allowed_dirs`, or each source's own
+        directory and the restore area in the state dir."""
+        if self.restore.allowed_dirs is not None:
+            return list(self.restore.allowed_dirs)
+        return [*dict.fromkeys(s.path.parent for s in self.sources), self.state.dir / RESTORE_AREA]
 
     def enabled_destinations(self) -> list[DestinationConfig]:
         """Enabled destinations, priority 1 first, ties in config order."""

@@ -3,7 +3,8 @@ backupd_client.protocol, one handler per op. Only this thread touches the socket
 it job updates through a queue, which it turns into streamed progress events and `job.wait` replies.
 
 Bad frames get an error reply (or are dropped when they carry no identity) and are counted; no
-request can crash or block the loop.
+request can crash or block the loop. Every request is checked against the role its op needs, with the
+peer's credentials libzmq read from the socket (see `peer_address`), before its handler runs.
 """
 
 from __future__ import annotations
@@ -105,10 +106,10 @@ class ControlServer:
                 if poller.poll(20):
                     for _ in range(100):
                         try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        self._handle(frames)
+                        self._handle([f.bytes for f in frames], peer_address(frames[-1]))
                 self._drain_updates()
                 self._expire_waiters()
             except Exception as exc:  # the loop must survive anything
@@ -126,7 +127,7 @@ class ControlServer:
         if identity is not None:
             self._send(identity, err.reply())
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], peer: str | None = None) -> None:
         if len(frames) < 2:
             self._reject(None, ProtocolError(ErrorCode.BAD_REQUEST, "frame without identity or payload"))
             return
@@ -142,6 +143,7 @@ class ControlServer:
             self._reject(identity, err)
             return
         try:
+            self.handlers.authorize(req.op, peer)
             if req.op == Op.JOB_WAIT:
                 self._wait(identity, req.id, req.args)
                 return
@@ -198,3 +200,12 @@ class ControlServer:
                 waiters.remove(w)
             if not waiters:
                 del self._waiters[job_id]
+
+
+def peer_address(frame: zmq.Frame) -> str | None:
+    """libzmq's Peer-Address of the connection a frame came on: `localhost:UID:GID:PID` on ipc, the
+    credentials SO_PEERCRED gave when the peer connected; None where libzmq has none."""
+    try:
+        return frame.get("Peer-Address")
+    except zmq.ZMQError:
+        return None

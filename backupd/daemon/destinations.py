@@ -16,6 +16,7 @@ from backupd.config import Config, parse_destination
 from backupd.config.overlay import Applied, DestinationOverlay, apply_changes
 from backupd.daemon.supervisor import Conflict
 from backupd.engine.catalog import Catalog
+from backupd.errors import Forbidden
 
 log = structlog.get_logger("backupd.destinations")
 SHOWN_BACKUPS = 5
@@ -55,6 +56,7 @@ class DestinationBook:
         with self._lock:
             taken = {d.name for d in self.config.destinations} | self._runtime_names()
             destination = parse_destination(spec, taken)
+            self._check_encrypted(destination)
             self._overlay.add(destination.name, spec)
             self._changed()
         log.info("destination_added", destination=destination.name, kind=destination.kind)
@@ -109,6 +111,16 @@ class DestinationBook:
         return {"removed": name, "sole_copies": len(sole)}
 
     # -- internals -----------------------------------------------------------------------------
+    def _check_encrypted(self, destination: Any) -> None:
+        """A run-time destination may not store plaintext of backups the config file keeps encrypted."""
+        control = self._file_config.control
+        encrypted = [d.name for d in self._file_config.destinations if d.encryption is not None]
+        if destination.encryption is None and encrypted and not control.allow_unencrypted_destinations:
+            raise Forbidden(f"destination {destination.name!r} is not encrypted, and the config file's"
+                            f" destination(s) {', '.join(encrypted)} are",
+                            hint="give it an [encryption] table, or set [control] allow_unencrypted_destinations"
+                                 " = true and reload")
+
     def _apply(self, log_problems: bool) -> Applied:
         applied = apply_changes(self._file_config, self._overlay.changes())
         for name in applied.outdated:

@@ -1,29 +1,46 @@
 """Control ops: one function per op, each turning checked arguments into a plain result.
 
 Handlers run on the control thread and must not block: anything slow becomes a job, and `job.wait`
-is answered later by the server (see control.py).
+is answered later by the server (see control.py). `OP_ROLES` is the one table of which role each op
+needs; the server checks it (`Handlers.authorize`) before any handler runs.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable
 
 from backupd import __version__
 from backupd_client.protocol import PROTOCOL_VERSION, Op
 
+from backupd.core.access import Peer, Role
 from backupd.core.chain import restore_point_at
 from backupd.core.metadata import check_metadata
 from backupd.core.units import parse_instant
+from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.engine.prune import plan_prune
 from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import NotFound, UsageError
+
+_R, _A = Role.READER, Role.ADMIN
+# The role each op needs: readers see, admins act. Every op of the protocol is listed (a test checks).
+OP_ROLES: dict[Op, Role] = {
+    Op.STATUS: _R, Op.HEALTH: _R, Op.JOB_GET: _R, Op.JOB_LIST: _R, Op.JOB_WAIT: _R,
+    Op.RESTORE_POINTS: _R, Op.RESTORE_NEAREST: _R, Op.SCHEDULE_LIST: _R, Op.SCHEDULE_STATS: _R,
+    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R,
+    Op.BACKUP_CREATE: _A, Op.JOB_CANCEL: _A, Op.RESTORE_CREATE: _A, Op.VALIDATE: _A,
+    Op.SCHEDULE_ADD: _A, Op.SCHEDULE_REMOVE: _A, Op.SCHEDULE_PAUSE: _A, Op.SCHEDULE_RESUME: _A,
+    Op.DESTINATION_RESYNC: _A, Op.DESTINATION_ADD: _A, Op.DESTINATION_ENABLE: _A, Op.DESTINATION_DISABLE: _A,
+    Op.DESTINATION_REMOVE: _A, Op.PRUNE: _A, Op.CONFIG_RELOAD: _A,
+}  # fmt: skip
 
 
 class Handlers:
     def __init__(self, daemon: Any):
         self.d = daemon
+        self.access = AccessControl(lambda: self.d.config)
         self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {
             Op.STATUS: self.status,
             Op.HEALTH: self.health,
@@ -52,6 +69,12 @@ class Handlers:
             Op.PRUNE: self.prune,
             Op.CONFIG_RELOAD: lambda a: self.d.reload_config(),
         }
+
+    def authorize(self, op: Op, peer_address: str | None) -> Peer | None:
+        """Raise Forbidden unless the peer behind `peer_address` (libzmq's, from SO_PEERCRED) may use `op`."""
+        peer = self.access.peer(peer_address)
+        self.access.authorize(peer, op.value, OP_ROLES[op])
+        return peer
 
     def status(self, _: dict[str, Any]) -> dict[str, Any]:
         sup = self.d.supervisor
@@ -105,6 +128,7 @@ class Handlers:
             _parse_at(a["at"])
         if not os.path.isabs(a["to"]):
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
+        check_restore_target(Path(a["to"]), self.d.config.restore_dirs())
         args = {k: a.get(k) for k in ("backup_id", "at", "to", "tables", "overwrite", "copy_selection")}
         return self.d.supervisor.submit("restore", a["source"], args, priority="high")
 

@@ -21,6 +21,7 @@ import structlog
 
 from backupd import log as logsetup
 from backupd.config import load_config
+from backupd.config.schema import RESTORE_AREA
 from backupd.daemon.control import ControlServer
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.handlers import Handlers
@@ -73,6 +74,7 @@ class Daemon:
                        f"control socket {cfg.control.socket}")]
         notifier = Notifier()
         self.store = DaemonStore(cfg.state.dir / "catalog.db")
+        (cfg.state.dir / RESTORE_AREA).mkdir(mode=0o700, exist_ok=True)  # a restore through the daemon may write here
         self.supervisor = Supervisor(cfg, probe=default_probe(), store=self.store, clock=utc_now,
                                      log_level=self.log_level)
         self.health = HealthMonitor(lambda: self.config, utc_now)

@@ -85,8 +85,12 @@ def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | Non
         if kind == "restore":
             from datetime import datetime
 
+            from pathlib import Path
+
+            from backupd.daemon.access import check_restore_target
             from backupd.engine.restore import run_restore
 
+            check_restore_target(Path(args["to"]), config.restore_dirs())  # again: the request was checked a while ago
             at = datetime.fromisoformat(args["at"]) if args.get("at") else None
             res = run_restore(ctx, source, args["to"], backup_id=args.get("backup_id"), at=at,
                               tables=args.get("tables"), overwrite=bool(args.get("overwrite")), progress=sink)

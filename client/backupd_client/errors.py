@@ -158,6 +158,12 @@ class CancelledError(_Coded):
     code = ErrorCode.CANCELLED.value
 
 
+class ForbiddenError(_Coded):
+    """The daemon refused the request for who sent it (see `[control] readers`/`admins`) or for what it
+    asks (a restore outside `[restore] allowed_dirs`, an unencrypted destination)."""
+    code = ErrorCode.FORBIDDEN.value
+
+
 class InternalError(_Coded):
     """A bug in the daemon (or a reply this client cannot read)."""
     code = ErrorCode.INTERNAL_ERROR.value

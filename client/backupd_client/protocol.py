@@ -107,6 +107,7 @@ class ErrorCode(str, Enum):
     DESTINATION_STALE_HANDLE = "destination_stale_handle"
     DESTINATION_IO_ERROR = "destination_io_error"
     CANCELLED = "cancelled"
+    FORBIDDEN = "forbidden"
     INTERNAL_ERROR = "internal_error"
     # Client side only: never on the wire.
     DAEMON_UNREACHABLE = "daemon_unreachable"

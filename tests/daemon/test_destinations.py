@@ -125,7 +125,7 @@ class SilentServer:
 
 
 def test_health_answers_at_once_while_a_probe_hangs(installation, daemon_for):
-    inst = installation(demo="small", daemon={"health_timeout": "1s"})
+    inst = installation(demo="small", daemon={"health_timeout": "1s"}, control={"allow_unencrypted_destinations": True})
     server = SilentServer()
     try:
         known_hosts = inst.root / "known_hosts"
@@ -156,7 +156,8 @@ def test_health_answers_at_once_while_a_probe_hangs(installation, daemon_for):
 
 
 def test_a_destination_going_bad_and_coming_back_is_logged_once_each_way(installation, daemon_for):
-    inst = installation(demo="small", daemon={"health_interval": "0.2s"})
+    inst = installation(demo="small", daemon={"health_interval": "0.2s"},
+                        control={"allow_unencrypted_destinations": True})
     blocker = inst.root / "nas"
     blocker.write_text("not a directory")  # as when a share's mount point is a stale file
     d = daemon_for(inst).start()
