@@ -65,16 +65,17 @@ def tally(request):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not RESULTS:
+    ran = [t for t in RESULTS.values() if t.trials]
+    if not ran:
         return
     terminalreporter.section(f"fault injection ({PROFILE} profile)")
-    for t in RESULTS.values():
+    for t in ran:
         outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(t.outcomes.items()))
         terminalreporter.write_line(f"{t.name:<60} {t.trials:>5} trials {len(t.failures):>3} failures  {outcomes}")
     path = os.environ.get("BACKUPD_FAULTS_RESULTS")
     if path:
         rows = [{"test": t.name, "trials": t.trials, "failures": len(t.failures), "outcomes": t.outcomes,
-                 "seconds": round(t.seconds, 1), "first_failures": t.failures[:5]} for t in RESULTS.values()]
+                 "seconds": round(t.seconds, 1), "first_failures": t.failures[:5]} for t in ran]
         with open(path, "w") as f:
             json.dump({"profile": PROFILE, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "results": rows}, f, indent=1)
