@@ -24,6 +24,12 @@ test: venv
 bench: venv
 	$(BIN)/python bench/bench_engine.py
 
+# The fault-injection suite's long profile; its figures become docs/RELIABILITY.md (even when a trial fails).
+.PHONY: torture
+torture: venv
+	BACKUPD_FAULTS_PROFILE=long BACKUPD_FAULTS_RESULTS=.faults-results.json $(BIN)/python -m pytest -q tests/faults; \
+	status=$$?; $(BIN)/python -m tests.faults.report .faults-results.json > docs/RELIABILITY.md && exit $$status
+
 .PHONY: bench-destinations
 bench-destinations: venv
 	$(BIN)/python bench/bench_destinations.py
