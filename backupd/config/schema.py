@@ -351,6 +351,12 @@ class ControlConfig(_Section):
         description="Accept a destination added at run time without [encryption] although a destination of"
         " the config file is encrypted.",
     )
+    max_peers: int = Field(
+        256,
+        ge=1,
+        description="Connections to the socket kept at once (at most a quarter of the descriptor limit); "
+        "further ones are closed at once.",
+    )
 
     def reader_principals(self) -> list[str]:
         """`readers`, or by default the members of the socket's group."""
