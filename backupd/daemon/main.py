@@ -104,6 +104,7 @@ class Daemon:
                 if self._handle_signals():
                     break
                 self.supervisor.tick()
+                self.supervisor.enforce_timeouts()
                 self.supervisor.reap_overdue_cancels()
                 if notifier.watchdog_interval is not None:
                     if time.monotonic() - last_ping >= notifier.watchdog_interval:
