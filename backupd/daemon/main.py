@@ -106,6 +106,7 @@ class Daemon:
                 self.supervisor.tick()
                 self.supervisor.enforce_timeouts()
                 self.supervisor.reap_overdue_cancels()
+                self.supervisor.prune_history()
                 if notifier.watchdog_interval is not None:
                     if time.monotonic() - last_ping >= notifier.watchdog_interval:
                         notifier.watchdog()

@@ -30,6 +30,7 @@ from backupd.errors import BackupdError, NotFound
 log = structlog.get_logger("backupd.supervisor")
 NO_RETRY_CODES = frozenset({"unknown_source", "config_invalid", "bad_usage", "wrong_key", "key_unusable", "cancelled"})
 KEEP_FINISHED = 500
+HISTORY_PRUNE_EVERY_S = 3600.0
 RESYNC_RETRY = RetryPolicy(max_attempts=5, base_delay=60.0, max_delay=3600.0)
 _PRELOAD = ["backupd.engine.backup", "backupd.engine.restore", "backupd.engine.validate", "backupd.daemon.worker"]
 # Imported in the forkserver when the config has such a destination, so each job does not import
@@ -75,6 +76,7 @@ class Supervisor:
         stale = store.fail_unfinished("the daemon stopped while this job was pending or running")
         if stale:
             log.warning("jobs_interrupted", job_ids=stale)
+        self._history_pruned_at: float | None = None
 
     # -- requests (any thread) -----------------------------------------------------------------
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
@@ -339,6 +341,18 @@ class Supervisor:
         while self._workers and time.monotonic() < hard + 5:
             time.sleep(0.05)
         self.catalog.close()
+
+    def prune_history(self) -> None:
+        """Delete finished jobs older than `[daemon] job_history_days` (0 keeps them), at most hourly."""
+        days = self.config.daemon.job_history_days
+        if days == 0 or (self._history_pruned_at is not None
+                         and time.monotonic() - self._history_pruned_at < HISTORY_PRUNE_EVERY_S):
+            return
+        self._history_pruned_at = time.monotonic()
+        before = self.clock() - timedelta(days=days)
+        removed = self.store.prune_jobs(before)
+        if removed:
+            log.info("job_history_pruned", removed=removed, before=before.isoformat(), days=days)
 
     def reap_overdue_cancels(self) -> None:
         """A worker that ignores SIGTERM for `[daemon] cancel_grace` is killed (a hung job, blocked where
