@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from .harness import Installation
+from .harness import Installation, wait_for
 
 FAST = {"cancel_grace": "1s", "recheck_interval": "1s"}
 
@@ -65,4 +65,21 @@ def test_daemon_job_timeout_bounds_a_manual_backup(installation, daemon_for):
     assert r.returncode == 0 and job["job_id"] in r.stdout, r
     assert c.job_wait(c.backup_create("demo")["job_id"], timeout_s=60)["status"] == "completed"
     assert inst.leftovers() == ([], []) and len(inst.manifests()) == 1
+    d.stop()
+
+
+def test_a_backup_that_overruns_its_timeout_stops_at_once_and_leaves_no_temp_file(installation, daemon_for):
+    """A job that is slow rather than blocked notices the cancel at its next progress report: it
+    aborts its uploads itself, so not even a temp file is left for the next run to remove."""
+    inst = installation(big="big", compression_level=19,
+                        daemon={"job_timeout": "2s", "cancel_grace": "60s", "recheck_interval": "1s"})
+    d = daemon_for(inst).start()
+    c = d.client()
+    job = c.backup_create("big", strategy="full")
+    assert wait_for(lambda: inst.leftovers()[0], 30), "no temp artifact appeared while the backup ran"
+    done = c.job_wait(job["job_id"], timeout_s=60)
+    assert done["status"] == "timed_out", done
+    assert inst.leftovers() == ([], []) and inst.manifests() == []
+    ran = datetime.fromisoformat(done["finished_at"]) - datetime.fromisoformat(done["started_at"])
+    assert ran < timedelta(seconds=20), f"ran {ran}: the worker was killed, it did not stop by itself"
     d.stop()
