@@ -351,6 +351,12 @@ class ControlConfig(_Section):
         description="Accept a destination added at run time without [encryption] although a destination of"
         " the config file is encrypted.",
     )
+    max_peers: int = Field(
+        256,
+        ge=1,
+        description="Connections to the socket kept at once (at most a quarter of the descriptor limit); "
+        "further ones are closed at once.",
+    )
 
     def reader_principals(self) -> list[str]:
         """`readers`, or by default the members of the socket's group."""
@@ -453,6 +459,20 @@ class DaemonConfig(_Section):
     health_timeout_s: PositiveDuration = Field(
         30.0, alias="health_timeout", description="A probe that has not answered after this long reports unhealthy."
     )
+    job_timeout_s: PositiveDuration | None = Field(
+        None,
+        alias="job_timeout",
+        description="A job still running after this long is cancelled and ends timed_out (retried like a failure); "
+        "a schedule's timeout overrides it; unset: no limit.",
+    )
+    cancel_grace_s: PositiveDuration = Field(
+        15.0,
+        alias="cancel_grace",
+        description="A job that has not stopped this long after a cancel or its timeout is killed.",
+    )
+    job_history_days: Annotated[int, Field(ge=0)] = Field(
+        90, description="Finished jobs older than this many days are deleted from the job history; 0 keeps them all."
+    )
     retry: Annotated[RetryPolicy, FromSection(RetrySection, _retry)] = Field(
         default_factory=lambda: {"max_attempts": 1},
         validate_default=True,
@@ -525,6 +545,12 @@ class ScheduleConfig(_Section):
         None,
         alias="max_staleness",
         description="Once the last good backup is older than this, run despite load limits (never in a blackout).",
+    )
+    timeout_s: PositiveDuration | None = Field(
+        None,
+        alias="timeout",
+        description="Cancel a job of this schedule still running after this long (it ends timed_out and is retried "
+        "per retry); unset: [daemon] job_timeout.",
     )
     retry: Annotated[RetryPolicy, FromSection(RetrySection, _retry)] = Field(
         default_factory=dict, validate_default=True, description="Retries of a failed job."

@@ -26,9 +26,11 @@ from backupd_client.protocol import (EVENT_PROGRESS, ErrorCode, Op, ProtocolErro
 
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.jobs import FINAL
+from backupd.daemon.peers import PeerLimit
 from backupd.errors import BackupdError
 
 log = structlog.get_logger("backupd.control")
+HANDSHAKE_MS = 5000  # a connection that has not completed the ZMTP greeting by then is closed
 
 
 @dataclass
@@ -40,10 +42,12 @@ class _Waiter:
 
 
 class ControlServer:
-    def __init__(self, path: Path, *, group: str | None, max_bytes: int, handlers: Handlers):
+    def __init__(self, path: Path, *, group: str | None, max_bytes: int, handlers: Handlers, max_peers: int = 256):
         self.path = Path(path)
         self.group = group
         self.max_bytes = max_bytes
+        self.max_peers = max_peers
+        self.peers: PeerLimit | None = None
         self.handlers = handlers
         self.rejected = 0
         self._updates: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -68,11 +72,13 @@ class ControlServer:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         old = os.umask(0o117)
         try:
             sock.bind(f"ipc://{self.path}")
         finally:
             os.umask(old)
+        self.peers = PeerLimit(sock, str(self.path), self.max_peers)
         os.chmod(self.path, 0o660)
         os.chown(self.path, -1, gid)
         self._sock = sock
@@ -90,6 +96,8 @@ class ControlServer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.peers is not None:
+            self.peers.close()
         if self._sock is not None:
             self._sock.close(linger=0)
         self._ctx.term()
@@ -101,9 +109,13 @@ class ControlServer:
         assert sock is not None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        assert self.peers is not None
+        poller.register(self.peers.monitor, zmq.POLLIN)
         while not self._stop.is_set():
             try:
-                if poller.poll(20):
+                ready = dict(poller.poll(20))
+                self.peers.drain()
+                if sock in ready:
                     for _ in range(100):
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)

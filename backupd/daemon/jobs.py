@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from backupd_client.protocol import FINAL_STATUSES
+
 from backupd.core.backoff import RetryPolicy
 from backupd.core.gate import Conditions
 
 PENDING = frozenset({"queued", "waiting"})
-FINAL = frozenset({"completed", "completed_with_warnings", "partial", "failed", "cancelled", "skipped"})
+FINAL = frozenset(s.value for s in FINAL_STATUSES)  # the protocol's outcomes, timed_out among them
 ALLOWED: dict[str, frozenset[str]] = {
     "queued": frozenset({"waiting", "running", "cancelled", "skipped"}),
     "waiting": frozenset({"waiting", "running", "cancelled", "skipped"}),
@@ -37,6 +39,7 @@ class Job:
     conditions: Conditions | None = None
     retry: RetryPolicy | None = None
     max_staleness_s: float | None = None
+    timeout_s: float | None = None  # each attempt is cancelled once it has run this long
     status: str = "queued"
     attempt: int = 1
     reason: str | None = None
@@ -68,6 +71,6 @@ class Job:
             "job_id": self.job_id, "kind": self.kind, "source": self.source, "status": self.status,
             "priority": self.priority, "schedule": self.schedule, "created_at": iso(self.created_at),
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "attempt": self.attempt,
-            "max_attempts": self.max_attempts, "reason": self.reason, "progress": self.progress,
-            "result": self.result, "error": self.error, "args": self.args,
+            "max_attempts": self.max_attempts, "timeout_s": self.timeout_s, "reason": self.reason,
+            "progress": self.progress, "result": self.result, "error": self.error, "args": self.args,
         }

@@ -28,6 +28,7 @@ from backupd.daemon.handlers import Handlers
 from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobs import FINAL
 from backupd.daemon.notify import Notifier
+from backupd.daemon.peers import peer_bound, raise_fd_limit
 from backupd.daemon.probes import default_probe
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.store import DaemonStore
@@ -69,6 +70,7 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.config
+        fd_limit, _ = raise_fd_limit()
         locks = [_lock(cfg.state.dir / "daemon.lock", f"state dir {cfg.state.dir}"),
                  _lock(cfg.control.socket.with_name(cfg.control.socket.name + ".lock"),
                        f"control socket {cfg.control.socket}")]
@@ -83,7 +85,7 @@ class Daemon:
         self.supervisor.add_listener(self._job_changed)
         self.schedules = ScheduleBook(self.supervisor, self.store)
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
-                                handlers=Handlers(self))
+                                handlers=Handlers(self), max_peers=peer_bound(cfg.control.max_peers, fd_limit))
         control.bind()
         self.supervisor.add_listener(control.job_changed)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -102,7 +104,9 @@ class Daemon:
                 if self._handle_signals():
                     break
                 self.supervisor.tick()
+                self.supervisor.enforce_timeouts()
                 self.supervisor.reap_overdue_cancels()
+                self.supervisor.prune_history()
                 if notifier.watchdog_interval is not None:
                     if time.monotonic() - last_ping >= notifier.watchdog_interval:
                         notifier.watchdog()

@@ -113,7 +113,8 @@ class ScheduleBook:
                 "validate_level": sc.validate_after_backup, "destinations": list(sc.destinations) or None}
         try:
             job = self.sup.submit(sc.job, sc.source, args if sc.job == "backup" else {}, schedule=name,
-                                  conditions=sc.conditions, retry=sc.retry, max_staleness_s=sc.max_staleness_s)
+                                  conditions=sc.conditions, retry=sc.retry, max_staleness_s=sc.max_staleness_s,
+                                  timeout_s=sc.timeout_s)
         except Exception as exc:
             log.error("schedule_fire_failed", schedule=name, error=str(exc))
             return
@@ -191,6 +192,7 @@ class ScheduleBook:
             "destinations": list(sc.destinations),
             "retry": _retry_wire(sc.retry), "conditions": _conditions_wire(sc.conditions),
             "validate_after_backup": sc.validate_after_backup, "max_staleness_s": sc.max_staleness_s,
+            "timeout_s": sc.timeout_s,
         }
 
     def list(self) -> list[dict[str, Any]]:
@@ -205,7 +207,7 @@ class ScheduleBook:
             runs = self.store.jobs(limit=10_000, schedule=n)
             finished = [j for j in runs if j["status"] not in ("queued", "waiting", "running")]
             ok = [j for j in finished if j["status"] in ("completed", "completed_with_warnings")]
-            failed = [j for j in finished if j["status"] in ("failed", "partial")]
+            failed = [j for j in finished if j["status"] in ("failed", "partial", "timed_out")]
             skipped = [j for j in finished if j["status"] == "skipped"]
             decided = len(ok) + len(failed)
             durations = [(datetime.fromisoformat(j["finished_at"]) - datetime.fromisoformat(j["started_at"])).total_seconds()

@@ -61,6 +61,13 @@ class DaemonStore:
         row = self._db.execute("SELECT job FROM daemon_jobs WHERE job_id = ?", (job_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def prune_jobs(self, before: datetime) -> int:
+        """Delete the finished jobs that finished (or, never started, were created) before `before`."""
+        cur = self._db.execute(
+            "DELETE FROM daemon_jobs WHERE status NOT IN ('queued', 'waiting', 'running')"
+            " AND COALESCE(finished_at, created_at) < ?", (before.isoformat(),))
+        return cur.rowcount
+
     def fail_unfinished(self, reason: str) -> list[str]:
         """Jobs a previous daemon left queued, waiting or running: they end as failed (running) or cancelled."""
         ids = []

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -30,6 +30,7 @@ from backupd.errors import BackupdError, NotFound
 log = structlog.get_logger("backupd.supervisor")
 NO_RETRY_CODES = frozenset({"unknown_source", "config_invalid", "bad_usage", "wrong_key", "key_unusable", "cancelled"})
 KEEP_FINISHED = 500
+HISTORY_PRUNE_EVERY_S = 3600.0
 RESYNC_RETRY = RetryPolicy(max_attempts=5, base_delay=60.0, max_delay=3600.0)
 _PRELOAD = ["backupd.engine.backup", "backupd.engine.restore", "backupd.engine.validate", "backupd.daemon.worker"]
 # Imported in the forkserver when the config has such a destination, so each job does not import
@@ -48,7 +49,9 @@ class Conflict(BackupdError):
 @dataclass
 class _Worker:
     process: Any
+    started: float = field(default_factory=time.monotonic)
     cancel_sent: float | None = None
+    timed_out: bool = False
 
 
 class Supervisor:
@@ -73,6 +76,7 @@ class Supervisor:
         stale = store.fail_unfinished("the daemon stopped while this job was pending or running")
         if stale:
             log.warning("jobs_interrupted", job_ids=stale)
+        self._history_pruned_at: float | None = None
 
     # -- requests (any thread) -----------------------------------------------------------------
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
@@ -80,15 +84,18 @@ class Supervisor:
 
     def submit(self, kind: str, source: str, args: dict[str, Any], *, priority: str = "normal",
                schedule: str | None = None, conditions: Conditions | None = None, retry: RetryPolicy | None = None,
-               max_staleness_s: float | None = None) -> dict[str, Any]:
-        """Queue a job; it starts when the gate allows. Returns its wire form."""
+               max_staleness_s: float | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """Queue a job; it starts when the gate allows. Returns its wire form.
+
+        Each attempt is cancelled after `timeout_s` (default `[daemon] job_timeout`; None: no limit)."""
         if self.state != "running":
             raise ShuttingDown("the daemon is stopping and accepts no new jobs")
         self.config.source(source)
         now = self.clock()
         job = Job(job_id=now.strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3), kind=kind, source=source,
                   args=args, created_at=now, priority=priority, schedule=schedule, conditions=conditions,
-                  retry=retry, max_staleness_s=max_staleness_s)
+                  retry=retry, max_staleness_s=max_staleness_s,
+                  timeout_s=timeout_s if timeout_s is not None else self.config.daemon.job_timeout_s)
         with self._lock:
             self._jobs[job.job_id] = job
             self._changed(job)
@@ -217,8 +224,12 @@ class Supervisor:
             outcome = ("failed", None, {"code": "worker_died",
                                         "message": f"the job's process died (exit code {proc.exitcode})"})
         with self._lock:
-            self._workers.pop(job_id, None)
-            self._finish(self._jobs[job_id], *outcome)
+            worker = self._workers.pop(job_id, None)
+            job = self._jobs[job_id]
+            if worker is not None and worker.timed_out and outcome[0] in ("failed", "cancelled"):
+                outcome = ("timed_out", None, {"code": "timed_out", "message": (
+                    f"the job did not finish within its timeout ({job.timeout_s:g}s) and was cancelled")})
+            self._finish(job, *outcome)
         self.wake.set()
 
     def _finish(self, job: Job, status: str, result: Any, error: dict[str, Any] | None, reason: str | None = None) -> None:
@@ -235,7 +246,7 @@ class Supervisor:
                 self._changed(job)
                 self.wake.set()
                 return
-        if (status == "failed" and job.retry is not None and job.attempt < job.max_attempts
+        if (status in ("failed", "timed_out") and job.retry is not None and job.attempt < job.max_attempts
                 and (error or {}).get("code") not in NO_RETRY_CODES and (error or {}).get("retryable", True)
                 and self.state == "running"):
             delay = retry_delay(job.retry, job.attempt, random.random())
@@ -261,6 +272,8 @@ class Supervisor:
                       error=error)
         if status == "failed":
             log.error("job_failed", **fields)
+        elif status == "timed_out":
+            log.error("job_timed_out", **fields)
         elif status == "cancelled":
             log.info("job_cancelled", **fields)
         elif status != "skipped":  # a skip was logged as job_skipped when decided
@@ -329,10 +342,37 @@ class Supervisor:
             time.sleep(0.05)
         self.catalog.close()
 
-    def reap_overdue_cancels(self, grace_s: float = 15.0) -> None:
-        """A worker that ignores SIGTERM for `grace_s` is killed (its temp files are cleaned next time)."""
+    def prune_history(self) -> None:
+        """Delete finished jobs older than `[daemon] job_history_days` (0 keeps them), at most hourly."""
+        days = self.config.daemon.job_history_days
+        if days == 0 or (self._history_pruned_at is not None
+                         and time.monotonic() - self._history_pruned_at < HISTORY_PRUNE_EVERY_S):
+            return
+        self._history_pruned_at = time.monotonic()
+        before = self.clock() - timedelta(days=days)
+        removed = self.store.prune_jobs(before)
+        if removed:
+            log.info("job_history_pruned", removed=removed, before=before.isoformat(), days=days)
+
+    def reap_overdue_cancels(self) -> None:
+        """A worker that ignores SIGTERM for `[daemon] cancel_grace` is killed (a hung job, blocked where
+        it cannot notice the cancel); the next run of its source removes the temp files it left."""
+        grace_s = self.config.daemon.cancel_grace_s
         with self._lock:
             for w in self._workers.values():
                 if w.cancel_sent and time.monotonic() - w.cancel_sent > grace_s and w.process.is_alive():
                     w.process.kill()
 
+    def enforce_timeouts(self) -> None:
+        """Cancel every running attempt that has run longer than its job's timeout; it ends timed_out."""
+        with self._lock:
+            for job_id, w in self._workers.items():
+                job = self._jobs[job_id]
+                if w.timed_out or job.timeout_s is None or time.monotonic() - w.started < job.timeout_s:
+                    continue
+                w.timed_out = True
+                log.warning("job_timeout_reached", job_id=job_id, kind=job.kind, source=job.source,
+                            attempt=job.attempt, timeout_s=job.timeout_s)
+                self._signal_cancel(job_id)
+                job.reason = f"timed out after {job.timeout_s:g}s; cancelling"
+                self._changed(job)

@@ -164,6 +164,11 @@ class ForbiddenError(_Coded):
     code = ErrorCode.FORBIDDEN.value
 
 
+class TimedOutError(_Coded):
+    """A job ran longer than its timeout and was cancelled (not the client's own wait: that is `timeout`)."""
+    code = ErrorCode.TIMED_OUT.value
+
+
 class InternalError(_Coded):
     """A bug in the daemon (or a reply this client cannot read)."""
     code = ErrorCode.INTERNAL_ERROR.value

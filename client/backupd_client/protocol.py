@@ -108,6 +108,7 @@ class ErrorCode(str, Enum):
     DESTINATION_IO_ERROR = "destination_io_error"
     CANCELLED = "cancelled"
     FORBIDDEN = "forbidden"
+    TIMED_OUT = "timed_out"  # a job ran longer than its timeout and was cancelled
     INTERNAL_ERROR = "internal_error"
     # Client side only: never on the wire.
     DAEMON_UNREACHABLE = "daemon_unreachable"
@@ -129,6 +130,7 @@ class JobStatus(str, Enum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"  # ran longer than its timeout; cancelled (and retried, per its policy)
     SKIPPED = "skipped"  # by policy: the window it was held for closed
 
     def __str__(self) -> str:
@@ -138,7 +140,7 @@ class JobStatus(str, Enum):
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.WAITING, JobStatus.RUNNING})
 FINAL_STATUSES = frozenset(JobStatus) - ACTIVE_STATUSES
 SUCCESS_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS})
-FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.PARTIAL})  # a CLI waiting on one exits 1
+FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.TIMED_OUT})  # a CLI waiting on one exits 1
 
 JOB_KINDS = ("backup", "restore", "validate", "prune", "resync")
 PRIORITIES = ("normal", "high")
@@ -192,7 +194,7 @@ OP_ARGS: dict[Op, OpArgs] = {
                             "tags": (False, _STRS), "destinations": (False, _STRS), "enabled": (False, _BOOL),
                             "retry": (False, _MAP),
                             "conditions": (False, _MAP), "validate_after_backup": (False, (bool, str)),
-                            "max_staleness_s": (False, _NUM)}, open=True),
+                            "max_staleness_s": (False, _NUM), "timeout": (False, (str, int, float))}, open=True),
     Op.SCHEDULE_LIST: OpArgs(),
     Op.SCHEDULE_REMOVE: OpArgs({"name": (True, _STR)}),
     Op.SCHEDULE_PAUSE: OpArgs({"name": (True, _STR)}),

@@ -32,6 +32,7 @@ class Job(TypedDict, total=False):
     finished_at: str | None
     attempt: int
     max_attempts: int
+    timeout_s: float | None
     reason: str | None
     progress: JobProgress
     result: dict[str, Any] | None
@@ -76,6 +77,7 @@ class Schedule(TypedDict, total=False):
     conditions: dict[str, Any]
     validate_after_backup: str | None  # the validation level, or None
     max_staleness_s: float | None
+    timeout_s: float | None
 
 
 class ScheduleStats(TypedDict, total=False):

@@ -54,7 +54,7 @@ def test_job_statuses_are_the_documented_ones_and_groups_partition_them():
     paragraph = next(p for p in section("Objects").split("\n\n") if p.startswith("Statuses:"))
     assert {s.value for s in JobStatus} == set(re.findall(r"`([a-z_]+)`", paragraph))
     assert ACTIVE_STATUSES | FINAL_STATUSES == set(JobStatus) and not ACTIVE_STATUSES & FINAL_STATUSES
-    assert FAILED_STATUSES == {"failed", "partial"}
+    assert FAILED_STATUSES == {"failed", "partial", "timed_out"}
     assert SUCCESS_STATUSES <= FINAL_STATUSES and FAILED_STATUSES <= FINAL_STATUSES
 
 

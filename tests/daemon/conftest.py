@@ -47,8 +47,8 @@ def daemon_for() -> Iterator[Callable[..., Daemon]]:
     """`daemon_for(inst)`: a Daemon (not started); every one is killed at teardown if still running."""
     made: list[Daemon] = []
 
-    def make(inst: Installation, env: dict[str, str] | None = None) -> Daemon:
-        d = Daemon(inst, env)
+    def make(inst: Installation, env: dict[str, str] | None = None, nofile: int | None = None) -> Daemon:
+        d = Daemon(inst, env, nofile)
         made.append(d)
         return d
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -208,8 +209,9 @@ class DaemonFailed(AssertionError):
 class Daemon:
     """One `backupd run` process at a time on an installation; `start()` again after `stop()` restarts it."""
 
-    def __init__(self, inst: Installation, env: dict[str, str] | None = None):
+    def __init__(self, inst: Installation, env: dict[str, str] | None = None, nofile: int | None = None):
         self.inst = inst
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the daemon process, if given
         self.env = {**os.environ, "BACKUPD_LOAD_PROBE_FILE": str(inst.probe_file), **(env or {})}
         self.env.pop("NOTIFY_SOCKET", None)
         self.env.pop("WATCHDOG_USEC", None)
@@ -260,10 +262,14 @@ class Daemon:
         self.starts += 1
         with open(self.log_path(), "wb") as out, open(self.stderr_path(), "wb") as err:
             self.proc = subprocess.Popen([str(BACKUPD), "run", "-c", str(self.inst.config)], stdout=out,
-                                         stderr=err, cwd=self.inst.root, env=self.env)
+                                         stderr=err, cwd=self.inst.root, env=self.env, preexec_fn=self._limits)
         if wait:
             self.wait_ready()
         return self
+
+    def _limits(self) -> None:
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
