@@ -1,6 +1,7 @@
-"""The control socket attacked at the byte level, against the real daemon: valid request frames with random
-bytes flipped, inserted, deleted or cut off; random frames; and raw bytes written to the unix socket below
-ZeroMQ (garbage greetings, a greeting cut short, a peer that vanishes mid-handshake).
+"""The control socket attacked at the byte level and by descriptor exhaustion, against the real daemon:
+valid request frames with random bytes flipped, inserted, deleted or cut off; random frames; raw bytes
+written to the unix socket below ZeroMQ (garbage greetings, a greeting cut short, a peer that vanishes
+mid-handshake); waves of idle connections several times the daemon's descriptor limit.
 
 Every trial: every frame that reaches the daemon gets one well-formed reply that is not `internal_error`;
 the daemon never dies and answers `status` afterwards.
@@ -85,4 +86,31 @@ def test_control_socket_byte_fuzz(installation, daemon_for, tally):  # noqa: F81
             tally.fail(str(e).splitlines()[0])
     assert_answers_status(d)
     assert not d.events("control_loop_error") and not d.events("control_handler_error")
+    d.stop()
+
+
+def test_descriptor_exhaustion_waves(installation, daemon_for, tally):  # noqa: F811
+    """Waves of idle connections, each several times the daemon's descriptor limit, some unpaced; after each
+    wave the same daemon process answers `status`."""
+    from tests.daemon.test_descriptors import open_connections
+
+    rnd = random.Random(12)
+    d = daemon_for(installation(demo="small"), nofile=256).start()
+    pid = d.proc.pid
+    for _ in range(trials(ci=3, long=40)):
+        n = rnd.choice([600, 1000, 2000])
+        try:
+            attack = open_connections(str(d.inst.socket), n)
+            try:
+                assert len(attack) == n, f"the daemon stopped accepting after {len(attack)} of {n}"
+                assert d.alive and d.proc.pid == pid, f"the daemon died under {n} connections:\n{d.log_tail()}"
+            finally:
+                for s in attack:
+                    s.close()
+            with d.client(timeout=5.0, retries=3) as c:
+                assert c.status()["state"] == "running"
+            tally.trial(f"{n} idle connections: survived, answered status")
+        except AssertionError as e:
+            tally.fail(str(e).splitlines()[0])
+    assert "Too many open files" not in d.stderr_path().read_text()
     d.stop()
