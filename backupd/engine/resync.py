@@ -107,13 +107,13 @@ def resync(ctx: EngineContext, source: str) -> ResyncReport:
         backups = ctx.catalog.backups(source)
         meant = meant_for(backups, {t.name for t in ctx.enabled_targets()})
         infos, policy, now = [_info(b) for b in backups], policy_from(ctx.config), ctx.now()
-        kept = {t.name: kept_on(infos, policy, now, t.name, {i for i, d in meant.items() if t.name in d})
+        retained = {t.name: kept_on(infos, policy, now, t.name, {i for i, d in meant.items() if t.name in d})
                 for t in ctx.enabled_targets()}
         for backup in backups:
             healthy = {c.destination for c in backup.copies if not _damaged(c)}
             have = healthy if healthy else {c.destination for c in backup.copies}  # rewrite only from a sound copy
             for target in ctx.enabled_targets():
-                if target.name in have or target.name in broken or backup.backup_id not in kept[target.name]:
+                if target.name in have or target.name in broken or backup.backup_id not in retained[target.name]:
                     continue
                 started = time.monotonic()
                 try:
