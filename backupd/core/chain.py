@@ -65,3 +65,14 @@ def restore_point_at(backups: Iterable[B], at: datetime) -> tuple[B, timedelta]:
 
 def newest(backups: Iterable[B]) -> B | None:
     return max(backups, key=lambda b: (created(b), b.backup_id), default=None)
+
+
+def delta_destinations(destinations: Iterable[str], lacking: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    """Where a delta goes when `lacking` (destination -> why) cannot extend the chain: every other
+    destination, so one lacking the chain never forces a full onto those that hold it; () when none
+    holds it (a full everywhere). Also the note for the backup's recorded reason."""
+    holders = tuple(d for d in destinations if d not in lacking)
+    if not holders or not lacking:
+        return holders, ""
+    why = "; ".join(f"destination {d} lacks the chain ({r})" for d, r in sorted(lacking.items()))
+    return holders, f"{why}: delta on {', '.join(holders)}, resync brings {', '.join(sorted(lacking))} up"

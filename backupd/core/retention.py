@@ -405,3 +405,12 @@ def apply_plan(backups: Iterable[BackupInfo], plan: RetentionPlan) -> list[Backu
             b = replace(b, destinations=b.destinations - gone[b.backup_id])
         out.append(b)
     return out
+
+
+def kept_on(backups: Iterable[BackupInfo], policy: RetentionPolicy, now: datetime, dest: str,
+            meant: set[str]) -> set[str]:
+    """The backups of `meant` whose copy on `dest` its retention keeps, as if `dest` held all of them:
+    resync copies only these, so it never restores a copy the next prune deletes again."""
+    full = [replace(b, destinations=b.destinations | {dest}) if b.backup_id in meant else b for b in backups]
+    plan = plan_retention(full, policy, now)
+    return {i for i in meant if i not in plan.delete and (i, dest) not in plan.delete_copies}

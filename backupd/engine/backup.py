@@ -32,7 +32,7 @@ from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, iter_page_blocks
 from backupd.engine.snapshot import Snapshot, open_snapshot
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
-from backupd.errors import BackupdError, Cancelled, UsageError
+from backupd.errors import BackupdError, Cancelled, MissingChainMember, UsageError
 
 log = structlog.get_logger("backupd.backup")
 BLOCK_TARGET = 1024 * 1024
@@ -49,6 +49,7 @@ class Bases:
     full_hashes: PageHashes | None
     chain_length: int
     why_unusable: str
+    lacking: dict[str, str] = field(default_factory=dict)  # destinations that cannot take a delta, and why
 
 
 def hashes_from_destination(ctx: EngineContext, backup_id: str) -> PageHashes:
@@ -86,22 +87,24 @@ def _load_hashes(ctx: EngineContext, source: str, which: str, backup: CatalogBac
     return ph, ""
 
 
-def _why_chain_cannot_grow(ctx: EngineContext, members: list[CatalogBackup]) -> str:
-    """Why a delta on top of `members` would not be restorable from every destination ("" if it would).
+def _why_chain_cannot_grow(ctx: EngineContext, members: list[CatalogBackup]) -> dict[str, str]:
+    """The enabled destinations on which a delta on top of `members` would not be restorable, and why.
 
-    Every enabled destination must hold the whole chain, and its newest member must be readable with
-    the key configured now (a delta written with a new key on top of an old-key chain would need both)."""
+    A destination must hold the whole chain, and its newest member must be readable with the key
+    configured now (a delta written with a new key on top of an old-key chain would need both)."""
+    lacking: dict[str, str] = {}
+    copies = {c.destination: c for c in members[-1].copies}
     for t in ctx.enabled_targets():
-        copies = {c.destination: c for c in members[-1].copies}
-        for m in members:
-            if all(c.destination != t.name for c in m.copies):
-                return f"destination {t.name} has no copy of {m.backup_id} of the chain"
+        missing = next((m for m in members if all(c.destination != t.name for c in m.copies)), None)
+        if missing is not None:
+            lacking[t.name] = f"it has no copy of {missing.backup_id} of the chain"
+            continue
         try:
             with t.dest.open_read(copies[t.name].artifact_key) as f:
                 ArtifactReader(f, t.keyring, what=f"backup {members[-1].backup_id} on {t.name}")
         except BackupdError as exc:
-            return f"the chain cannot be extended on {t.name}: {exc}"
-    return ""
+            lacking[t.name] = f"the chain cannot be extended on it: {exc}"
+    return lacking
 
 
 def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool,
@@ -125,14 +128,17 @@ def find_bases(ctx: EngineContext, source: str, need_last: bool, need_full: bool
         return Bases(prev, None, None, None, 0, f"the newest backup's chain is broken: {exc}")
     if not (need_last or need_full):
         return Bases(prev, members[0], None, None, len(members) - 1, "")
-    why = _why_chain_cannot_grow(ctx, members)
-    if why:
-        log.warning("chain_not_extendable", backup_id=prev.backup_id, reason=why)
+    lacking = _why_chain_cannot_grow(ctx, members)
+    for name, why in lacking.items():
+        log.warning("chain_not_extendable", backup_id=prev.backup_id, destination=name, reason=why)
+    holders, _ = chain.delta_destinations([t.name for t in ctx.enabled_targets()], lacking)
+    if not holders:
+        why = "; ".join(f"destination {d}: {r}" for d, r in lacking.items()) or "no enabled destination"
         return Bases(prev, members[0], None, None, len(members) - 1, why)
     cache = _stream_cache(chosen)
     last_h, why_last = _load_hashes(ctx, source, "last" + cache, prev) if need_last else (None, "")
     full_h, why_full = _load_hashes(ctx, source, "full" + cache, members[0]) if need_full else (None, "")
-    return Bases(prev, members[0], last_h, full_h, len(members) - 1, why_last or why_full)
+    return Bases(prev, members[0], last_h, full_h, len(members) - 1, why_last or why_full, lacking)
 
 
 def _stream_cache(chosen: tuple[str, ...]) -> str:
@@ -170,6 +176,8 @@ def _decide(requested: str, snap: Snapshot, bases: Bases, policy: AutoPolicy, pp
         sizes = {h.page_size for h in (bases.last_hashes, bases.full_hashes) if h is not None}
         if sizes - {snap.info.page_size}:
             return "full", f"the page size changed to {snap.info.page_size} (VACUUM with a new page_size)"
+        if bases.prev is not None and bases.full_hashes is None and bases.why_unusable:
+            return "full", f"auto: {bases.why_unusable}; taking a full backup"
         return choose_strategy(_measure(snap, bases, ppc), policy)
     compare = bases.last_hashes if requested == "incremental" else bases.full_hashes
     if compare is None:
@@ -315,6 +323,8 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
         ppc = max(1, BLOCK_TARGET // info.page_size)
         rep.phase("measuring", info.page_size * info.page_count)
         strategy, reason = _decide(requested, snap, bases, policy, ppc)
+        if strategy != "full":
+            reason = _skip_lacking(copies, bases.lacking, reason)
         backup_id = new_backup_id(info.created_at, secrets.token_hex(3))
         if strategy == "full":
             parent_id = base_id = None
@@ -325,7 +335,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
             parent_id = base_id = bases.full.backup_id
             compare = bases.full_hashes
         log.info("backup_started", backup_id=backup_id, strategy=strategy, reason=reason,
-                 destinations=[c.target.name for c in copies])
+                 destinations=[c.target.name for c in copies if c.error is None])
         new_hashes = PageHashes.empty(backup_id, info.page_size, info.page_count)
         manifest: Manifest | None = None
         step = fanout.max_parallel_destinations
@@ -359,6 +369,19 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
              stored_bytes=result.stored_bytes, status=result.status, failed_destinations=failed,
              duration_s=round(time.monotonic() - started, 3))
     return result
+
+
+def _skip_lacking(copies: list[_Copy], lacking: dict[str, str], reason: str) -> str:
+    """A delta is not written to a destination lacking its chain: that copy fails with the reason,
+    so resync (automatic in the daemon) brings it up; returns the backup's reason, naming them."""
+    _, note = chain.delta_destinations([c.target.name for c in copies], lacking)
+    for c in copies:
+        if c.target.name in lacking:
+            c.error = MissingChainMember(
+                f"destination {c.target.name!r} lacks the chain ({lacking[c.target.name]}): no delta written there",
+                hint="`backupd resync` copies the chain and this backup onto it (the daemon does so itself)",
+                details={"destination": c.target.name})
+    return f"{reason}; {note}" if note else reason
 
 
 def _write_batch(ctx, source, backup_id, info, batch: list[_Copy], snap, compare, new_hashes, ppc, rep) -> int:

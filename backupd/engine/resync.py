@@ -6,6 +6,8 @@ read and verified with the source destination's key, then re-compressed and re-s
 target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does;
 an artifact whose sidecar could not be written is deleted at once.
 A copy that failed validation is rewritten the same way, when another destination holds one that did not.
+Only copies the destination's retention keeps (`max_count`, `max_age_days`) are restored, so resync and
+prune never undo each other.
 Backups are copied oldest first, so a destination never holds a delta without the chain before it.
 """
 
@@ -24,6 +26,8 @@ from backupd.engine.context import EngineContext, Target
 from backupd.engine.deletions import remove_failed_copy
 from backupd.engine.inventory import reconcile
 from backupd.core.copy_order import FAILED, CopyState
+from backupd.core.retention import kept_on
+from backupd.engine.prune import _info, policy_from
 from backupd.engine.reading import copies_in_order
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
 from backupd.errors import BackupdError, Cancelled, CorruptArtifact, MissingChainMember
@@ -94,18 +98,22 @@ def meant_for(backups: list[CatalogBackup], enabled: set[str]) -> dict[str, set[
 
 
 def resync(ctx: EngineContext, source: str) -> ResyncReport:
-    """Copy every backup of `source` that an enabled destination it was meant for lacks onto it (oldest first)."""
+    """Copy every backup of `source` that an enabled destination it was meant for, and whose retention
+    keeps it, lacks onto it (oldest first)."""
     report = ResyncReport()
     with ctx.source_lock(source):
         reconcile(ctx, source)
         broken: set[str] = set()  # a destination that failed once this run is left for the next one
         backups = ctx.catalog.backups(source)
         meant = meant_for(backups, {t.name for t in ctx.enabled_targets()})
+        infos, policy, now = [_info(b) for b in backups], policy_from(ctx.config), ctx.now()
+        retained = {t.name: kept_on(infos, policy, now, t.name, {i for i, d in meant.items() if t.name in d})
+                for t in ctx.enabled_targets()}
         for backup in backups:
             healthy = {c.destination for c in backup.copies if not _damaged(c)}
             have = healthy if healthy else {c.destination for c in backup.copies}  # rewrite only from a sound copy
             for target in ctx.enabled_targets():
-                if target.name in have or target.name in broken or target.name not in meant[backup.backup_id]:
+                if target.name in have or target.name in broken or backup.backup_id not in retained[target.name]:
                     continue
                 started = time.monotonic()
                 try:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backupd.core.chain import newest, resolve_chain, restore_point_at
+from backupd.core.chain import delta_destinations, newest, resolve_chain, restore_point_at
 from backupd.core.ids import new_backup_id
 from backupd.errors import MissingChainMember, NoRestorePoint
 
@@ -131,3 +131,19 @@ def test_restore_point_exactly_at_a_backup_and_the_gap():
         restore_point_at(history, T0 - timedelta(microseconds=1))
     assert exc.value.hint
     assert newest([]) is None
+
+
+@given(st.lists(st.sampled_from("ABCDEF"), unique=True, min_size=1),
+       st.dictionaries(st.sampled_from("ABCDEF"), st.sampled_from(["no copy", "wrong key"])))
+def test_a_destination_holding_the_chain_never_gets_a_full_because_another_lacks_it(dests, lacking):
+    """Issue 8 item 2: the delta goes to every destination holding the chain; a full only when none does."""
+    lacking = {d: r for d, r in lacking.items() if d in dests}
+    holders, note = delta_destinations(dests, lacking)
+    assert set(holders) == set(dests) - set(lacking)
+    assert holders or set(lacking) == set(dests)
+    if holders and lacking:
+        assert all(f"destination {d} lacks the chain" in note for d in lacking)
+        assert f"delta on {', '.join(holders)}" in note
+    else:
+        assert note == ""
+

@@ -21,6 +21,7 @@ from backupd.core.retention import (
     RetentionPlan,
     RetentionPolicy,
     apply_plan,
+    kept_on,
     plan_retention,
 )
 from backupd.errors import MissingChainMember
@@ -643,3 +644,18 @@ def test_the_plan_does_not_depend_on_input_order(history, rnd):
     shuffled = list(backups)
     rnd.shuffle(shuffled)
     assert plan_retention(shuffled, policy, now) == plan_retention(backups, policy, now)
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), policies(), st.sampled_from(DESTINATIONS))
+def test_resync_restores_only_copies_the_next_prune_keeps(history, policy, dest):
+    """Issue 8 item 3: a destination given exactly the copies `kept_on` names loses none of them to
+    the next plan, so resync and prune never undo each other."""
+    backups, now = history
+    meant = {b.backup_id for b in backups}
+    kept = kept_on(backups, policy, now, dest, meant)
+    assert kept <= meant
+    after = [replace(b, destinations=(b.destinations - {dest}) | ({dest} if b.backup_id in kept else set()))
+             for b in backups]
+    plan = plan_retention(after, policy, now)
+    assert not {i for (i, d) in plan.delete_copies if d == dest} & kept

@@ -1,5 +1,6 @@
-"""A delta is only taken when the chain it extends is complete and readable on every destination with
-the keys configured now; otherwise the backup becomes a full and says why."""
+"""A delta is only written where the chain it extends is complete and readable with the keys configured
+now; a destination lacking it is named and brought up by resync; with no such destination the backup
+becomes a full and says why."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from backupd.engine.backup import run_backup
 from backupd.engine.context import open_context
 from backupd.engine.crypto import keygen
 from backupd.engine.restore import run_restore
+from backupd.engine.resync import resync
 
 
 def _setup(root: Path, encryption: str) -> Path:
@@ -75,11 +77,34 @@ def test_turning_encryption_on_starts_a_new_chain(tmp_path: Path):
     assert m.strategy == "full" and "not encrypted" in m.strategy_reason
 
 
-def test_a_new_destination_without_the_chain_gets_a_full(tmp_path: Path):
+def test_a_destination_without_the_chain_does_not_force_a_full_on_the_others(tmp_path: Path):
+    """Issue 8 item 2: the delta goes to the destination holding the chain, the one lacking it is named
+    in the reason and brought up by resync, after which deltas go to both."""
     cfg = _setup(tmp_path, "")
     _backup(cfg, "full")
     cfg.write_text(cfg.read_text() + '[[destinations]]\nname = "second"\nkind = "local"\npath = "backups2"\n')
     _touch(tmp_path)
-    m = _backup(cfg, "incremental")
-    assert m.strategy == "full" and "second has no copy" in m.strategy_reason
-    assert sorted(os.listdir(tmp_path / "backups2" / "db")) == sorted(os.listdir(tmp_path / "backups" / "db"))[-2:]
+    ctx = open_context(load_config(cfg))
+    try:
+        result = run_backup(ctx, "db", "auto")
+    finally:
+        ctx.close()
+    m = result.manifest
+    assert m.strategy in ("incremental", "differential"), m.strategy_reason
+    assert "destination second lacks the chain" in m.strategy_reason and "delta on local" in m.strategy_reason
+    assert [c.destination for c in result.copies] == ["local"] and "lacks the chain" in result.failed["second"]
+    ctx = open_context(load_config(cfg))
+    try:
+        copied = resync(ctx, "db").copied
+        assert len(copied) == 2 and {c["destination"] for c in copied} == {"second"}
+    finally:
+        ctx.close()
+    _touch(tmp_path)
+    after = _backup(cfg, "auto")
+    assert after.strategy != "full" and "lacks" not in after.strategy_reason, after.strategy_reason
+    cfg.write_text(cfg.read_text().replace('path = "backups"\n', 'path = "backups"\nenabled = false\n', 1))
+    ctx = open_context(load_config(cfg))
+    try:
+        run_restore(ctx, "db", tmp_path / "out.db", backup_id=after.backup_id)
+    finally:
+        ctx.close()
