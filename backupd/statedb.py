@@ -47,8 +47,10 @@ def corrupt_error(path: Path, exc: sqlite3.Error) -> StateCorrupt:
 class Rows:
     """The rows of one statement, read at once, so that damage met on any row raises at `execute`."""
 
-    def __init__(self, rows: list[Any]):
-        self._rows = rows
+    def __init__(self, cursor: sqlite3.Cursor):
+        self._rows = cursor.fetchall()
+        self.rowcount = cursor.rowcount  # rows a DELETE, INSERT or UPDATE changed
+        self.lastrowid = cursor.lastrowid
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._rows)
@@ -74,13 +76,13 @@ class StateConnection(sqlite3.Connection):
             raise
 
     def execute(self, sql: str, parameters: Any = ()) -> Rows:  # type: ignore[override]
-        return self._guarded(lambda: Rows(super(StateConnection, self).execute(sql, parameters).fetchall()))
+        return self._guarded(lambda: Rows(super(StateConnection, self).execute(sql, parameters)))
 
     def executemany(self, sql: str, seq: Any) -> Rows:  # type: ignore[override]
-        return self._guarded(lambda: Rows(super(StateConnection, self).executemany(sql, seq).fetchall()))
+        return self._guarded(lambda: Rows(super(StateConnection, self).executemany(sql, seq)))
 
     def executescript(self, script: str) -> Rows:  # type: ignore[override]
-        return self._guarded(lambda: Rows(super(StateConnection, self).executescript(script).fetchall()))
+        return self._guarded(lambda: Rows(super(StateConnection, self).executescript(script)))
 
 
 def open_state_db(path: Path) -> StateConnection:
