@@ -169,7 +169,7 @@ def test_rebuild_says_what_it_moved_aside_and_keeps_a_destination_added_at_run_t
     overlay.add("usb", {"name": "usb", "kind": "local", "path": str(tmp_path / "usb"),
                         "encryption": {"key_file": str(env.root / "backup.key")}})
     overlay.close()
-    on_usb = cli("backup", "-c", env.config, "--source", SOURCE, "--json").json()["id"]
+    on_usb = cli("backup", "-c", env.config, "--source", SOURCE, "--strategy", "full", "--json").json()["id"]
     malformed_page(catalog_path(env), "backups")  # the backups are unreadable, the overlay's table is intact
 
     r = cli("catalog", "rebuild", "-c", env.config)
