@@ -87,6 +87,12 @@ class KeyUnusable(BackupdError):
     exit_code = 2
 
 
+class StateCorrupt(BackupdError):
+    """The state database (catalog.db) is damaged; `backupd catalog rebuild` moves it aside and recreates it."""
+
+    code = "state_corrupt"
+
+
 class CorruptArtifact(BackupdError):
     code = "corrupt_artifact"
 

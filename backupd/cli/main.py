@@ -132,14 +132,19 @@ def _progress_printer():
 
 
 def _engine(args):
-    """The engine on the config file with the destinations changed at run time (see config.overlay)."""
+    """The engine on the config file with the destinations changed at run time (see config.overlay).
+
+    For `catalog rebuild`, a damaged state database is first moved aside (`args.repaired` says how)."""
     import structlog
 
     from backupd.config import load_config
     from backupd.config.overlay import with_runtime_destinations
-    from backupd.engine.context import open_context
+    from backupd.engine.context import open_context, utc_now
+    from backupd.statedb import repair
 
-    applied = with_runtime_destinations(load_config(args.config))
+    config = load_config(args.config)
+    args.repaired = repair(config.state.dir, utc_now()) if args.command == "catalog" else None
+    applied = with_runtime_destinations(config)
     for problem in applied.problems:
         structlog.get_logger("backupd.cli").warning("runtime_destination_left_out", problem=problem)
     return open_context(applied.config.with_copy_selection(getattr(args, "copy_selection", None)))
@@ -261,8 +266,13 @@ def run(args) -> tuple[Any, str, int]:
         if args.command == "catalog":
             from backupd.engine.inventory import rebuild_catalog
 
-            with_locks = rebuild_catalog(ctx)
-            return with_locks, f"catalog rebuilt: {with_locks['backups']} backups", 0
+            report = {**rebuild_catalog(ctx), "state_db": args.repaired.to_json() if args.repaired else None}
+            lines = [args.repaired.describe()] if args.repaired else []
+            lines.append(f"catalog rebuilt: {report['backups']} backups")
+            if report["unreadable"]:
+                lines[-1] += f"; {report['unreadable']} sidecars could not be read:"
+                lines += [f"  {p['destination']}:{p['key']}: {p['error']}" for p in report["problems"]]
+            return report, "\n".join(lines), 1 if report["unreadable"] else 0
     finally:
         ctx.close()
     raise UsageError(f"unknown command {args.command}")

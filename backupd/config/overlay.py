@@ -20,7 +20,7 @@ from typing import Any
 from backupd.config.load import parse_destination
 from backupd.config.schema import Config, DestinationConfig
 from backupd.errors import ConfigError
-from backupd.sqlite_uri import connect as sqlite_connect
+from backupd.statedb import STATE_DB, open_state_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runtime_destinations (
@@ -52,9 +52,7 @@ class DestinationOverlay:
     """The stored run-time changes."""
 
     def __init__(self, state_dir: Path):
-        self._db = sqlite_connect(Path(state_dir) / "catalog.db", mode="rwc", timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_state_db(Path(state_dir) / STATE_DB)
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(runtime_destinations)")}
         if "file_enabled" not in columns:  # a state dir from before the column existed
@@ -122,7 +120,7 @@ def _flag(value: int | None) -> bool | None:
 
 def with_runtime_destinations(config: Config) -> Applied:
     """`config` as the daemon sees it: with the changes stored in its state dir (none when there is none yet)."""
-    if not (Path(config.state.dir) / "catalog.db").exists():
+    if not (Path(config.state.dir) / STATE_DB).exists():
         return Applied(config, frozenset(), ())
     overlay = DestinationOverlay(config.state.dir)
     try:

@@ -34,6 +34,7 @@ from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Supervisor
 from backupd.errors import BackupdError, ConfigError
+from backupd.statedb import DAEMON_LOCK, STATE_DB
 
 log = structlog.get_logger("backupd.daemon")
 
@@ -71,11 +72,11 @@ class Daemon:
     def run(self) -> int:
         cfg = self.config
         fd_limit, _ = raise_fd_limit()
-        locks = [_lock(cfg.state.dir / "daemon.lock", f"state dir {cfg.state.dir}"),
+        locks = [_lock(cfg.state.dir / DAEMON_LOCK, f"state dir {cfg.state.dir}"),
                  _lock(cfg.control.socket.with_name(cfg.control.socket.name + ".lock"),
                        f"control socket {cfg.control.socket}")]
         notifier = Notifier()
-        self.store = DaemonStore(cfg.state.dir / "catalog.db")
+        self.store = DaemonStore(cfg.state.dir / STATE_DB)
         (cfg.state.dir / RESTORE_AREA).mkdir(mode=0o700, exist_ok=True)  # a restore through the daemon may write here
         self.supervisor = Supervisor(cfg, probe=default_probe(), store=self.store, clock=utc_now,
                                      log_level=self.log_level)

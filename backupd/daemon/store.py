@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from backupd.sqlite_uri import connect as sqlite_connect
+from backupd.statedb import open_state_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS daemon_jobs (
@@ -35,8 +35,7 @@ CREATE TABLE IF NOT EXISTS schedule_fires (name TEXT PRIMARY KEY, last_fire TEXT
 
 class DaemonStore:
     def __init__(self, path: Path):
-        self._db = sqlite_connect(path, mode="rwc", timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_state_db(path)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

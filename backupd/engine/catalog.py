@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from backupd.core.manifest import Manifest, Sidecar
-from backupd.sqlite_uri import connect as sqlite_connect
+from backupd.statedb import StateConnection, open_state_db
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -160,9 +159,7 @@ class CatalogBackup:
 class Catalog:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite_connect(self.path, mode="rwc", timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_state_db(self.path)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
@@ -367,7 +364,7 @@ def pid_alive(pid: int) -> bool:
 
 
 class _Tx:
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: StateConnection):
         self._db = db
 
     def __enter__(self) -> None:

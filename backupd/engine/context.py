@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,22 +61,36 @@ class EngineContext:
         return replace(self, targets={n: t for n, t in self.targets.items() if n in names})
 
     @contextmanager
-    def source_lock(self, source: str) -> Iterator[None]:
-        """One operation that writes a source's backups at a time (a kernel lock: a crash releases it)."""
+    def source_lock(self, source: str, wait_s: float = 0.0) -> Iterator[None]:
+        """One operation that writes a source's backups at a time (a kernel lock: a crash releases it);
+        waits up to `wait_s` for another operation to finish, then raises SourceBusy."""
         lock_dir = self.state_dir / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_dir / f"{source}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SourceBusy(
-                    f"another backupd operation is running on source {source!r}",
-                    hint="wait for it to finish; the lock is released when that process exits",
-                ) from None
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise SourceBusy(
+                            f"another backupd operation is running on source {source!r}",
+                            hint="wait for it to finish; the lock is released when that process exits",
+                        ) from None
+                    time.sleep(0.05)
             yield
         finally:
             os.close(fd)
+
+    @contextmanager
+    def all_sources_locked(self, wait_s: float) -> Iterator[None]:
+        """Every configured source's lock, taken in name order (so two holders of several never deadlock)."""
+        with ExitStack() as stack:
+            for name in sorted(s.name for s in self.config.sources):
+                stack.enter_context(self.source_lock(name, wait_s))
+            yield
 
 
 def keyring_for(dcfg) -> Keyring | None:

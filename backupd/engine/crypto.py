@@ -136,7 +136,7 @@ class Keyring:
         want = enc.get("key_id")
         if key_id(key) != want:
             raise WrongKey(
-                f"wrong key: the artifact was encrypted with key id {want}, {self.description} has key id {key_id(key)}",
+                f"wrong key: encrypted with key id {want}, configured key id {key_id(key)} ({self.description})",
                 hint="point the destination's encryption at the key this backup was made with",
                 details={"artifact_key_id": want, "configured_key_id": key_id(key)},
             )

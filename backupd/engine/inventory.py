@@ -38,11 +38,32 @@ def read_sidecar(target: Target, key: str) -> tuple[Sidecar, int]:
     return sidecar, size
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A sidecar on a destination that could not be read, and why (a wrong key, damage, ...)."""
+
+    destination: str
+    key: str
+    error: BackupdError
+
+    @property
+    def backup_id(self) -> str | None:
+        parsed = parse_key(self.key)
+        return parsed.backup_id if parsed else None
+
+    def __str__(self) -> str:
+        return f"{self.destination}:{self.key}: {self.error}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"destination": self.destination, "key": self.key, "backup_id": self.backup_id,
+                "code": self.error.code, "error": str(self.error)}
+
+
 @dataclass
 class Scan:
     sidecars: dict[str, tuple[Sidecar, int]] = field(default_factory=dict)
     orphans: list[str] = field(default_factory=list)  # artifacts whose sidecar is missing
-    problems: list[str] = field(default_factory=list)
+    problems: list[Unreadable] = field(default_factory=list)
 
 
 def scan(target: Target, source: str | None = None) -> Scan:
@@ -60,17 +81,18 @@ def scan(target: Target, source: str | None = None) -> Scan:
             try:
                 out.sidecars[p.backup_id] = read_sidecar(target, o.key)
             except BackupdError as exc:
-                out.problems.append(f"{target.name}:{o.key}: {exc}")
+                out.problems.append(Unreadable(target.name, o.key, exc))
     return out
 
 
-def reconcile(ctx: EngineContext, source: str) -> None:
+def reconcile(ctx: EngineContext, source: str) -> list[Unreadable]:
     """Bring the catalog in line with the destinations for one source; remove crash leftovers.
 
-    Call with the source lock held: it deletes temp files and orphaned artifacts of that source, and
-    finishes the deletions an interrupted prune left.
+    Returns the sidecars that could not be read. Call with the source lock held: it deletes temp files
+    and orphaned artifacts of that source, and finishes the deletions an interrupted prune left.
     """
     resume_deletions(ctx, source)
+    unreadable: list[Unreadable] = []
     for target in ctx.enabled_targets():
         try:
             removed = target.dest.remove_stale_temp(f"{source}/")
@@ -84,7 +106,8 @@ def reconcile(ctx: EngineContext, source: str) -> None:
             log.info("leftovers_removed", destination=target.name, source=source,
                      temp_files=removed, orphan_artifacts=found.orphans)
         for problem in found.problems:
-            log.warning("sidecar_unreadable", destination=target.name, problem=problem)
+            log.warning("sidecar_unreadable", destination=target.name, problem=str(problem))
+        unreadable += found.problems
         known = {b.backup_id: b for b in ctx.catalog.backups(source)}
         for backup_id, (sidecar, size) in found.sidecars.items():
             have = known.get(backup_id)
@@ -93,21 +116,44 @@ def reconcile(ctx: EngineContext, source: str) -> None:
                 log.info("catalog_entry_imported", destination=target.name, backup_id=backup_id)
         for backup_id, b in known.items():
             if any(c.destination == target.name for c in b.copies) and backup_id not in found.sidecars:
-                if not any(p.startswith(f"{target.name}:{source}/{backup_id}") for p in found.problems):
+                if not any(p.backup_id == backup_id for p in found.problems):
                     ctx.catalog.remove_copy(backup_id, target.name)
                     log.warning("catalog_copy_vanished", destination=target.name, backup_id=backup_id)
+    return unreadable
+
+
+def unreadable_error(what: str, problems: list[Unreadable]) -> BackupdError | None:
+    """The error to give for `what` (a backup, a source's restore points) that exists only as the sidecars
+    in `problems`: the first one's own error (WrongKey for a wrong key), naming the copies; None if none."""
+    if not problems:
+        return None
+    first = problems[0].error
+    where = ", ".join(f"{p.destination}:{p.key}" for p in problems[:5]) + (" ..." if len(problems) > 5 else "")
+    count = f"{len(problems)} sidecar{'s' if len(problems) > 1 else ''}"
+    return type(first)(f"{what}: {count} on the destinations cannot be read ({where}): {first.message}",
+                       hint=first.hint, details={**first.details, "unreadable": [p.to_json() for p in problems]})
+
+
+REBUILD_LOCK_WAIT_S = 300.0  # how long rebuild waits for a running backup, prune or resync of a source
 
 
 def rebuild_catalog(ctx: EngineContext) -> dict[str, object]:
-    """Recreate every backup and copy entry from the destinations' sidecars alone."""
+    """Recreate every backup and copy entry from the destinations' sidecars alone.
+
+    Holds every configured source's lock, as backup, prune and resync do, so that none of them changes
+    a destination between the scan and the catalog write (a backup a prune deleted is not re-added).
+    """
     entries: dict[str, tuple] = {}
-    problems: list[str] = []
-    for target in ctx.enabled_targets():
-        found = scan(target)
-        problems += found.problems
-        for backup_id, (sidecar, size) in found.sidecars.items():
-            manifest, copies = entries.setdefault(backup_id, (sidecar.manifest, []))
-            copies.append(Copy.from_sidecar(target.name, sidecar, size))
-    n = ctx.catalog.replace_all(entries.values())
+    problems: list[Unreadable] = []
+    with ctx.all_sources_locked(REBUILD_LOCK_WAIT_S):
+        for target in ctx.enabled_targets():
+            found = scan(target)
+            problems += found.problems
+            for backup_id, (sidecar, size) in found.sidecars.items():
+                manifest, copies = entries.setdefault(backup_id, (sidecar.manifest, []))
+                copies.append(Copy.from_sidecar(target.name, sidecar, size))
+        n = ctx.catalog.replace_all(entries.values())
+    for problem in problems:
+        log.warning("sidecar_unreadable", destination=problem.destination, problem=str(problem))
     log.info("catalog_rebuilt", backups=n, problems=len(problems))
-    return {"backups": n, "problems": problems}
+    return {"backups": n, "unreadable": len(problems), "problems": [p.to_json() for p in problems]}

@@ -21,7 +21,7 @@ from backupd.core import chain
 from backupd.engine.catalog import CatalogBackup, pid_alive
 from backupd.destinations.local import fsync_dir
 from backupd.engine.context import EngineContext
-from backupd.engine.inventory import reconcile
+from backupd.engine.inventory import Unreadable, reconcile, unreadable_error
 from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, copies_in_order, iter_page_blocks
 from backupd.engine.snapshot import schema_and_counts
@@ -47,6 +47,7 @@ def plan_restore(ctx: EngineContext, source: str, *, backup_id: str | None = Non
     ctx.config.source(source)
     if (backup_id is None) == (at is None):
         raise UsageError("give exactly one of --backup ID or --at TIME")
+    unreadable: list[Unreadable] = []
     for attempt in (0, 1):
         backups = ctx.catalog.backups(source)
         by_id = {b.backup_id: b for b in backups}
@@ -57,10 +58,16 @@ def plan_restore(ctx: EngineContext, source: str, *, backup_id: str | None = Non
             return RestorePlan(target, chain.resolve_chain(target.backup_id, by_id), gap)
         if attempt == 0:
             with ctx.source_lock(source):
-                reconcile(ctx, source)
+                unreadable = reconcile(ctx, source)
     if backup_id is not None:
+        cannot_read = unreadable_error(f"backup {backup_id}", [u for u in unreadable if u.backup_id == backup_id])
+        if cannot_read is not None:
+            raise cannot_read
         raise NotFound(f"backup {backup_id} of source {source!r} not found on any destination",
                        hint="list restore points with `backupd list`")
+    cannot_read = unreadable_error(f"no readable restore point of source {source!r}", unreadable)
+    if cannot_read is not None:
+        raise cannot_read
     return chain.restore_point_at([], at)  # raises NoRestorePoint
 
 

@@ -40,7 +40,7 @@ from backupd.engine.catalog import CatalogBackup
 from backupd.engine.context import EngineContext
 from backupd.engine.copy_checks import ChainMember
 from backupd.engine.copy_choice import CopyChoice
-from backupd.engine.inventory import read_sidecar, reconcile
+from backupd.engine.inventory import read_sidecar, reconcile, unreadable_error
 from backupd.engine.reading import choose_copy, copies_in_order
 from backupd.engine.restored_checks import deep_checks
 from backupd.engine.rules import Report
@@ -87,12 +87,16 @@ def find_backup(ctx: EngineContext, backup_id: str) -> CatalogBackup:
     found = ctx.catalog.get(backup_id)
     if found is not None:
         return found
+    unreadable = []
     for src in ctx.config.sources:
         with ctx.source_lock(src.name):
-            reconcile(ctx, src.name)
+            unreadable += [u for u in reconcile(ctx, src.name) if u.backup_id == backup_id]
         found = ctx.catalog.get(backup_id)
         if found is not None:
             return found
+    cannot_read = unreadable_error(f"backup {backup_id}", unreadable)
+    if cannot_read is not None:
+        raise cannot_read
     raise NotFound(f"backup {backup_id} is not in the catalog nor on any configured destination",
                    hint="list restore points with `backupd list`")
 

@@ -169,6 +169,12 @@ class TimedOutError(_Coded):
     code = ErrorCode.TIMED_OUT.value
 
 
+class StateCorruptError(_Coded):
+    """The daemon's state database is damaged; `backupd catalog rebuild` repairs it."""
+
+    code = ErrorCode.STATE_CORRUPT.value
+
+
 class InternalError(_Coded):
     """A bug in the daemon (or a reply this client cannot read)."""
     code = ErrorCode.INTERNAL_ERROR.value

@@ -109,6 +109,7 @@ class ErrorCode(str, Enum):
     CANCELLED = "cancelled"
     FORBIDDEN = "forbidden"
     TIMED_OUT = "timed_out"  # a job ran longer than its timeout and was cancelled
+    STATE_CORRUPT = "state_corrupt"
     INTERNAL_ERROR = "internal_error"
     # Client side only: never on the wire.
     DAEMON_UNREACHABLE = "daemon_unreachable"
