@@ -300,9 +300,13 @@ def _source_warnings(source: str, info, prev: Manifest | None) -> tuple[str, ...
     """The snapshot's source check and its size against the previous backup, logged as events."""
     warnings = source_warnings(info.problems, info.page_count, info.tables,
                                prev.page_count if prev else None, prev.tables if prev else None)
+    previous = prev.backup_id if prev else None
     for w in warnings:
         code, why = w.split(": ", 1)
-        log.warning(code, source=source, detail=why, previous_backup_id=prev.backup_id if prev else None)
+        if code == "source_corrupt":
+            log.warning("source_corrupt", source=source, detail=why, previous_backup_id=previous)
+        else:
+            log.warning("source_shrunk", source=source, detail=why, previous_backup_id=previous)
     return warnings
 
 
