@@ -115,3 +115,11 @@ def test_check_off_stores_a_corrupt_source_unflagged(tmp_path: Path):
     cfg = _setup(tmp_path, "off")
     _corrupt_page_header(tmp_path / "src.db")
     assert _backup(cfg)["status"] == "completed"
+
+
+def test_the_default_check_finds_a_row_missing_from_its_index(tmp_path: Path):
+    cfg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text().replace('source_check = "quick"\n', ""))
+    _drop_row_from_index(tmp_path / "src.db")
+    b = _backup(cfg)
+    assert b["status"] == "completed_with_warnings" and "missing from index t_v" in b["warnings"][0]
