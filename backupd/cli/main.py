@@ -208,7 +208,8 @@ def run(args) -> tuple[Any, str, int]:
                 ctx.config.source(args.source)
             rows = [b.to_json() for b in ctx.catalog.backups(args.source)]
             text = "\n".join(f"{r['id']}  {r['source']:<12} {r['strategy']:<12} {r['created_at']}  "
-                             f"{_human_size(r['stored_bytes']):>10}" + _meta_text(r["metadata"]) for r in rows) or (
+                             f"{_human_size(r['stored_bytes']):>10}" + _meta_text(r["metadata"])
+                             + "".join(f"\n    WARNING {w}" for w in r["warnings"]) for r in rows) or (
                 "no restore points in the catalog (on a new machine or state dir, run `backupd catalog rebuild` first)")
             return rows, text, 0
         if args.command == "restore" and args.plan:

@@ -111,6 +111,11 @@ class SourceConfig(_Section):
     name: Name = Field(description="Unique source name, used in commands and backup ids.")
     kind: Literal["sqlite"] = Field(description="Source type; only 'sqlite' for now.")
     path: ConfigPath = Field(description="Path of the SQLite database file to back up.")
+    source_check: Literal["quick", "full", "off"] = Field(
+        "full",
+        description="Check of the source inside the snapshot: 'quick' (PRAGMA quick_check: b-tree structure),"
+        " 'full' (PRAGMA integrity_check: also every index against its rows) or 'off'.",
+    )
 
 
 class EncryptionConfig(_Section):

@@ -33,6 +33,7 @@ class Manifest:
     description: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     destinations: tuple[str, ...] = ()  # the destinations it was meant for, when not every enabled one
+    warnings: tuple[str, ...] = ()  # "source_corrupt: ...", "source_shrunk: ...": the source looked damaged
 
     @property
     def logical_bytes(self) -> int:
@@ -45,6 +46,10 @@ class Manifest:
             d["destinations"] = list(self.destinations)
         else:
             del d["destinations"]  # absent, as in manifests written before the field existed
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        else:
+            del d["warnings"]
         return d
 
     def to_json(self) -> bytes:
@@ -61,7 +66,7 @@ class Manifest:
         except TypeError as exc:
             raise CorruptArtifact(f"manifest is incomplete: {exc}") from None
         m.check()
-        for name in ("tags", "destinations"):
+        for name in ("tags", "destinations", "warnings"):
             if isinstance(getattr(m, name), list):
                 object.__setattr__(m, name, tuple(getattr(m, name)))
         return m

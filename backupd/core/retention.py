@@ -27,6 +27,9 @@ Global rules, like restic's `forget` (GFS), applied to the restorable backups of
                   (`2026-W48`), keep_monthly months (`2026-11`), keep_yearly years (`2026`).
 A rule that is None or 0 is not set. Then, whatever the rules say:
   - the newest restorable backup of each source is kept (`newest restorable backup`);
+  - flagged backups (`BackupInfo.flagged`: the source looked corrupt or shrunk) are not counted by
+    the rules, and the newest unflagged restorable backup is kept (`newest unflagged backup`), so a
+    run of flagged backups never pushes the last good one out;
   - the newest backup whose whole chain is verified (every member has `verified_at`) is kept
     (`newest verified chain`): the last verified chain stays until a newer backup has a
     fully verified chain;
@@ -92,6 +95,7 @@ class BackupInfo:
     verified_at: datetime | None = None
     destinations: frozenset[str] = frozenset()
     stream: tuple[str, ...] = ()  # the destinations it was sent to by choice; () for every enabled one
+    flagged: bool = False  # its source looked corrupt or shrunk (core/source_health.py)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -272,10 +276,14 @@ def _keep_stream(items: list[BackupInfo], chains: Mapping[str, tuple[list[str], 
     """Apply the global rules, the newest restorable backup and the newest verified chain to one
     stream's backups (newest first), adding to `keep`, `passed_over` and `safe`."""
     restorable = [b for b in items if chains[b.backup_id][1] is None]
+    good = [b for b in restorable if not b.flagged]
+    for b in restorable:
+        if b.flagged:
+            passed_over[b.backup_id].append(f"flagged (source corrupt or shrunk): not counted by the rules{suffix}")
     rules = policy.rules()
     for rule, n in rules:
         if rule == "keep_last":
-            for i, b in enumerate(restorable):
+            for i, b in enumerate(good):
                 if i < n:
                     keep[b.backup_id].append(f"keep_last {i + 1}/{n}{suffix}")
                 else:
@@ -283,7 +291,7 @@ def _keep_stream(items: list[BackupInfo], chains: Mapping[str, tuple[list[str], 
             continue
         bucket_of, unit = BUCKETS[rule]
         chosen: dict[str, str] = {}  # bucket -> the backup kept for it
-        for b in restorable:
+        for b in good:
             bucket = bucket_of(b.created_at.astimezone(timezone.utc))
             if bucket in chosen:
                 passed_over[b.backup_id].append(f"{rule} {n}: {bucket} is kept as {chosen[bucket]}")
@@ -298,6 +306,9 @@ def _keep_stream(items: list[BackupInfo], chains: Mapping[str, tuple[list[str], 
     if restorable:
         keep[restorable[0].backup_id].append(f"newest restorable backup{suffix}")
         safe.append(restorable[0].backup_id)
+    if good and good[0] is not restorable[0]:
+        keep[good[0].backup_id].append(f"newest unflagged backup{suffix}")
+        safe.append(good[0].backup_id)
     for b in restorable:
         if all(member in verified for member in chains[b.backup_id][0]):
             keep[b.backup_id].append(f"newest verified chain{suffix}")

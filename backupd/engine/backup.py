@@ -21,6 +21,7 @@ from backupd.core import chain
 from backupd.core.ids import artifact_key, new_backup_id, sidecar_key
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.metadata import check_metadata
+from backupd.core.source_health import source_warnings
 from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
 from backupd.destinations.base import classify_os_error
 from backupd.engine.catalog import CatalogBackup, Copy
@@ -244,7 +245,7 @@ class BackupResult(CatalogBackup):
     @property
     def status(self) -> str:
         if not self.failed:
-            return "completed"
+            return "completed_with_warnings" if self.manifest.warnings else "completed"
         met = policy_met(len(self.copies), len(self.copies) + len(self.failed), self.policy)
         return "completed_with_warnings" if met else "partial"
 
@@ -295,6 +296,20 @@ class _Copy:
         return remove_failed_copy(self.target, source, backup_id, artifact_key(source, backup_id))
 
 
+def _source_warnings(source: str, info, prev: Manifest | None) -> tuple[str, ...]:
+    """The snapshot's source check and its size against the previous backup, logged as events."""
+    warnings = source_warnings(info.problems, info.page_count, info.tables,
+                               prev.page_count if prev else None, prev.tables if prev else None)
+    previous = prev.backup_id if prev else None
+    for w in warnings:
+        code, why = w.split(": ", 1)
+        if code == "source_corrupt":
+            log.warning("source_corrupt", source=source, detail=why, previous_backup_id=previous)
+        else:
+            log.warning("source_shrunk", source=source, detail=why, previous_backup_id=previous)
+    return warnings
+
+
 def _prune_after(ctx: EngineContext, source: str) -> None:
     """Retention runs after every backup; its failures are logged, never the backup's."""
     from backupd.engine.prune import has_policy, run_prune
@@ -318,8 +333,11 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
                         ctx.config.strategy.differential_cost_ratio)
     fanout = ctx.config.fanout
     copies = [_Copy(t) for t in ctx.enabled_targets()]
-    with open_snapshot(src.path, now=ctx.now) as snap:
+    # against the newest unflagged backup, so every one of a run of empty backups is flagged
+    good = [b.manifest for b in ctx.catalog.backups(src.name) if not b.manifest.warnings]
+    with open_snapshot(src.path, now=ctx.now, check=src.source_check) as snap:
         info = snap.info
+        warnings = _source_warnings(src.name, info, good[-1] if good else None)
         ppc = max(1, BLOCK_TARGET // info.page_size)
         rep.phase("measuring", info.page_size * info.page_count)
         strategy, reason = _decide(requested, snap, bases, policy, ppc)
@@ -349,7 +367,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
                     created_at=info.created_at.isoformat(), page_size=info.page_size, page_count=info.page_count,
                     changed_pages=changed, journal_mode=info.journal_mode, schema_hash=info.schema_hash,
                     tables=info.tables, strategy_reason=reason, tags=tuple(tags), description=description,
-                    metadata=metadata, destinations=chosen,
+                    metadata=metadata, destinations=chosen, warnings=warnings,
                 )
             rep.phase("committing")
             _commit_batch(ctx, src.name, backup_id, info, batch, manifest)

@@ -153,6 +153,7 @@ class CatalogBackup:
             "description": m.description,
             "metadata": m.metadata,
             "destinations": [c.destination for c in self.copies],
+            "warnings": list(m.warnings),
         }
 
 

@@ -33,7 +33,7 @@ def _info(b: CatalogBackup) -> BackupInfo:
     verified = [datetime.fromisoformat(c.verified_at) for c in b.copies if c.verified_at]
     return BackupInfo(b.backup_id, b.manifest.source, b.strategy, b.parent_id, datetime.fromisoformat(b.created_at),
                       max(verified) if verified else None, frozenset(c.destination for c in b.copies),
-                      tuple(b.manifest.destinations))
+                      tuple(b.manifest.destinations), bool(b.manifest.warnings))
 
 
 def plan_prune(catalog: Catalog, config, source: str, now: datetime) -> RetentionPlan:

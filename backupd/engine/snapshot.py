@@ -48,6 +48,7 @@ class SnapshotInfo:
     schema_hash: str
     tables: dict[str, int]
     created_at: datetime
+    problems: tuple[str, ...] = ()  # what the source check found, empty when it passed or was off
 
 
 def schema_and_counts(conn: sqlite3.Connection) -> tuple[str, dict[str, int]]:
@@ -65,6 +66,22 @@ def schema_and_counts(conn: sqlite3.Connection) -> tuple[str, dict[str, int]]:
         quoted = '"' + name.replace('"', '""') + '"'
         counts[name] = conn.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
     return h.hexdigest(), counts
+
+
+CHECK_PRAGMAS = {"quick": "quick_check", "full": "integrity_check"}
+MAX_PROBLEMS = 20
+
+
+def check_source(conn: sqlite3.Connection, mode: str) -> tuple[str, ...]:
+    """What `PRAGMA quick_check` ('quick') or `integrity_check` ('full') finds, in `conn`'s transaction."""
+    if mode == "off":
+        return ()
+    try:
+        rows = conn.execute(f"PRAGMA {CHECK_PRAGMAS[mode]}({MAX_PROBLEMS})").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return (str(exc),)
+    found = tuple(str(r[0]) for r in rows)
+    return () if found == ("ok",) else found
 
 
 class Snapshot:
@@ -158,8 +175,10 @@ def _check_database_file(path: Path) -> None:
 
 
 @contextmanager
-def open_snapshot(path: Path, *, now: Callable[[], datetime], busy_timeout: float = 30.0) -> Iterator[Snapshot]:
-    """Hold a consistent snapshot of the database at `path` for the duration of the block."""
+def open_snapshot(path: Path, *, now: Callable[[], datetime], busy_timeout: float = 30.0,
+                  check: str = "off") -> Iterator[Snapshot]:
+    """Hold a consistent snapshot of the database at `path` for the duration of the block; `check`
+    ('quick', 'full', 'off') is run inside its read transaction and its findings are `info.problems`."""
     path = Path(path)
     _check_database_file(path)
     deadline = time.monotonic() + busy_timeout
@@ -194,11 +213,18 @@ def open_snapshot(path: Path, *, now: Callable[[], datetime], busy_timeout: floa
                 reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
             created_at = now()
             page_count = reader.execute("PRAGMA page_count").fetchone()[0]
-            schema_hash, tables = schema_and_counts(reader)
+            problems = check_source(reader, check)
+            try:
+                schema_hash, tables = schema_and_counts(reader)
+            except sqlite3.DatabaseError as exc:
+                if not problems:
+                    raise
+                schema_hash, tables = "", {}
+                problems += (f"counting rows: {exc}",)
         except sqlite3.Error as exc:
             raise SnapshotFailed(f"cannot snapshot {path}: {exc}", hint="is it a SQLite database the service can open read-write?") from None
         except OSError as exc:
             raise SnapshotFailed(f"cannot snapshot {path}: {exc.strerror or exc}") from None
-        info = SnapshotInfo(page_size, page_count, mode, schema_hash, tables, created_at)
+        info = SnapshotInfo(page_size, page_count, mode, schema_hash, tables, created_at, problems)
         yield Snapshot(info, db_fd, wal_fd, wal_pages)
         reader.execute("ROLLBACK")

@@ -99,6 +99,7 @@ BACKUP_COLUMNS: list[Column] = [
     ("created", col("created_at", short_time)), ("stored", col("stored_bytes", human_size)),
     ("pages", lambda b: f"{fmt(b.get('changed_pages'))}/{fmt(b.get('page_count'))}"), ("parent", col("parent_id")),
     ("metadata", lambda b: metadata_text(b.get("metadata"))),
+    ("warnings", lambda b: ", ".join(w.split(":", 1)[0] for w in b.get("warnings") or ()) or "-"),
 ]
 SCHEDULE_COLUMNS: list[Column] = [
     ("name", col("name")), ("source", col("source")), ("cron", col("cron")), ("strategy", col("strategy")),

@@ -659,3 +659,37 @@ def test_resync_restores_only_copies_the_next_prune_keeps(history, policy, dest)
              for b in backups]
     plan = plan_retention(after, policy, now)
     assert not {i for (i, d) in plan.delete_copies if d == dest} & kept
+
+
+def flagged_run(backups: list[BackupInfo], n: int) -> list[BackupInfo]:
+    """`n` flagged fulls of source "a" (a damaged or empty source), newer than every backup."""
+    t = max((b.created_at for b in backups), default=T0)
+    return [BackupInfo(f"z{i:02d}", "a", "full", None, t + timedelta(hours=i + 1), None, frozenset(DESTINATIONS),
+                       flagged=True) for i in range(n)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), policies(), st.integers(1, 12))
+def test_a_run_of_flagged_backups_never_pushes_the_last_good_one_out(history, policy, n):
+    backups, now = history
+    good = [b for b in sorted(backups, key=lambda b: (b.created_at, b.backup_id), reverse=True)
+            if b.source == "a" and not broken(b.backup_id, backups)]
+    run = flagged_run(backups, n)
+    plan = plan_retention([*backups, *run], policy, now + timedelta(hours=n + 1))
+    check_plan([*backups, *run], policy, plan)
+    if good:
+        assert good[0].backup_id in plan.keep
+        assert all(m in plan.keep for m in chain_ids(good[0].backup_id, backups))
+    if policy.rules():
+        assert [b.backup_id for b in run if b.backup_id in plan.keep] == [run[-1].backup_id]
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), policies(), st.integers(1, 12))
+def test_flagged_backups_do_not_count_toward_the_rules(history, policy, n):
+    backups, now = history
+    policy = replace(policy, per_destination={})
+    later = now + timedelta(hours=n + 1)
+    before = plan_retention(backups, policy, later)
+    after = plan_retention([*backups, *flagged_run(backups, n)], policy, later)
+    assert set(before.keep) <= set(after.keep)
