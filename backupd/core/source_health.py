@@ -37,3 +37,27 @@ def source_warnings(problems: Sequence[str], page_count: int, tables: Mapping[st
 def codes(warnings: Sequence[str]) -> list[str]:
     """The codes of `warnings` ("source_corrupt", ...)."""
     return [w.split(":", 1)[0] for w in warnings]
+
+
+def flagged_strategy(strategy: str, reason: str, warnings: Sequence[str], requested: str,
+                     extendable: str | None) -> tuple[str, str]:
+    """The strategy for a snapshot that carries `warnings`: never a new chain started on it silently.
+
+    `auto` extends the existing chain (`extendable`: "incremental" or "differential", None if it cannot)
+    instead of a full, so the good chain stays the base; an explicit or unavoidable full says in its reason
+    that the source is flagged. Unflagged snapshots keep their strategy and reason.
+
+    >>> flagged_strategy("full", "auto: chain too long", ["source_shrunk: x"], "auto", "incremental")[0]
+    'incremental'
+    >>> flagged_strategy("full", "full requested", ["source_corrupt: y"], "full", "incremental")[0]
+    'full'
+    """
+    if not warnings:
+        return strategy, reason
+    flagged = f"the source is flagged ({', '.join(codes(warnings))})"
+    if strategy != "full":
+        return strategy, f"{reason}; {flagged}"
+    if requested == "auto" and extendable is not None:
+        return extendable, f"{reason}, but {flagged}: {extendable} on the existing chain instead of a new chain on it"
+    return "full", (f"{reason}; {flagged}: this full starts no chain in place of the last good one, "
+                    "which retention keeps")

@@ -21,7 +21,7 @@ from backupd.core import chain
 from backupd.core.ids import artifact_key, new_backup_id, sidecar_key
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.metadata import check_metadata
-from backupd.core.source_health import source_warnings
+from backupd.core.source_health import flagged_strategy, source_warnings
 from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
 from backupd.destinations.base import classify_os_error
 from backupd.engine.catalog import CatalogBackup, Copy
@@ -190,6 +190,15 @@ def _decide(requested: str, snap: Snapshot, bases: Bases, policy: AutoPolicy, pp
     return requested, f"{requested} requested"
 
 
+def _extendable(bases: Bases, page_size: int) -> str | None:
+    """The delta the existing chain can take now, if any."""
+    if bases.last_hashes is not None and bases.last_hashes.page_size == page_size:
+        return "incremental"
+    if bases.full_hashes is not None and bases.full_hashes.page_size == page_size:
+        return "differential"
+    return None
+
+
 def run_backup(
     ctx: EngineContext,
     source: str,
@@ -341,6 +350,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
         ppc = max(1, BLOCK_TARGET // info.page_size)
         rep.phase("measuring", info.page_size * info.page_count)
         strategy, reason = _decide(requested, snap, bases, policy, ppc)
+        strategy, reason = flagged_strategy(strategy, reason, warnings, requested, _extendable(bases, info.page_size))
         if strategy != "full":
             reason = _skip_lacking(copies, bases.lacking, reason)
         backup_id = new_backup_id(info.created_at, secrets.token_hex(3))

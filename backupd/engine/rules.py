@@ -76,9 +76,12 @@ SCHEMA_HASH = _rule("schema_hash", "error", "deep",
                     "the restored database's schema hash equals the one recorded at backup time")
 ROW_COUNTS = _rule("row_counts", "error", "deep",
                    "every table of the restored database has the row count recorded at backup time")
+SOURCE_UNFLAGGED = _rule("source_unflagged", "warning", "quick",
+                         "the source passed its check at backup time and had not shrunk (a warning: a flagged "
+                         "backup holds the source as it was, damaged or emptied)")
 
 BUILTIN_RULES: tuple[Rule, ...] = (
-    CHAIN_COMPLETE, SIDECAR_INTACT, ARTIFACT_HEADER, ARTIFACT_SIZE, ARTIFACT_CHECKSUM,
+    CHAIN_COMPLETE, SOURCE_UNFLAGGED, SIDECAR_INTACT, ARTIFACT_HEADER, ARTIFACT_SIZE, ARTIFACT_CHECKSUM,
     BLOCKS_AUTHENTIC, MANIFEST_MATCHES_SIDECAR, PAGE_NUMBERS_IN_RANGE,
     RESTORE_COMPLETES, INTEGRITY_CHECK, FOREIGN_KEY_CHECK, SCHEMA_HASH, ROW_COUNTS,
 )

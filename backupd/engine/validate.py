@@ -293,6 +293,16 @@ class Validation:
             return R.Outcome.ok(f"chain of {len(ids)} backup(s) complete on {where}", chain=ids)
 
         self.run_check(R.CHAIN_COMPLETE, check, prefix=f"chain of {tid}")
+        self.run_check(R.SOURCE_UNFLAGGED, self._source_flags, prefix=tid)
+
+    def _source_flags(self) -> R.Outcome:
+        warnings = self.target.manifest.warnings
+        if not warnings:
+            return R.Outcome.ok("the source passed its check at backup time")
+        return R.Outcome.fail(
+            f"{self.target.backup_id} was taken of a flagged source: " + "; ".join(warnings),
+            f"restore an older backup of source {self.source!r} if this one holds the damage; check the "
+            "source database itself", code="source_flagged", warnings=list(warnings))
 
     def _probe_sidecars(self, backup_id: str) -> dict[str, str]:
         """Why a member the catalog lacks is missing, per destination: absent, or present but unreadable."""

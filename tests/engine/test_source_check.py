@@ -123,3 +123,29 @@ def test_the_default_check_finds_a_row_missing_from_its_index(tmp_path: Path):
     _drop_row_from_index(tmp_path / "src.db")
     b = _backup(cfg)
     assert b["status"] == "completed_with_warnings" and "missing from index t_v" in b["warnings"][0]
+
+
+def test_verify_warns_about_a_flagged_backup(tmp_path: Path):
+    cfg = _setup(tmp_path, check="full")
+    _backup(cfg)
+    _drop_row_from_index(tmp_path / "src.db")
+    flagged = _backup(cfg)["id"]
+    proc = cli("verify", "-c", str(cfg), "--backup", flagged, "--json")
+    report = json.loads(proc.stdout)
+    assert proc.code == 0 and report["verdict"] == "warn", (proc.code, report["verdict"])
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    assert [c["id"] for c in failed] == ["source_unflagged"] and "source_corrupt" in failed[0]["message"], failed
+
+
+def test_auto_extends_the_good_chain_instead_of_starting_one_on_a_flagged_source(tmp_path: Path):
+    cfg = _setup(tmp_path, check="full")
+    with open(cfg, "a") as f:
+        f.write("[strategy]\nmax_chain_length = 1\n")
+    good = _backup(cfg)["id"]
+    _lose_rows(tmp_path / "src.db")
+    proc = cli("backup", "-c", str(cfg), "--source", "db", "--strategy", "auto", "--json")
+    result = json.loads(proc.stdout)
+    assert result["strategy"] != "full", result  # the chain is at its maximum: unflagged, this would be a full
+    assert "flagged (source_shrunk)" in result["strategy_reason"] and result["status"] == "completed_with_warnings"
+    listed = json.loads(cli("list", "-c", str(cfg), "--json").stdout)
+    assert good in {p["id"] for p in listed}

@@ -13,10 +13,10 @@ from backupd.engine import rules as R
 from backupd.engine.validate import validate_backup
 from backupd.errors import CorruptArtifact, NotFound, UsageError
 
-QUICK = {"chain_complete", "sidecar_intact", "artifact_header", "artifact_size", "artifact_checksum"}
+QUICK = {"chain_complete", "source_unflagged", "sidecar_intact", "artifact_header", "artifact_size", "artifact_checksum"}
 STANDARD = QUICK | {"blocks_authentic", "manifest_matches_sidecar", "page_numbers_in_range"}
 DEEP = STANDARD | {"restore_completes", "integrity_check", "foreign_key_check", "schema_hash", "row_counts"}
-PER_MEMBER = STANDARD - {"chain_complete"}
+PER_MEMBER = STANDARD - {"chain_complete", "source_unflagged"}
 EXPECTED = {"quick": QUICK, "standard": STANDARD, "deep": DEEP}
 
 
