@@ -97,7 +97,7 @@ def test_descriptor_exhaustion_waves(installation, daemon_for, tally):  # noqa: 
     rnd = random.Random(12)
     d = daemon_for(installation(demo="small"), nofile=256).start()
     pid = d.proc.pid
-    for _ in range(trials(ci=3, long=40)):
+    for _ in range(trials(ci=3, long=20)):
         n = rnd.choice([600, 1000, 2000])
         try:
             attack = open_connections(str(d.inst.socket), n)

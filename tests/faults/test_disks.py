@@ -94,7 +94,7 @@ def test_disk_fills_mid_artifact_and_mid_sidecar(tmp_path, tally):
         first = backup(inst, "full")
         artifact, sidecar = sizes(inst, first)
         ballast = disk / "ballast"
-        for n in range(trials(ci=8, long=100)):
+        for n in range(trials(ci=8, long=30)):
             # room for part of the artifact, or for all of it and part of (or none of) its sidecar
             pages = -(-artifact // PAGE)
             room = rnd.randrange(0, pages) * PAGE if n % 2 else (pages + rnd.randrange(0, -(-sidecar // PAGE))) * PAGE
@@ -135,7 +135,7 @@ def test_disk_turns_read_only_mid_backup(tmp_path, tally):
         start = time.monotonic()
         backup(inst, "full")
         took = time.monotonic() - start
-        for _ in range(trials(ci=6, long=100)):
+        for _ in range(trials(ci=6, long=30)):
             strategy = rnd.choice(("full", "incremental", "differential"))
 
             def one():

@@ -42,7 +42,7 @@ def test_sigkill_during_backups(tmp_path, tally, seed):
         start = time.monotonic()
         backup(inst, strategy)
         took[strategy] = time.monotonic() - start
-    for _ in range(trials(ci=12, long=300)):
+    for _ in range(trials(ci=12, long=120)):
         change_source(inst, rnd)
         strategy = rnd.choice(("full", "incremental", "differential"))
 
@@ -72,7 +72,7 @@ def test_sigkill_during_prune(tmp_path, tally):
         change_source(inst, rnd)
         backup(inst, strategy)
     took = timed(inst.argv("prune", "--source", SOURCE, config=pruning))
-    for _ in range(trials(ci=10, long=200)):
+    for _ in range(trials(ci=10, long=60)):
         for _ in range(rnd.randint(1, 3)):
             change_source(inst, rnd)
             backup(inst, rnd.choice(("full", "incremental", "differential")))
@@ -113,7 +113,7 @@ def test_sigkill_during_resync(tmp_path, tally):
     backup(inst, "full")
     break_second_copy(inst, rnd)
     took = timed(inst.argv("resync", "--source", SOURCE))
-    for _ in range(trials(ci=8, long=150)):
+    for _ in range(trials(ci=8, long=40)):
         break_second_copy(inst, rnd)
 
         def one():
@@ -142,7 +142,7 @@ def test_sigkill_during_restore_overwrite(tmp_path, tally):
     restore = lambda backup_id: inst.argv("restore", "--source", SOURCE, "--backup", backup_id, "--to", target,
                                           "--overwrite")
     took = timed(restore(ids[0]))
-    for _ in range(trials(ci=10, long=200)):
+    for _ in range(trials(ci=10, long=60)):
         old = next(i for i in inst.expected if inst.expected[i] == file_digest(target))
         new = rnd.choice([i for i in ids if inst.expected[i] != inst.expected[old]])
 
@@ -172,7 +172,7 @@ def test_sigkill_during_catalog_rebuild(tmp_path, tally):
     everything = committed(inst, "local")
     rebuild = inst.argv("catalog", "rebuild")
     took = timed(rebuild)
-    for _ in range(trials(ci=8, long=150)):
+    for _ in range(trials(ci=8, long=40)):
         def one():
             if rnd.random() < 0.5:
                 (inst.state / "catalog.db").unlink()

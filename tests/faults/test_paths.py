@@ -57,7 +57,7 @@ def test_restore_targets_with_hostile_names(tmp_path, tally):
     inst = install(tmp_path / "i", mib=1)
     backup_id = backup(inst, "full")
     base = os.fsencode(tmp_path / "targets")
-    for n in range(trials(ci=60, long=1000)):
+    for n in range(trials(ci=60, long=400)):
         shutil.rmtree(base, ignore_errors=True)
         os.mkdir(base)
         try:
@@ -87,7 +87,7 @@ def test_restore_targets_with_hostile_names(tmp_path, tally):
 
 def test_sources_under_hostile_directories(tmp_path, tally):
     rnd = random.Random(10)
-    for n in range(trials(ci=6, long=100)):
+    for n in range(trials(ci=6, long=40)):
         root = tmp_path / f"t{n}"
         try:
             inst = install(root / "i", mib=0.5)

@@ -106,7 +106,7 @@ def test_server_dies_mid_upload(tmp_path, tally, outage):
     start = time.monotonic()
     backup(inst, "full")
     took = time.monotonic() - start
-    for _ in range(trials(ci=5, long=60)):
+    for _ in range(trials(ci=5, long=15)):
         change_source(inst, rnd)
         strategy = rnd.choice(("full", "incremental", "differential"))
 
@@ -142,7 +142,7 @@ def test_server_dies_mid_restore(tmp_path, tally, outage):
     target = target_dir / "app.db"
     argv = lambda backup_id: inst.argv("restore", "--source", SOURCE, "--backup", backup_id, "--to", target)
     took = timed(argv(ids[-1]))
-    for _ in range(trials(ci=5, long=60)):
+    for _ in range(trials(ci=5, long=15)):
         target.unlink(missing_ok=True)
         chosen = rnd.choice(ids)
 

@@ -17,7 +17,7 @@ from .conftest import trials
 
 @pytest.mark.parametrize("journal_mode", ["wal", "delete"])
 def test_writer_invariant_through_20_backups(tmp_path, tally, journal_mode):
-    n = trials(ci=0, long=5)
+    n = trials(ci=0, long=3)
     if not n:
         pytest.skip("the CI profile runs this once per mode as tests/engine/test_concurrent_writer.py")
     for seed in range(100, 100 + n):
