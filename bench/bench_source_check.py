@@ -8,6 +8,7 @@ prints each as a ratio to the backup without the check. Not a test; see bench/RE
 from __future__ import annotations
 
 import argparse
+import random
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import BENCH_DIR, TextGen, cached_db, warm  # noqa: E402
 
 BACKUPD = [sys.executable, "-m", "backupd.cli.main"]
+
+
+def small_rows_db(out: Path, rows: int, seed: int) -> Path:
+    """The check's hard case: many small rows and two indexes (integrity_check looks every row up in
+    every index), built once and cached: 200,000 rows of ~300 B are ~78 MiB."""
+    path = out / f"small-rows-{rows}-seed{seed}.db"
+    if path.exists():
+        return path
+    rnd = random.Random(seed)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, k INTEGER, body BLOB)")
+    conn.executemany("INSERT INTO t (name, k, body) VALUES (?, ?, ?)",
+                     ((f"name-{rnd.random()}", rnd.randrange(10**9), rnd.randbytes(300)) for _ in range(rows)))
+    conn.execute("CREATE INDEX t_k ON t (k)")
+    conn.execute("CREATE INDEX t_name ON t (name)")
+    conn.commit()
+    conn.close()
+    tmp.rename(path)
+    return path
 
 
 def time_pragma(db: Path, pragma: str) -> float:
@@ -53,9 +75,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="best of N")
     ap.add_argument("--out-dir", type=Path, default=BENCH_DIR / "out")
+    ap.add_argument("--small-rows", type=int, default=None, metavar="N",
+                    help="instead of the text database, N small rows with two indexes (200000: ~78 MiB)")
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    db = cached_db(args.out_dir, args.size_mib, args.seed, TextGen(args.seed))
+    if args.small_rows:
+        db = small_rows_db(args.out_dir, args.small_rows, args.seed)
+    else:
+        db = cached_db(args.out_dir, args.size_mib, args.seed, TextGen(args.seed))
     warm(db)
     pragmas = {p: min(time_pragma(db, p) for _ in range(args.repeat)) for p in ("quick_check", "integrity_check")}
     with tempfile.TemporaryDirectory(dir=args.out_dir) as work:
@@ -64,7 +91,8 @@ def main() -> int:
             for c in times:
                 times[c].append(time_backup(db, c, Path(work)))
         backups = {c: min(t) for c, t in times.items()}
-    print(f"\n== source check on a {args.size_mib} MiB database (best of {args.repeat})")
+    what = f"{args.small_rows} small rows" if args.small_rows else "text"
+    print(f"\n== source check on a {db.stat().st_size / 2**20:.0f} MiB database ({what}; best of {args.repeat})")
     for p, s in pragmas.items():
         print(f"  PRAGMA {p:<16} {s:7.2f} s")
     for c, s in backups.items():

@@ -194,6 +194,8 @@ def run(args) -> tuple[Any, str, int]:
                 head = (f"partial: success policy {b.policy!r} not met" if b.status == "partial"
                         else f"success policy {b.policy!r} met, with failed copies")
                 text += "\n" + head + "\n" + "\n".join(lines)
+            for warning in b.manifest.warnings:  # stored anyway, but the operator must hear of it
+                sys.stderr.write(f"backupd: warning: {warning}\n")
             if b.status == "partial":
                 return j, text, 1
             if args.validate:

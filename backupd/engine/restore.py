@@ -268,9 +268,12 @@ def check_restored(path: Path, plan: RestorePlan, tables: list[str] | None) -> N
         if counts.get(name) != rows:
             problems.append(f"table {name}: {counts.get(name)} rows, {rows} recorded at backup time")
     if problems:
+        flagged = [w for w in m.warnings if w.startswith("source_corrupt")]
         raise RestoreFailed(
             f"restored database failed validation: {'; '.join(problems[:5])}",
-            hint="the backup may be corrupt; run `backupd verify --level deep` on it",
+            hint=(f"backup {m.backup_id} was taken of a source already damaged ({flagged[0]}); restore an earlier"
+                  " restore point (`backupd list` shows the flagged ones)" if flagged else
+                  "the backup may be corrupt; run `backupd verify --level deep` on it"),
             details={"problems": problems},
         )
 

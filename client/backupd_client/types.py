@@ -52,6 +52,7 @@ class Backup(TypedDict, total=False):
     stored_bytes: int
     changed_pages: int
     page_count: int
+    warnings: list[str]  # "source_corrupt: ...", "source_shrunk: ..."; empty for a good source
 
 
 class Nearest(TypedDict):
