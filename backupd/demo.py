@@ -13,6 +13,7 @@ from pathlib import Path
 
 from backupd.cli.main import main as backupd
 from backupd.config import load_config
+from backupd.config.schema import RESTORE_AREA
 from backupd.daemon.main import run as run_daemon
 from backupd.engine.context import open_context
 from backupd.engine.crypto import keygen
@@ -117,7 +118,7 @@ A writer adds notes to {db} every 5 s. In another terminal, try:
   .venv/bin/backupctl ls
   .venv/bin/backupctl jobs
   .venv/bin/backupctl validate <BACKUP_ID> --level deep --wait
-  .venv/bin/backupctl restore --source {cfg.sources[0].name} --at $(date -u +%Y-%m-%dT%H:%M:%SZ) --to /tmp/demo-restored.db --wait
+  .venv/bin/backupctl restore --source {cfg.sources[0].name} --at $(date -u +%Y-%m-%dT%H:%M:%SZ) --to {cfg.state.dir / RESTORE_AREA / "demo-restored.db"} --wait
 
 Ctrl-C stops the daemon (running jobs finish first).
 """, flush=True)
