@@ -51,8 +51,10 @@ class User:
 @pytest.fixture
 def other_user() -> Iterator[User]:
     """A throwaway user in a throwaway group, removed afterwards."""
-    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("useradd", "groupadd", "setpriv")):
-        pytest.skip("needs root, useradd, groupadd and setpriv")
+    missing = [t for t in ("useradd", "groupadd", "setpriv") if not shutil.which(t)]
+    assert os.geteuid() == 0 and not missing, \
+        f"the access tests run a client as a throwaway user: run as root (CI does) with {missing or 'these'} " \
+        "installed (.ci/run installs passwd and util-linux)"
     name = f"bkdt{secrets.token_hex(3)}"
     subprocess.run(["groupadd", name], check=True)
     try:
@@ -75,7 +77,7 @@ def _python_for(uid: int, gid: int) -> str:
                             capture_output=True)
         if os.path.exists(candidate) and ok.returncode == 0:
             return candidate
-    pytest.skip(f"no {version} the throwaway user may run")
+    raise AssertionError(f"no {version} the throwaway user may run: install it system-wide (python3 in Debian)")
 
 
 def _open_to(user: User, inst) -> None:
