@@ -41,6 +41,13 @@ class Tally:
         self.trials += 1
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
+    def run(self, one) -> None:
+        """One trial: `one()` returns what it saw; an AssertionError it raises is a failure, by its first line."""
+        try:
+            self.trial(one())
+        except AssertionError as e:
+            self.fail(str(e).splitlines()[0] if str(e) else repr(e))
+
     def fail(self, reason: str) -> None:
         """Count a trial that broke an invariant."""
         self.trials += 1

@@ -119,9 +119,7 @@ def test_disk_fills_mid_artifact_and_mid_sidecar(tmp_path, tally):
                 return f"{where}: failed cleanly"
 
             try:
-                tally.trial(one())
-            except AssertionError as e:
-                tally.fail(str(e).splitlines()[0])
+                tally.run(one)
             finally:
                 ballast.unlink(missing_ok=True)
     assert any("failed cleanly" in k for k in tally.outcomes) or tally.failures, "no trial filled the disk"
@@ -164,10 +162,7 @@ def test_disk_turns_read_only_mid_backup(tmp_path, tally):
                 assert leftovers(inst) == [], f"the next backup left {leftovers(inst)}"
                 return f"{strategy}: {seen}"
 
-            try:
-                tally.trial(one())
-            except AssertionError as e:
-                tally.fail(str(e).splitlines()[0])
+            tally.run(one)
     finally:
         disk.close()
     assert any("failed cleanly" in k for k in tally.outcomes) or tally.failures, "no trial hit the read-only disk"

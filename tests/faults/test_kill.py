@@ -19,14 +19,6 @@ from .tools import (backup, change_source, check_agreement, committed, files, in
                     timed)
 
 
-def trial(tally, outcome_of) -> None:
-    """Run one trial; an AssertionError counts as a failure with its message, anything else propagates."""
-    try:
-        tally.trial(outcome_of())
-    except AssertionError as e:
-        tally.fail(str(e).splitlines()[0] if str(e) else repr(e))
-
-
 def outcome(code: int, appeared: set[str]) -> str:
     killed = "killed" if code == -9 else "finished"
     return f"{killed}, {'visible' if appeared else 'nothing new'}"
@@ -59,7 +51,7 @@ def test_sigkill_during_backups(tmp_path, tally, seed):
             assert leftovers(inst) == [], f"the next backup left {leftovers(inst)}"
             return f"{strategy}: {outcome(code, appeared)}"
 
-        trial(tally, one)
+        tally.run(one)
     assert sum(1 for k in tally.outcomes if "killed" in k) or tally.failures, "no trial killed a running backup"
 
 
@@ -87,7 +79,7 @@ def test_sigkill_during_prune(tmp_path, tally):
             check_agreement(inst, rnd, before)
             return f"{'killed' if code == -9 else 'finished'}, {len(before - committed(inst, 'local'))} deleted"
 
-        trial(tally, one)
+        tally.run(one)
 
 
 def break_second_copy(inst, rnd) -> None:
@@ -126,7 +118,7 @@ def test_sigkill_during_resync(tmp_path, tally):
             assert committed(inst, "second") == committed(inst, "local"), "resync did not complete the copies"
             return "killed" if code == -9 else "finished"
 
-        trial(tally, one)
+        tally.run(one)
 
 
 def test_sigkill_during_restore_overwrite(tmp_path, tally):
@@ -158,7 +150,7 @@ def test_sigkill_during_restore_overwrite(tmp_path, tally):
             assert not stray, f"the next restore left {stray} beside the target"
             return f"{'killed' if code == -9 else 'finished'}, target {seen}"
 
-        trial(tally, one)
+        tally.run(one)
 
 
 def test_sigkill_during_catalog_rebuild(tmp_path, tally):
@@ -187,4 +179,4 @@ def test_sigkill_during_catalog_rebuild(tmp_path, tally):
             assert {p["id"] for p in points} == everything, "the next rebuild lost restore points"
             return f"{'killed' if code == -9 else 'finished'}, {'listed' if listed_now else 'empty or unreadable'}"
 
-        trial(tally, one)
+        tally.run(one)

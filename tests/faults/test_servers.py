@@ -124,10 +124,7 @@ def test_server_dies_mid_upload(tmp_path, tally, outage):
             assert leftovers(inst) == [], f"the next backup left {leftovers(inst)}"
             return f"{strategy}: {seen}"
 
-        try:
-            tally.trial(one())
-        except AssertionError as e:
-            tally.fail(str(e).splitlines()[0])
+        tally.run(one)
 
 
 def test_server_dies_mid_restore(tmp_path, tally, outage):
@@ -161,7 +158,4 @@ def test_server_dies_mid_restore(tmp_path, tally, outage):
             assert file_digest(target) == inst.expected[chosen], "the restore after the outage gave other bytes"
             return seen
 
-        try:
-            tally.trial(one())
-        except AssertionError as e:
-            tally.fail(str(e).splitlines()[0])
+        tally.run(one)
