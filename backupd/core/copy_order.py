@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 SELECTIONS = ("priority", "most_reliable")
 FAILED, UNVERIFIED, VERIFIED = 0, 1, 2  # a copy's standing, worst first
@@ -44,18 +44,26 @@ class CopyState:
         return VERIFIED if self.verified_at is not None else UNVERIFIED
 
 
-def order_copies(copies: Sequence[T], selection: str, state: Callable[[T], CopyState] = lambda c: c) -> list[T]:
+@overload
+def order_copies(copies: Sequence[CopyState], selection: str) -> list[CopyState]: ...
+@overload
+def order_copies(copies: Sequence[T], selection: str, state: Callable[[T], CopyState]) -> list[T]: ...
+
+
+def order_copies(
+    copies: Sequence[Any], selection: str, state: Callable[[Any], CopyState] = lambda c: c
+) -> list[Any]:
     """`copies` in the order to read them under `selection` (see the module docstring); `state`
-    describes each item. Raises ValueError for an unknown selection."""
+    describes each item (by default each item is a CopyState). Raises ValueError for an unknown selection."""
     if selection not in SELECTIONS:
         raise ValueError(f"unknown copy selection {selection!r} (expected {' or '.join(SELECTIONS)})")
     found = list(copies)
 
-    def verified(c: T) -> str:
+    def verified(c: Any) -> str:
         s = state(c)
         return s.verified_at or "" if s.standing == VERIFIED else ""
 
-    def priority(c: T) -> int:
+    def priority(c: Any) -> int:
         return state(c).priority
 
     # Stable sorts, least significant key first.

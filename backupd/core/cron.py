@@ -25,10 +25,10 @@ hour late (02:30 on a spring-forward day fires at 03:30) and may fire a repeated
 
 from __future__ import annotations
 
-import calendar
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timezone, tzinfo  # timezone: the doctests
+
+from .cron_clock import add_seconds, as_utc, existing, next_wall, previous_wall, reading, require_aware, utc_offset
 
 __all__ = ["CronSpec", "fire_times", "missed_runs", "parse_cron"]
 
@@ -45,8 +45,6 @@ _NAMES = {
 _APS_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _POSITIONS = ("1st", "2nd", "3rd", "4th", "5th")
 _MAX_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_UTC = timezone.utc
-_SECOND = timedelta(seconds=1)
 _SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years; a valid spec fires within one cycle
 
 
@@ -101,35 +99,33 @@ class CronSpec:
         >>> spec.next_after(datetime(2024, 3, 30, 12, 0, tzinfo=timezone.utc)).isoformat()
         '2024-03-31T02:30:00+00:00'
         """
-        tz = _require_aware(dt, "dt")
-        limit = _as_utc(dt)
+        tz = require_aware(dt, "dt")
+        limit = as_utc(dt)
         # Search the wall clock from the reading of the instant itself: a nonexistent `dt` (in a
         # DST gap) stands for an instant whose real reading differs.
-        wall = _add(_reading(limit, tz).replace(microsecond=0), 1)
-        while wall is not None and (wall := _next_wall(self, wall, dt.year + _SEARCH_YEARS)) is not None:
-            moment = _existing(wall, tz)
-            if moment is not None and _as_utc(moment) > limit:
+        cursor = add_seconds(reading(limit, tz).replace(microsecond=0), 1)
+        while cursor is not None and (wall := next_wall(self, cursor, dt.year + _SEARCH_YEARS)) is not None:
+            moment = existing(wall, tz)
+            if moment is not None and as_utc(moment) > limit:
                 return moment
-            if (wall := _add(wall, 1)) is None:
-                break
+            cursor = add_seconds(wall, 1)
         raise ValueError(f"cron {self.expression!r}: no fire time after {dt.isoformat()} before year 9999")
 
     def previous_at_or_before(self, dt: datetime) -> datetime | None:
         """The last fire time at or before `dt`, in `dt`'s tzinfo; None if there is none after year 1."""
-        tz = _require_aware(dt, "dt")
-        limit = _as_utc(dt)
-        wall = _reading(limit, tz).replace(microsecond=0)
+        tz = require_aware(dt, "dt")
+        limit = as_utc(dt)
+        cursor: datetime | None = reading(limit, tz).replace(microsecond=0)
         local = limit.astimezone(tz)
-        if local.fold == 1:
+        if local.fold == 1 and cursor is not None:
             # In the second pass of a repeated hour, the whole first pass (later wall times too)
             # lies before `dt`: search back from the wall time the first-pass offset gives.
-            wall += local.replace(fold=0).utcoffset() - local.utcoffset()
-        while (wall := _previous_wall(self, wall, dt.year - _SEARCH_YEARS)) is not None:
-            moment = _existing(wall, tz)
-            if moment is not None and _as_utc(moment) <= limit:
+            cursor += utc_offset(local.replace(fold=0)) - utc_offset(local)
+        while cursor is not None and (wall := previous_wall(self, cursor, dt.year - _SEARCH_YEARS)) is not None:
+            moment = existing(wall, tz)
+            if moment is not None and as_utc(moment) <= limit:
                 return moment
-            if (wall := _add(wall, -1)) is None:
-                return None
+            cursor = add_seconds(wall, -1)
         return None
 
     def apscheduler_kwargs(self) -> dict[str, str]:
@@ -197,12 +193,13 @@ def parse_cron(expression: str) -> CronSpec:
 
 def fire_times(spec: CronSpec, start: datetime, end: datetime) -> list[datetime]:
     """Every fire time t with start < t <= end, ascending, in `start`'s tzinfo."""
-    _require_aware(end, "end")
-    times, last = [], _as_utc(end)
+    require_aware(end, "end")
+    times: list[datetime] = []
+    last = as_utc(end)
     moment = start
     while True:
         moment = spec.next_after(moment)
-        if _as_utc(moment) > last:
+        if as_utc(moment) > last:
             return times
         times.append(moment)
 
@@ -216,13 +213,13 @@ def missed_runs(
     Wall-clock fields are read in `tz`, by default `last_fire`'s tzinfo (pass the schedule's zone).
     The result is in that zone.
     """
-    zone = tz or _require_aware(last_fire, "last_fire")
-    _require_aware(now, "now")
+    zone = tz or require_aware(last_fire, "last_fire")
+    require_aware(now, "now")
     candidate = spec.previous_at_or_before(now.astimezone(zone))
     if candidate is None:
         return None
-    t = _as_utc(candidate)
-    if t <= _as_utc(last_fire) or (_as_utc(now) - t).total_seconds() > grace_s:
+    t = as_utc(candidate)
+    if t <= as_utc(last_fire) or (as_utc(now) - t).total_seconds() > grace_s:
         return None
     return candidate
 
@@ -287,149 +284,3 @@ def _listing(values: frozenset[int], name: str) -> str:
     if values == frozenset(range(low, high + 1)):
         return "*"
     return ",".join(str(value) for value in sorted(values))
-
-
-# --- searching the wall clock ---------------------------------------------------------------
-
-
-def _next_wall(spec: CronSpec, t: datetime, year_limit: int) -> datetime | None:
-    """Smallest naive wall time >= t matching the spec (t whole seconds), or None past year_limit."""
-    while True:
-        if t.year > min(year_limit, 9999):
-            return None
-        if t.month not in spec.month:
-            month = _first_at_least(spec.month, t.month + 1)
-            t = datetime(t.year, month, 1) if month else _year_start(t.year + 1)
-            if t is None:
-                return None
-            continue
-        if not spec.matches_date(t.date()):
-            t = _day_start(t.date(), +1)
-            if t is None:
-                return None
-            continue
-        if t.hour not in spec.hour:
-            hour = _first_at_least(spec.hour, t.hour + 1)
-            t = t.replace(hour=hour, minute=0, second=0) if hour is not None else _day_start(t.date(), +1)
-            if t is None:
-                return None
-            continue
-        if t.minute not in spec.minute:
-            minute = _first_at_least(spec.minute, t.minute + 1)
-            t = t.replace(minute=minute, second=0) if minute is not None else _add(t.replace(minute=0, second=0), 3600)
-            if t is None:
-                return None
-            continue
-        if t.second not in spec.second:
-            second = _first_at_least(spec.second, t.second + 1)
-            t = t.replace(second=second) if second is not None else _add(t.replace(second=0), 60)
-            if t is None:
-                return None
-            continue
-        return t
-
-
-def _previous_wall(spec: CronSpec, t: datetime, year_limit: int) -> datetime | None:
-    """Largest naive wall time <= t matching the spec (t whole seconds), or None before year_limit."""
-    while True:
-        if t.year < max(year_limit, 1):
-            return None
-        if t.month not in spec.month:
-            month = _last_at_most(spec.month, t.month - 1)
-            if month is None:
-                if t.year == 1:
-                    return None
-                t = datetime(t.year - 1, 12, 31, 23, 59, 59)
-            else:
-                t = datetime(t.year, month, calendar.monthrange(t.year, month)[1], 23, 59, 59)
-            continue
-        if not spec.matches_date(t.date()):
-            t = _day_end(t.date(), -1)
-            if t is None:
-                return None
-            continue
-        if t.hour not in spec.hour:
-            hour = _last_at_most(spec.hour, t.hour - 1)
-            t = t.replace(hour=hour, minute=59, second=59) if hour is not None else _day_end(t.date(), -1)
-            if t is None:
-                return None
-            continue
-        if t.minute not in spec.minute:
-            minute = _last_at_most(spec.minute, t.minute - 1)
-            t = t.replace(minute=minute, second=59) if minute is not None else _add(t.replace(minute=0, second=0), -1)
-            if t is None:
-                return None
-            continue
-        if t.second not in spec.second:
-            second = _last_at_most(spec.second, t.second - 1)
-            t = t.replace(second=second) if second is not None else _add(t.replace(second=0), -1)
-            if t is None:
-                return None
-            continue
-        return t
-
-
-def _first_at_least(values: Iterable[int], floor: int) -> int | None:
-    return min((value for value in values if value >= floor), default=None)
-
-
-def _last_at_most(values: Iterable[int], ceiling: int) -> int | None:
-    return max((value for value in values if value <= ceiling), default=None)
-
-
-def _add(t: datetime, seconds: int) -> datetime | None:
-    try:
-        return t + timedelta(seconds=seconds)
-    except OverflowError:
-        return None
-
-
-def _year_start(year: int) -> datetime | None:
-    return datetime(year, 1, 1) if year <= 9999 else None
-
-
-def _day_start(day: date, offset: int) -> datetime | None:
-    try:
-        return datetime.combine(day + timedelta(days=offset), datetime.min.time())
-    except OverflowError:
-        return None
-
-
-def _day_end(day: date, offset: int) -> datetime | None:
-    try:
-        return datetime.combine(day + timedelta(days=offset), datetime.max.time().replace(microsecond=0))
-    except OverflowError:
-        return None
-
-
-# --- time zones -----------------------------------------------------------------------------
-
-
-def _require_aware(dt: datetime, name: str) -> tzinfo:
-    if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime (got {dt!r})")
-    return dt.tzinfo
-
-
-def _as_utc(dt: datetime) -> datetime:
-    # Aware datetimes sharing a tzinfo compare by wall clock, ignoring fold; compare in UTC instead.
-    return dt.astimezone(_UTC)
-
-
-def _reading(instant: datetime, tz: tzinfo) -> datetime:
-    """The naive wall-clock reading of `instant` in `tz`."""
-    try:
-        return instant.astimezone(tz).replace(tzinfo=None, fold=0)
-    except OverflowError:  # within a day of datetime.min / datetime.max
-        return instant.replace(tzinfo=None, fold=0)
-
-
-def _existing(wall: datetime, tz: tzinfo) -> datetime | None:
-    """`wall` in `tz` at its first occurrence (fold=0), or None if the wall clock skips it."""
-    moment = wall.replace(tzinfo=tz, fold=0)
-    try:
-        if moment.astimezone(_UTC).astimezone(tz).replace(tzinfo=None) != wall:
-            return None
-    except OverflowError:  # within a day of datetime.min / datetime.max
-        return None
-    return moment

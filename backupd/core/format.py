@@ -63,7 +63,7 @@ def decode_preamble(raw: bytes) -> int:
         )
     if header_len > MAX_HEADER_LEN:
         raise CorruptArtifact(f"artifact header length {header_len} exceeds {MAX_HEADER_LEN}")
-    return header_len
+    return int(header_len)
 
 
 def decode_header(preamble: bytes, body: bytes, stored_digest: bytes) -> tuple[dict[str, Any], bytes]:

@@ -76,8 +76,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone  # timedelta: the doctest
 from typing import Any
+
+from .retention_copies import plan_copies
 
 STRATEGIES = ("full", "incremental", "differential")
 NO_POLICY = "no retention policy: everything is kept"
@@ -258,7 +260,7 @@ def _plan_source(items: list[BackupInfo], policy: RetentionPolicy, now: datetime
                 keep[member].append(f"needed by {b.backup_id} (chain)")
 
     kept = [b for b in items if b.backup_id in keep]
-    expired = _plan_copies(items, kept, direct, {m for s in safe for m in chains[s][0]}, chains, policy, now, plan)
+    expired = plan_copies(items, kept, direct, {m for s in safe for m in chains[s][0]}, chains, policy, now, plan)
     for b in items:
         if b.backup_id in expired:
             rules_said = "; ".join(keep[b.backup_id])
@@ -314,92 +316,6 @@ def _keep_stream(items: list[BackupInfo], chains: Mapping[str, tuple[list[str], 
             keep[b.backup_id].append(f"newest verified chain{suffix}")
             safe.append(b.backup_id)
             break
-
-
-def _plan_copies(
-    items: list[BackupInfo],
-    kept: list[BackupInfo],
-    direct: set[str],
-    safe: set[str],
-    chains: Mapping[str, tuple[list[str], str | None]],
-    policy: RetentionPolicy,
-    now: datetime,
-    plan: RetentionPlan,
-) -> dict[str, list[str]]:
-    """Apply the destination limits to the copies of one source's globally kept backups (newest
-    first; `direct` are the ones a rule keeps, the others are kept for a chain): fill
-    plan.keep_copies / plan.delete_copies, and return the kept backups that no copy keeps, and the
-    chain members no surviving backup needs any more (backup id -> reasons), which are deleted whole."""
-    limited = {d: lim for d, lim in policy.per_destination.items() if lim.active}
-    if not limited:
-        return {}
-    within: dict[tuple[str, str], list[str]] = {}
-    over: dict[tuple[str, str], list[str]] = {}
-    for dest in sorted(limited):
-        limits = limited[dest]
-        # the window counts every backup of the source on the destination, kept globally or not
-        for i, b in enumerate(b for b in items if dest in b.destinations):
-            ok: list[str] = []
-            bad: list[str] = []
-            if limits.max_count is not None:
-                if i < limits.max_count:
-                    ok.append(f"max_count {i + 1}/{limits.max_count}")
-                else:
-                    bad.append(f"max_count {limits.max_count}: copy {i + 1} on {dest}")
-            if limits.max_age_days is not None:
-                age = now - b.created_at
-                if age <= timedelta(days=limits.max_age_days):
-                    ok.append(f"max_age_days {limits.max_age_days} ({age.days} days old)")
-                else:
-                    bad.append(f"max_age_days {limits.max_age_days}: {age.days} days old on {dest}")
-            if bad:
-                over[(b.backup_id, dest)] = bad
-            else:
-                within[(b.backup_id, dest)] = ok
-
-    def live(b: BackupInfo) -> bool:
-        return not b.destinations or any(d not in limited or (b.backup_id, d) in within for d in b.destinations)
-
-    surviving = {b.backup_id for b in kept if b.backup_id in direct and (live(b) or b.backup_id in safe)}
-    for backup_id in list(surviving):
-        surviving.update(chains[backup_id][0])
-    expired = {
-        b.backup_id: ["every copy is over its destination's limits"]
-        + [r for d in sorted(b.destinations) for r in over[(b.backup_id, d)]]
-        if b.backup_id in direct else ["only backups deleted for their destination limits needed it"]
-        for b in kept
-        if b.backup_id not in surviving
-    }
-
-    held: dict[tuple[str, str], list[str]] = {}  # copies over a limit that stay anyway
-
-    def hold_chain(backup_id: str, dest: str) -> None:
-        for member in chains[backup_id][0][:-1]:
-            key = (member, dest)
-            if key in over and key not in held:
-                held[key] = [f"needed by {backup_id} on {dest} (chain)"]
-
-    for backup_id, dest in within:
-        if backup_id in surviving:
-            hold_chain(backup_id, dest)
-    for b in kept:
-        copies = [(b.backup_id, d) for d in sorted(b.destinations)]
-        if b.backup_id in surviving and copies and all(key in over and key not in held for key in copies):
-            held[copies[0]] = ["last copy of a kept backup"]
-            hold_chain(*copies[0])
-
-    for b in kept:
-        if b.backup_id not in surviving:
-            continue
-        for dest in sorted(b.destinations & limited.keys()):
-            key = (b.backup_id, dest)
-            if key in within:
-                plan.keep_copies[key] = within[key]
-            elif key in held:
-                plan.keep_copies[key] = held[key]
-            else:
-                plan.delete_copies[key] = over[key]
-    return expired
 
 
 def apply_plan(backups: Iterable[BackupInfo], plan: RetentionPlan) -> list[BackupInfo]:

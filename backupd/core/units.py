@@ -17,7 +17,7 @@ from datetime import datetime
 from fractions import Fraction
 
 MAX_DURATION_S = 100 * 365 * 86400
-DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": Fraction(1, 1000)}
+DURATION_UNITS: dict[str, int | Fraction] = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": Fraction(1, 1000)}
 _DURATION_ORDER = list(DURATION_UNITS)  # largest first; a duration names its units in this order
 _DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|[wdhms])", re.IGNORECASE)
 
