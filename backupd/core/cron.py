@@ -26,7 +26,7 @@ hour late (02:30 on a spring-forward day fires at 03:30) and may fire a repeated
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone, tzinfo  # timezone: the doctests
+from datetime import date, datetime, tzinfo
 
 from .cron_clock import add_seconds, as_utc, existing, next_wall, previous_wall, reading, require_aware, utc_offset
 
@@ -95,6 +95,7 @@ class CronSpec:
 
         Raises ValueError for a naive `dt`, or when no fire time exists before year 9999.
 
+        >>> from datetime import timezone
         >>> spec = parse_cron("30 2 * * *")
         >>> spec.next_after(datetime(2024, 3, 30, 12, 0, tzinfo=timezone.utc)).isoformat()
         '2024-03-31T02:30:00+00:00'

@@ -76,7 +76,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone  # timedelta: the doctest
+from datetime import datetime, timezone
 from typing import Any
 
 from .retention_copies import plan_copies
@@ -218,6 +218,7 @@ def _chain(b: BackupInfo, by_id: Mapping[str, BackupInfo]) -> tuple[list[str], s
 def plan_retention(backups: Iterable[BackupInfo], policy: RetentionPolicy, now: datetime) -> RetentionPlan:
     """Decide, with reasons, which backups and copies to keep and delete. See the module docstring.
 
+    >>> from datetime import timedelta
     >>> t = datetime(2026, 11, 26, tzinfo=timezone.utc)
     >>> full = BackupInfo("f", "db", "full", None, t - timedelta(days=1), destinations=frozenset({"local"}))
     >>> inc = BackupInfo("i", "db", "incremental", "f", t, destinations=frozenset({"local"}))

@@ -15,7 +15,8 @@
   `DestinationUnavailable` (a retry may help); the temp files of uploads it broke are removed on the
   next connection, and by `remove_stale_temp`.
 - `free_space` asks `statvfs@openssh.com` through paramiko's private `_request` (paramiko has no
-  statvfs); None when that is unavailable.
+  statvfs); None when that is unavailable. The connection and these requests are in `sftp_session`,
+  the upload and the reader in `sftp_files`.
 - An error with an errno (paramiko gives ENOENT and EACCES) goes through the shared classifier. The bare
   status FAILURE, which OpenSSH's sftp-server sends for ENOSPC, EDQUOT, EROFS and EIO alike, is told
   apart with the same statvfs: a read-only flag is `DestinationReadOnly`, no free block
@@ -24,61 +25,35 @@
 
 from __future__ import annotations
 
-import base64
+import builtins
 import errno
-import hashlib
 import io
 import os
 import posixpath
-import secrets
 import socket
 import stat
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import paramiko
-from paramiko import sftp as sftp_protocol
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
 from backupd.destinations.probe import PROBE_DATA, is_probe, probe_name
+from backupd.destinations.sftp_files import READ_AHEAD, SftpReader, SftpUpload, walk
+from backupd.destinations.sftp_session import (
+    MIN_REQUEST, ST_RDONLY, Statvfs, connect, discard, fingerprint, fsync, is_missing, request_sizes, statvfs,
+)  # fmt: skip
 from backupd.errors import DestinationError, DestinationUnavailable, NotFound
 
 __all__ = ["SftpDestination", "fingerprint", "from_config"]
 
 DEFAULT_TIMEOUT_S = 30.0
-_WRITE_BUFFER = 1024 * 1024
-_READ_AHEAD = 1024 * 1024  # requested past the read position, in flight
-_MIN_REQUEST = 32 * 1024  # what every SFTP server takes (and paramiko's own size)
-_MAX_REQUEST = 255 * 1024  # OpenSSH's sftp-server limit
-# paramiko prefers aes-ctr + hmac-sha2; its AES-GCM costs 1.5x less CPU a MiB (bench/README.md)
-_PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """`SHA256:...` as `ssh-keygen -lf` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-class _UnknownHostKey(paramiko.SSHException):
-    def __init__(self, key: paramiko.PKey):
-        super().__init__("unknown host key")
-        self.key = key
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    """paramiko's RejectPolicy, keeping the offered key so the error can name its fingerprint."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise _UnknownHostKey(key)
 
 
 def _check_remote_key(key: str) -> str:
@@ -87,240 +62,6 @@ def _check_remote_key(key: str) -> str:
         raise ValueError(f"invalid object key {key!r}")
     _check_key(key)
     return key
-
-
-def _discard(file: paramiko.SFTPFile) -> None:
-    """Close a file whose upload failed or was abandoned, and keep paramiko's `__del__` from trying
-    again (and raising "Socket is closed" into the garbage collector) once the connection is gone."""
-    try:
-        file.close()
-    except Exception:  # noqa: BLE001 - the upload is lost already; only cleanup is left
-        pass
-    file._closed = True  # paramiko.BufferedFile's own flag; close() sets it only after a successful flush
-
-
-_ST_RDONLY = 0x1  # statvfs@openssh.com's f_flag bit for a read-only filesystem (PROTOCOL, section 4.4)
-
-
-@dataclass(frozen=True)
-class _Statvfs:
-    frsize: int
-    bavail: int
-    flag: int
-
-
-def _is_missing(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno == errno.ENOENT
-
-
-def _fast_transport(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
-    """A Transport preferring AES-GCM, on a socket that sends small requests at once (without
-    TCP_NODELAY a synchronous round trip took ~6 ms on loopback)."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport = paramiko.Transport(sock, **kwargs)
-    options = transport.get_security_options()
-    offered = [c for c in _PREFERRED_CIPHERS if c in options.ciphers]
-    options.ciphers = tuple(offered + [c for c in options.ciphers if c not in offered])
-    return transport
-
-
-def _request_sizes(sftp: paramiko.SFTPClient) -> tuple[int, int]:
-    """(read, write) request sizes: what the server's `limits@openssh.com` announces, up to 255 KiB,
-    else 32 KiB. Larger requests mean fewer requests and replies for paramiko to handle."""
-    try:
-        kind, msg = sftp._request(sftp_protocol.CMD_EXTENDED, "limits@openssh.com")
-    except OSError as exc:
-        if isinstance(exc, socket.timeout):
-            raise
-        return _MIN_REQUEST, _MIN_REQUEST  # "Operation unsupported": the server has no limits extension
-    if kind != sftp_protocol.CMD_EXTENDED_REPLY or msg is None:
-        return _MIN_REQUEST, _MIN_REQUEST
-    msg.get_int64()  # max-packet-length: the read and write lengths already leave room for headers
-    max_read, max_write = msg.get_int64(), msg.get_int64()
-    return max(_MIN_REQUEST, min(max_read, _MAX_REQUEST)), max(_MIN_REQUEST, min(max_write, _MAX_REQUEST))
-
-
-class _Reply:
-    """Where paramiko hands the reply to one asynchronous request (kind and message, undecoded)."""
-
-    kind: int | None = None
-    msg: paramiko.Message | None = None
-
-    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
-        self.kind, self.msg = kind, msg
-
-
-class SftpUpload(UploadContext):
-    """Writes the temp file; `commit` flushes, fsyncs and renames it over the target."""
-
-    def __init__(self, dest: SftpDestination, key: str):
-        self._dest = dest
-        self._final = dest._remote(key)
-        final = PurePosixPath(self._final)
-        self._tmp = str(final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"))
-        self._what = f"writing {key}"
-        self._done = False
-        self.bytes_written = 0
-        with dest._errors(self._what):
-            sftp = dest._sftp()
-            dest._makedirs(sftp, posixpath.dirname(self._final))
-            self._file = sftp.open(self._tmp, "wbx", bufsize=_WRITE_BUFFER)
-            self._file.set_pipelined(True)
-            self._file.MAX_REQUEST_SIZE = dest._write_request  # paramiko's per-request cap (class default 32 KiB)
-            self._sftp = sftp
-        dest._uploads.add(self)
-
-    def write(self, data: bytes | memoryview) -> None:
-        try:
-            with self._dest._errors(self._what):
-                self._file.write(data)
-        except DestinationError:
-            self.abort()
-            raise
-        self.bytes_written += len(data)
-
-    def commit(self) -> None:
-        try:
-            with self._dest._errors(self._what):
-                self._file.flush()
-                self._check_writes()
-                self._dest._fsync(self._sftp, self._file)
-                self._file.close()
-                stored = self._sftp.stat(self._tmp).st_size
-                if stored != self.bytes_written:
-                    raise self._dest._refused(f"{self._what}: the server stored {stored} of {self.bytes_written} bytes")
-                self._sftp.posix_rename(self._tmp, self._final)
-        except DestinationError:
-            self.abort()
-            raise
-        self._done = True
-        self._dest._uploads.discard(self)
-
-    def _check_writes(self) -> None:
-        """Wait for the status of every pipelined write still unanswered, raising on the first failure.
-
-        paramiko files pipelined writes under no owner, so a status read by any other request (the
-        fsync, the close) would be thrown away unchecked: a full disk would go unnoticed."""
-        reqs, expecting = self._file._reqs, self._sftp._expecting
-        while reqs:
-            req = reqs.popleft()
-            if req not in expecting:
-                continue  # read, unchecked, by another request: commit's size check still catches a short file
-            try:
-                self._sftp._read_response(req)
-            except OSError as exc:
-                if exc.errno is not None or self._dest._connection_lost(exc):
-                    raise
-                raise self._dest._refused(f"{self._what}: the server refused a write", exc) from None
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._dest._uploads.discard(self)
-        _discard(self._file)
-        try:
-            self._sftp.remove(self._tmp)
-        except Exception as exc:  # noqa: BLE001
-            if not _is_missing(exc):
-                self._dest._orphans.add(self._tmp)  # removed on the next connection
-
-
-
-class _Reader(io.RawIOBase):
-    """A streaming, seekable read whose failures (a connection dropped mid-restore) are classified like
-    every other operation. Requests for up to `_READ_AHEAD` bytes past the position are in flight, sent
-    and collected on the reading thread: paramiko's `readv`/`prefetch` run a helper thread that hung a
-    read now and then in tests, so they are not used. A seek elsewhere drops the read-ahead."""
-
-    def __init__(self, dest: SftpDestination, key: str, sftp: paramiko.SFTPClient, file: paramiko.SFTPFile, size: int):
-        self._dest, self._key, self._sftp, self._file, self._size = dest, key, sftp, file, size
-        self._request = dest._read_request
-        self._pos = 0
-        self._chunk = memoryview(b"")  # received bytes starting at the position
-        self._ahead: deque[tuple[int, int]] = deque()  # (request number, offset) in flight, in offset order
-        self._wanted: set[int] = set()
-        self._replies: dict[int, tuple[int, paramiko.Message]] = {}
-        self._next = 0  # offset of the next request
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        if base + offset != self._pos:
-            self._pos, self._chunk = base + offset, memoryview(b"")
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        out = memoryview(buffer).cast("B")
-        wanted = min(len(out), self._size - self._pos)
-        done = 0
-        with self._dest._errors(f"reading {self._key}"):
-            while done < wanted:
-                chunk = self._at_position()
-                if not chunk:
-                    break
-                n = min(len(chunk), wanted - done)
-                out[done : done + n] = chunk[:n]
-                self._chunk = chunk[n:]
-                self._pos += n
-                done += n
-        return done
-
-    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
-        """Where paramiko hands the replies to this reader's requests (requests dropped by a seek are ignored)."""
-        if num in self._wanted:
-            self._replies[num] = (kind, msg)
-
-    def _at_position(self) -> memoryview:
-        """Bytes starting at the position (empty at the server's end of file), keeping the read-ahead full."""
-        if self._chunk:
-            return self._chunk
-        if not self._ahead or self._ahead[0][1] != self._pos:  # a seek, or a short reply before
-            self._drop()
-        limit = min(self._size, self._pos + _READ_AHEAD)
-        while self._next < limit:
-            n = min(self._request, self._size - self._next)
-            num = self._sftp._async_request(
-                self, sftp_protocol.CMD_READ, self._file.handle, sftp_protocol.int64(self._next), n
-            )
-            self._ahead.append((num, self._next))
-            self._wanted.add(num)
-            self._next += n
-        num, _offset = self._ahead.popleft()
-        while num not in self._replies:
-            self._sftp._read_response()
-        self._wanted.discard(num)
-        kind, msg = self._replies.pop(num)
-        if kind == sftp_protocol.CMD_STATUS:
-            try:
-                self._sftp._convert_status(msg)
-            except EOFError:
-                return memoryview(b"")  # the file is shorter than it was: the reader of the artifact says so
-        if kind != sftp_protocol.CMD_DATA:
-            raise paramiko.SSHException(f"expected data, got SFTP message type {kind}")
-        return memoryview(msg.get_string())
-
-    def _drop(self) -> None:
-        self._ahead.clear()
-        self._wanted.clear()
-        self._replies.clear()
-        self._next = self._pos
-
-    def close(self) -> None:
-        if not self.closed:
-            self._drop()
-            _discard(self._file)
-        super().close()
 
 
 class SftpDestination:
@@ -350,7 +91,7 @@ class SftpDestination:
         self._client: paramiko.SSHClient | None = None
         self._client_sftp: paramiko.SFTPClient | None = None
         self._fsync_supported = True
-        self._read_request = self._write_request = _MIN_REQUEST
+        self._read_request = self._write_request = MIN_REQUEST
         self._orphans: set[str] = set()
         self._uploads: weakref.WeakSet[SftpUpload] = weakref.WeakSet()  # open ones, closed by close()
 
@@ -370,11 +111,13 @@ class SftpDestination:
             if self._client_sftp is not None and transport is not None and transport.is_active():
                 return self._client_sftp
             self._close_locked()
-            client = self._connect()
+            client = connect(self)
             try:
                 sftp = client.open_sftp()
-                sftp.get_channel().settimeout(self.timeout)
-                self._read_request, self._write_request = _request_sizes(sftp)
+                channel = sftp.get_channel()
+                if channel is not None:  # None only for a client built on no channel, never open_sftp's
+                    channel.settimeout(self.timeout)
+                self._read_request, self._write_request = request_sizes(sftp)
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 client.close()
                 raise DestinationUnavailable(
@@ -385,67 +128,6 @@ class SftpDestination:
         self._remove_orphans(sftp)
         return sftp
 
-    def _connect(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        try:
-            client.load_host_keys(str(self.known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
-            raise DestinationError(
-                f"destination {self.name!r}: cannot read known_hosts {str(self.known_hosts)!r}:"
-                f" {getattr(exc, 'strerror', None) or exc}",
-                hint="point known_hosts at a file holding the server's host key",
-            ) from None
-        client.set_missing_host_key_policy(_RejectUnknown())
-        host_entry = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-        try:
-            client.connect(
-                self.host,
-                port=self.port,
-                username=self.user,
-                key_filename=str(self.key_file) if self.key_file else None,
-                allow_agent=self.key_file is None,
-                look_for_keys=False,
-                transport_factory=_fast_transport,
-                timeout=self.timeout,
-                banner_timeout=self.timeout,
-                auth_timeout=self.timeout,
-                channel_timeout=self.timeout,
-            )
-        except _UnknownHostKey as exc:
-            client.close()
-            raise DestinationError(
-                f"destination {self.name!r}: unknown host key for {self._where}: the server offers"
-                f" {exc.key.get_name()} {fingerprint(exc.key)}, which is not in {str(self.known_hosts)!r}",
-                hint=f"check that fingerprint with the server's administrator, then add the key:"
-                f" ssh-keyscan -p {self.port} {self.host} >> {self.known_hosts}",
-                details={"host": self.host, "port": self.port, "fingerprint": fingerprint(exc.key)},
-            ) from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise DestinationError(
-                f"destination {self.name!r}: HOST KEY CHANGED for {self._where}: the server offers"
-                f" {exc.key.get_name()} {fingerprint(exc.key)}, but {str(self.known_hosts)!r} expects"
-                f" {exc.expected_key.get_name()} {fingerprint(exc.expected_key)}; this may be an attack",
-                hint=f"if the server's key really changed, replace its entry:"
-                f" ssh-keygen -R '{host_entry}' -f {self.known_hosts} && ssh-keyscan -p {self.port} {self.host}"
-                f" >> {self.known_hosts}",
-                details={"host": self.host, "port": self.port, "fingerprint": fingerprint(exc.key)},
-            ) from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            how = f"key {str(self.key_file)!r}" if self.key_file else "the ssh-agent's keys"
-            raise DestinationError(
-                f"destination {self.name!r}: login as {self.user!r} on {self._where} with {how} failed: {exc}",
-                hint="check user and key_file, and that the public key is in the server's authorized_keys",
-            ) from None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            client.close()
-            raise DestinationUnavailable(
-                f"destination {self.name!r}: cannot connect to {self._where}: {exc}",
-                hint="check that the server is up and reachable; the operation is retried",
-            ) from None
-        return client
-
     def _close_locked(self) -> None:
         client, self._client, self._client_sftp = self._client, None, None
         if client is not None:
@@ -454,7 +136,7 @@ class SftpDestination:
     def close(self) -> None:
         """Close the connection, and with it uploads still open; the next operation opens a new one."""
         for upload in list(self._uploads):
-            _discard(upload._file)
+            discard(upload._file)
         with self._lock:
             self._close_locked()
 
@@ -463,7 +145,7 @@ class SftpDestination:
             try:
                 sftp.remove(path)
             except OSError as exc:
-                if not _is_missing(exc):
+                if not is_missing(exc):
                     continue
             except (paramiko.SSHException, EOFError):
                 return
@@ -496,7 +178,7 @@ class SftpDestination:
             st = self._statvfs(self._sftp())
         except Exception:  # noqa: BLE001 - only a diagnosis: the original failure is reported either way
             st = None
-        if st is not None and st.flag & _ST_RDONLY:
+        if st is not None and st.flag & ST_RDONLY:
             cause = errno.EROFS
         elif st is not None and st.bavail == 0:
             cause = errno.ENOSPC
@@ -526,7 +208,7 @@ class SftpDestination:
                     break
                 raise DestinationError(f"destination {self.name!r}: {path!r} on {self._where} is not a directory")
             except OSError as exc:
-                if not _is_missing(exc):
+                if not is_missing(exc):
                     raise
             missing.append(path)
             path = posixpath.dirname(path)
@@ -538,28 +220,15 @@ class SftpDestination:
                     raise
 
     def _fsync(self, sftp: paramiko.SFTPClient, file: paramiko.SFTPFile) -> None:
-        """fsync@openssh.com; a server without it (status OP_UNSUPPORTED) is remembered and not asked
-        again, any other failure (EIO, a full disk) fails the upload. The status code is read here:
-        paramiko's own request keeps only the message text."""
-        if not self._fsync_supported:
-            return
-        reply = _Reply()
-        sftp._async_request(reply, sftp_protocol.CMD_EXTENDED, "fsync@openssh.com", file.handle)
-        while reply.msg is None:
-            sftp._read_response()
-        if reply.kind != sftp_protocol.CMD_STATUS:
-            raise paramiko.SSHException(f"fsync: expected a status, got SFTP message type {reply.kind}")
-        code, text = reply.msg.get_int(), reply.msg.get_text()
-        if code == sftp_protocol.SFTP_OP_UNSUPPORTED:
-            self._fsync_supported = False
-        elif code != sftp_protocol.SFTP_OK:
-            raise OSError(f"fsync failed: {text or code}")
+        """fsync@openssh.com, unless the server has said it lacks it (then it is not asked again)."""
+        if self._fsync_supported:
+            self._fsync_supported = fsync(sftp, file)
 
     def _stat_regular(self, sftp: paramiko.SFTPClient, key: str) -> paramiko.SFTPAttributes:
         try:
             attrs = sftp.stat(self._remote(key))
         except OSError as exc:
-            if not _is_missing(exc):
+            if not is_missing(exc):
                 raise
             attrs = None
         if attrs is None or not stat.S_ISREG(attrs.st_mode or 0):
@@ -570,31 +239,7 @@ class SftpDestination:
         """(key, attributes) of every file under the prefix's folder, directories sorted."""
         if "\0" in prefix:
             raise ValueError(f"invalid prefix {prefix!r}")
-        base = self._remote(_check_prefix(prefix)) if prefix else self.root
-        try:
-            if not stat.S_ISDIR(sftp.stat(base).st_mode or 0):
-                return
-        except OSError as exc:
-            if _is_missing(exc):
-                return
-            raise
-        stack = [base]
-        while stack:
-            directory = stack.pop()
-            try:
-                entries = sftp.listdir_attr(directory)
-            except OSError as exc:
-                if _is_missing(exc):
-                    continue
-                raise
-            subdirs = []
-            for entry in entries:
-                full = posixpath.join(directory, entry.filename)
-                if stat.S_ISDIR(entry.st_mode or 0):
-                    subdirs.append(full)
-                elif stat.S_ISREG(entry.st_mode or 0):
-                    yield posixpath.relpath(full, self.root), entry
-            stack.extend(sorted(subdirs, reverse=True))
+        return walk(sftp, self.root, self._remote(_check_prefix(prefix)) if prefix else self.root)
 
     # --- the Destination protocol -----------------------------------------------------------------
 
@@ -610,16 +255,16 @@ class SftpDestination:
                 file = sftp.open(self._remote(key), "rb")
                 attrs = file.stat()  # of what was opened: a later replace does not change it
             except OSError as exc:
-                if _is_missing(exc):
+                if is_missing(exc):
                     raise NotFound(f"destination {self.name!r} has no object {key}") from None
                 raise
             if not stat.S_ISREG(attrs.st_mode or 0):  # a directory opens fine over SFTP
-                _discard(file)
+                discard(file)
                 raise NotFound(f"destination {self.name!r} has no object {key}")
-        reader = _Reader(self, key, sftp, file, attrs.st_size or 0)
-        return io.BufferedReader(reader, buffer_size=_READ_AHEAD)  # type: ignore[return-value]
+        reader = SftpReader(self, key, sftp, file, attrs.st_size or 0)
+        return io.BufferedReader(reader, buffer_size=READ_AHEAD)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         with self._errors(f"listing {prefix or '/'}"):
             sftp = self._sftp()
             out = [
@@ -636,7 +281,7 @@ class SftpDestination:
             try:
                 sftp.remove(self._remote(key))
             except OSError as exc:
-                if _is_missing(exc):
+                if is_missing(exc):
                     return
                 if self._connection_lost(exc):
                     raise
@@ -662,14 +307,9 @@ class SftpDestination:
             return None
         return st.frsize * st.bavail if st is not None else None
 
-    def _statvfs(self, sftp: paramiko.SFTPClient) -> _Statvfs | None:
+    def _statvfs(self, sftp: paramiko.SFTPClient) -> Statvfs | None:
         """statvfs@openssh.com of the root (or its nearest existing ancestor); None if the server lacks it."""
-        kind, msg = sftp._request(sftp_protocol.CMD_EXTENDED, "statvfs@openssh.com", self._statvfs_path(sftp))
-        if kind != sftp_protocol.CMD_EXTENDED_REPLY or msg is None:
-            return None
-        _bsize, frsize, _blocks, _bfree, bavail, _files, _ffree, _favail, _fsid, flag = (
-            msg.get_int64() for _ in range(10))
-        return _Statvfs(frsize, bavail, flag)
+        return statvfs(sftp, self._statvfs_path(sftp))
 
     def _statvfs_path(self, sftp: paramiko.SFTPClient) -> str:
         """The root, or its nearest existing ancestor before the first upload created it."""
@@ -679,7 +319,7 @@ class SftpDestination:
                 sftp.stat(path)
                 return path
             except OSError as exc:
-                if not _is_missing(exc):
+                if not is_missing(exc):
                     raise
             path = posixpath.dirname(path)
         return path or "."
@@ -717,10 +357,10 @@ class SftpDestination:
         try:
             sftp.remove(path)
         except OSError as exc:
-            if not _is_missing(exc):
+            if not is_missing(exc):
                 raise
 
-    def remove_stale_temp(self, prefix: str = "") -> list[str]:
+    def remove_stale_temp(self, prefix: str = "") -> builtins.list[str]:
         removed = []
         with self._errors(f"removing stale temp files under {prefix or '/'}"):
             sftp = self._sftp()
@@ -730,7 +370,7 @@ class SftpDestination:
                         sftp.remove(self._remote(key))
                         removed.append(key)
                     except OSError as exc:
-                        if not _is_missing(exc):
+                        if not is_missing(exc):
                             raise
         return removed
 
