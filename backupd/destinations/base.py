@@ -22,9 +22,12 @@ shares, so a full, read-only or stale destination says so with the same code wha
 
 from __future__ import annotations
 
+import builtins
 import errno
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from types import TracebackType
+from typing import BinaryIO, Protocol, Self
 
 from backupd.errors import (DestinationError, DestinationFull, DestinationIOError, DestinationPermissionDenied,
                             DestinationReadOnly, DestinationStale, DestinationUnavailable, NotFound)
@@ -56,11 +59,11 @@ def classify_os_error(exc: OSError, what: str) -> DestinationError:
     """The typed error for `exc` met while doing `what` (which names the destination), e.g.
     ENOSPC while "destination 'usb': writing kb/x.bkpd" -> DestinationFull("destination 'usb': writing
     kb/x.bkpd: no space left on device", hint="free space or prune old backups")."""
-    known = _OS_ERRORS.get(exc.errno) if exc.errno is not None else None
-    if known is None:
-        return DestinationError(f"{what}: {exc.strerror or exc}", details={"errno": exc.errno})
+    code = exc.errno
+    if code is None or (known := _OS_ERRORS.get(code)) is None:
+        return DestinationError(f"{what}: {exc.strerror or exc}", details={"errno": code})
     cls, cause, fix = known
-    return cls(f"{what}: {cause}", hint=fix, details={"errno": errno.errorcode.get(exc.errno, exc.errno)})
+    return cls(f"{what}: {cause}", hint=fix, details={"errno": errno.errorcode.get(code, code)})
 
 
 @dataclass(frozen=True)
@@ -92,17 +95,29 @@ class Upload(Protocol):
     def commit(self) -> None: ...
     def abort(self) -> None: ...
     def __enter__(self) -> "Upload": ...
-    def __exit__(self, exc_type, exc, tb) -> None: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
-class UploadContext:
+class UploadContext(ABC):
     """What every Upload does as a context manager: commit when the block succeeds, abort when it raises.
     Subclasses define `commit` and `abort`."""
 
-    def __enter__(self):
+    @abstractmethod
+    def commit(self) -> None:
+        """Publish what was written under the key."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop what was written; the key is left as it was."""
+
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -115,12 +130,12 @@ class Destination(Protocol):
 
     def open_write(self, key: str) -> Upload: ...
     def open_read(self, key: str) -> BinaryIO: ...
-    def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]: ...
     def delete(self, key: str) -> None: ...
     def stat(self, key: str) -> ObjectInfo: ...
     def free_space(self) -> int | None: ...
     def health(self) -> Health: ...
-    def remove_stale_temp(self, prefix: str = "") -> list[str]: ...
+    def remove_stale_temp(self, prefix: str = "") -> builtins.list[str]: ...
 
 
 def put_bytes(dest: Destination, key: str, data: bytes) -> int:

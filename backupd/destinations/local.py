@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import secrets
@@ -9,11 +10,14 @@ import stat
 import time
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
 from backupd.destinations.probe import PROBE_DATA, PROBE_PREFIX, probe_name
 from backupd.errors import DestinationError, NotFound
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 # What open/stat/unlink raise for a key that names no object: nothing there, a directory (a prefix of
@@ -106,7 +110,7 @@ class _Reader(io.FileIO):
         super().__init__(path, "rb")
         self._what = what
 
-    def readinto(self, buffer) -> int | None:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
         try:
             return super().readinto(buffer)
         except OSError as exc:
@@ -158,7 +162,7 @@ class LocalDestination:
                 full = Path(dirpath) / fn
                 yield full.relative_to(self.root).as_posix(), full
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         out = []
         for key, full in self._walk(prefix):
             name = key.rsplit("/", 1)[-1]
@@ -228,7 +232,7 @@ class LocalDestination:
             problems.append(str(exc))
         return Health(reachable, writable, self.free_space(), (time.monotonic() - start) * 1000, tuple(problems))
 
-    def remove_stale_temp(self, prefix: str = "") -> list[str]:
+    def remove_stale_temp(self, prefix: str = "") -> builtins.list[str]:
         removed = []
         for key, full in self._walk(prefix):
             if full.name.endswith(TEMP_SUFFIX):

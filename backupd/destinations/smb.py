@@ -14,21 +14,23 @@ DestinationUnavailable (a retry may help); a logon failure, a missing share, den
 disk is DestinationError naming the server, share and user; a missing object is NotFound. The NT
 status of a failing medium (disk full, quota, write-protected, access denied, I/O error) is mapped to
 its errno and classified by the shared table (`base.classify_os_error`), like every other kind.
+
+The session, the NT status table and the password are in `smb_session`, the upload and the reader in
+`smb_files`.
 """
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import os
-import secrets
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import smbclient
 from smbprotocol.connection import Connection
@@ -42,124 +44,20 @@ from smbprotocol.exceptions import (
     SMBOSError,
     SMBResponseException,
 )
-from smbprotocol.header import NtStatus
-from smbprotocol.session import Session
-from smbprotocol.tree import TreeConnect
 
-from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, UploadContext, classify_os_error
+from backupd.destinations.base import TEMP_SUFFIX, Health, ObjectInfo, classify_os_error
 from backupd.destinations.local import _check_key, _check_prefix
 from backupd.destinations.probe import PROBE_DATA, PROBE_PREFIX, probe_name
+from backupd.destinations.smb_files import SmbReader, SmbUpload
+from backupd.destinations.smb_session import NT_ERRNO, is_missing_os, ntstatus, open_connection, read_password
 from backupd.errors import DestinationError, DestinationPermissionDenied, DestinationUnavailable, NotFound
 
-_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
-# NT statuses of the share's medium -> the errno the shared classifier (base.classify_os_error) knows;
-# smbprotocol's SMBOSError maps only a few of them. Samba answers EROFS with MEDIA_WRITE_PROTECTED and
-# EIO with UNEXPECTED_IO_ERROR.
-_NT_ERRNO = {
-    NtStatus.STATUS_DISK_FULL: errno.ENOSPC,
-    0xC0000044: errno.EDQUOT,  # STATUS_QUOTA_EXCEEDED
-    0xC00000A2: errno.EROFS,  # STATUS_MEDIA_WRITE_PROTECTED
-    NtStatus.STATUS_ACCESS_DENIED: errno.EACCES,
-    NtStatus.STATUS_PRIVILEGE_NOT_HELD: errno.EACCES,
-    0xC00000E9: errno.EIO,  # STATUS_UNEXPECTED_IO_ERROR
-    0xC000009C: errno.EIO,  # STATUS_DEVICE_DATA_ERROR
-}
-CONNECT_TIMEOUT_S = 15
-
+__all__ = ["SmbDestination", "from_config", "read_password"]
 
 def _check_smb_key(key: str) -> None:
     _check_key(key)
     if "\\" in key or "\x00" in key:  # a backslash is a separator on SMB, NUL ends the name
         raise ValueError(f"invalid object key {key!r}")
-
-
-def _ntstatus(exc: BaseException) -> int | None:
-    return getattr(exc, "ntstatus", None) or getattr(exc, "status", None)
-
-
-def _is_missing_os(exc: BaseException) -> bool:
-    """Nothing there, a directory, a path under a file, or a file already being deleted (a crashed
-    upload's temp file that is still held open stays listed, delete-pending, until its handle closes)."""
-    return isinstance(exc, SMBOSError) and (
-        exc.errno in _MISSING_ERRNOS or exc.ntstatus == NtStatus.STATUS_DELETE_PENDING
-    )
-
-
-class SmbUpload(UploadContext):
-    """Streams into a temp file beside the target; commit flushes, closes and replaces it onto the target."""
-
-    def __init__(self, dest: "SmbDestination", key: str):
-        self._dest = dest
-        self._key = key
-        parent, _, name = key.rpartition("/")
-        temp_key = f"{parent}/" if parent else ""
-        temp_key += f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-        self._final = dest._path(key)
-        self._tmp = dest._path(temp_key)
-        self._what = f"writing {key}"
-        self.bytes_written = 0
-        self._done = False
-        with dest._errors(self._what):
-            if parent:
-                dest._makedirs(dest._path(parent))
-            # share "rwd": a crashed upload's temp file can still be deleted by remove_stale_temp
-            self._f = smbclient.open_file(self._tmp, mode="xb", buffering=0, share_access="rwd", **dest._kw())
-
-    def write(self, data: bytes | memoryview) -> None:
-        try:
-            with self._dest._errors(self._what):
-                view = memoryview(data).cast("B")
-                while view:
-                    n = self._f.write(view)
-                    view = view[n:]
-        except DestinationError:
-            self.abort()
-            raise
-        self.bytes_written += len(data)
-
-    def commit(self) -> None:
-        try:
-            with self._dest._errors(self._what):
-                self._f.flush()
-                self._f.close()
-                smbclient.replace(self._tmp, self._final, **self._dest._kw())
-        except DestinationError:
-            self.abort()
-            raise
-        self._done = True
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            self._f.close()
-            smbclient.remove(self._tmp, **self._dest._kw())
-        except (OSError, SMBException, ValueError):
-            pass  # the connection is gone: remove_stale_temp cleans the temp file up later
-
-
-
-class _Reader(io.RawIOBase):
-    """A streaming read whose failures (a dropped connection mid-restore) are classified like the rest."""
-
-    def __init__(self, dest: "SmbDestination", key: str, raw):
-        self._dest, self._key, self._raw = dest, key, raw
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        with self._dest._errors(f"reading {self._key}"):
-            return self._raw.readinto(b)
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._raw.close()
-            except (OSError, SMBException, ValueError):
-                pass  # the connection is gone; nothing to release
-        super().close()
 
 
 class SmbDestination:
@@ -205,23 +103,10 @@ class SmbDestination:
             if conn is not None and conn.transport.connected:
                 return
             self._cache.pop(key, None)
-            conn = Connection(uuid.uuid4(), self.server, self.port, require_signing=True)
-            conn.connect(timeout=CONNECT_TIMEOUT_S)
-            try:
-                if self.require_encryption and not conn.supports_encryption:
-                    raise DestinationError(
-                        f"{self._where()}: the server does not offer SMB3 encryption",
-                        hint="enable SMB3 encryption on the server or set require_encryption = false",
-                    )
-                # encrypt whenever the dialect allows it, not only when the server insists
-                session = Session(conn, self.user, self._password, require_encryption=conn.supports_encryption)
-                session.connect()
-                # connect the share now: a wrong share name fails here, clearly, not deep inside smbclient
-                TreeConnect(session, self._share_root).connect()
-            except BaseException:
-                conn.disconnect()
-                raise
-            self._cache[key] = conn
+            self._cache[key] = open_connection(
+                self.server, self.port, self.user, self._password, self._share_root,
+                require_encryption=self.require_encryption, where=self._where(),
+            )  # fmt: skip
 
     @property
     def encrypted(self) -> bool:
@@ -231,7 +116,7 @@ class SmbDestination:
         conn = self._cache[f"{self.server.lower()}:{self.port}"]
         return all(s.encrypt_data for s in conn.session_table.values())
 
-    def _kw(self) -> dict:
+    def _kw(self) -> dict[str, Any]:
         self._connect()
         return {"port": self.port, "username": self.user, "connection_cache": self._cache}
 
@@ -270,7 +155,7 @@ class SmbDestination:
                 hint="check the share's permissions for this user",
             ) from None
         except (SMBOSError, SMBResponseException) as exc:
-            code = _NT_ERRNO.get(_ntstatus(exc), getattr(exc, "errno", None))
+            code = NT_ERRNO.get(ntstatus(exc), getattr(exc, "errno", None))
             if code in (errno.EACCES, errno.EPERM):
                 where = f"{where} (as user {self.user!r})"
             if code is not None:
@@ -320,7 +205,7 @@ class SmbDestination:
         try:
             with self._errors(f"reading {key}"):
                 raw = smbclient.open_file(self._path(key), mode="rb", buffering=0, share_access="rwd", **self._kw())
-            return io.BufferedReader(_Reader(self, key, raw), buffer_size=1024 * 1024)
+            return io.BufferedReader(SmbReader(self, key, raw), buffer_size=1024 * 1024)
         except DestinationError as exc:
             if self._is_missing(exc):
                 raise NotFound(f"destination {self.name!r} has no object {key}") from None
@@ -328,14 +213,14 @@ class SmbDestination:
 
     @staticmethod
     def _is_missing(exc: DestinationError) -> bool:
-        return _is_missing_os(exc.__context__)
+        return is_missing_os(exc.__context__)
 
-    def _scan(self, rel: str) -> Iterator[tuple[str, object]]:
+    def _scan(self, rel: str) -> Iterator[tuple[str, Any]]:
         """(key, SMBDirEntry) of every file under the folder `rel` ("" is the root), depth first."""
         try:
             entries = list(smbclient.scandir(self._path(rel.rstrip("/")), **self._kw()))
         except SMBOSError as exc:
-            if _is_missing_os(exc):
+            if is_missing_os(exc):
                 return
             raise
         for entry in entries:
@@ -346,11 +231,11 @@ class SmbDestination:
                 yield key, entry
 
     @staticmethod
-    def _info(key: str, entry) -> ObjectInfo:
+    def _info(key: str, entry: Any) -> ObjectInfo:
         info = entry.smb_info
         return ObjectInfo(key, int(info.end_of_file), info.last_write_time.timestamp())
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         _check_prefix(prefix)
         rel = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         out = []
@@ -425,10 +310,10 @@ class SmbDestination:
         try:
             smbclient.remove(path, **self._kw())
         except SMBOSError as exc:
-            if not _is_missing_os(exc):
+            if not is_missing_os(exc):
                 raise
 
-    def remove_stale_temp(self, prefix: str = "") -> list[str]:
+    def remove_stale_temp(self, prefix: str = "") -> builtins.list[str]:
         _check_prefix(prefix)
         rel = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         removed = []
@@ -439,47 +324,12 @@ class SmbDestination:
                         smbclient.remove(self._path(key), **self._kw())
                         removed.append(key)
                     except SMBOSError as exc:
-                        if not _is_missing_os(exc):
+                        if not is_missing_os(exc):
                             raise
         return removed
 
 
-def read_password(name: str, password_env: str | None, credentials_file: str | os.PathLike | None) -> str:
-    """The SMB password from the environment variable `password_env`, else from `credentials_file`.
-
-    The credentials file holds the password alone on its first line (a trailing newline is ignored,
-    nothing else is parsed), and must not be readable by group or others (mode 0600 or 0400).
-    """
-    if password_env:
-        value = os.environ.get(password_env)
-        if value is None:
-            raise DestinationError(
-                f"destination {name!r}: environment variable {password_env} is not set",
-                hint=f"export {password_env} with the SMB password before starting backupd",
-            )
-        return value
-    if credentials_file:
-        path = os.fspath(credentials_file)
-        try:
-            st = os.stat(path)
-            if st.st_mode & 0o077:
-                raise DestinationError(
-                    f"destination {name!r}: credentials file {path} is readable by others (mode {st.st_mode & 0o777:04o})",
-                    hint=f"chmod 600 {path}",
-                )
-            with open(path, encoding="utf-8") as f:
-                return f.readline().rstrip("\r\n")
-        except OSError as exc:
-            raise DestinationError(
-                f"destination {name!r}: cannot read credentials file {path}: {exc.strerror or exc}",
-                hint="point credentials_file at a readable file holding the password on its first line",
-            ) from None
-    raise DestinationError(
-        f"destination {name!r}: no SMB password configured", hint="set password_env or credentials_file"
-    )
-
-
-def from_config(cfg) -> SmbDestination:
+def from_config(cfg: Any) -> SmbDestination:
     """Build from a DestinationConfig of kind 'smb' (server, port, share, path, user, password_env or
     credentials_file, require_encryption). The password is read now, so a missing one fails early."""
     path = getattr(cfg, "path", "") or ""
