@@ -8,11 +8,12 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 SECRET_KEYS = ("password", "passphrase", "secret", "token", "key_material")
 
 
-def redact_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: Any, _name: str, event: EventDict) -> EventDict:
     for k in list(event):
         if any(s in k.lower() for s in SECRET_KEYS):
             event[k] = "[redacted]"
@@ -24,7 +25,7 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
     stream = stream or sys.stdout
     if json is None:
         json = not stream.isatty()
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -150,7 +150,7 @@ def _engine(args):
     return open_context(applied.config.with_copy_selection(getattr(args, "copy_selection", None)))
 
 
-def _human_size(n: int) -> str:
+def _human_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

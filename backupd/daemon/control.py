@@ -128,6 +128,9 @@ class ControlServer:
                 log.error("control_loop_error", error=f"{type(exc).__name__}: {exc}")
 
     def _send(self, identity: bytes, frame: bytes) -> None:
+        if self._sock is None:  # closed by stop(): the reply has nowhere to go
+            log.warning("control_reply_dropped", error="control socket closed")
+            return
         try:
             self._sock.send_multipart([identity, frame], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
@@ -218,6 +221,7 @@ def peer_address(frame: zmq.Frame) -> str | None:
     """libzmq's Peer-Address of the connection a frame came on: `localhost:UID:GID:PID` on ipc, the
     credentials SO_PEERCRED gave when the peer connected; None where libzmq has none."""
     try:
-        return frame.get("Peer-Address")
+        address = frame.get("Peer-Address")
     except zmq.ZMQError:
         return None
+    return address if isinstance(address, str) else None  # a metadata property is a str

@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -89,8 +90,12 @@ class Daemon:
                                 handlers=Handlers(self), max_peers=peer_bound(cfg.control.max_peers, fd_limit))
         control.bind()
         self.supervisor.add_listener(control.job_changed)
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            self._signals.put(signum)
+            self.supervisor.wake.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda signum, _frame: (self._signals.put(signum), self.supervisor.wake.set()))
+            signal.signal(sig, on_signal)
         control.start()
         self.health.start()
         self.schedules.start()

@@ -13,8 +13,8 @@ class Notifier:
             self._addr = "\0" + self._addr[1:]  # abstract namespace
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
-        valid = usec and usec.isdigit() and (not pid or pid == str(os.getpid()))
-        self.watchdog_interval: float | None = int(usec) / 2e6 if valid else None
+        interval = int(usec) / 2e6 if usec and usec.isdigit() else None
+        self.watchdog_interval: float | None = interval if not pid or pid == str(os.getpid()) else None
 
     def send(self, *lines: str) -> bool:
         """Send `KEY=value` lines; False when not under systemd (or the send failed)."""

@@ -242,7 +242,7 @@ class Client:
         while True:
             started = time.monotonic()
             slice_s = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, max(0.0, deadline - started))
-            job = self.call(Op.JOB_WAIT, {"job_id": job_id, "timeout_s": slice_s,
+            job: Job = self.call(Op.JOB_WAIT, {"job_id": job_id, "timeout_s": slice_s,
                                           "progress": True if on_progress else None},
                             timeout=slice_s + self.timeout, on_event=on_event)
             now = time.monotonic()

@@ -39,7 +39,7 @@ class ClientError(Exception):
 class _Coded(ClientError):
     """A subclass per code: raise NotFoundError("no job j1")."""
 
-    code: str
+    code: str = ""  # each public subclass names its ErrorCode
 
     def __init__(self, message: str, details: dict[str, Any] | None = None):
         super().__init__(type(self).code, message, details)
@@ -190,14 +190,14 @@ class RequestTimeout(DaemonUnreachable):
     code = ErrorCode.TIMEOUT.value
 
 
-def _subclasses(cls: type[ClientError]) -> list[type[ClientError]]:
-    out = []
+def _subclasses(cls: type[_Coded]) -> list[type[_Coded]]:
+    out: list[type[_Coded]] = []
     for sub in cls.__subclasses__():
         out.extend([sub, *_subclasses(sub)])
     return out
 
 
-ERROR_CLASSES: dict[str, type[ClientError]] = {
+ERROR_CLASSES: dict[str, type[_Coded]] = {
     cls.code: cls for cls in _subclasses(_Coded) if not cls.__name__.startswith("_")
 }
 

@@ -12,6 +12,11 @@ from typing import Any, TextIO
 Column = tuple[str, Callable[[Mapping[str, Any]], Any]]
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    """`value` when the reply holds a mapping there, else an empty one (the field is missing or not a mapping)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def fmt(value: Any) -> str:
     """One cell: `-` for nothing, yes/no, compact floats, comma lists, compact JSON for maps."""
     if value is None or value == "":
@@ -138,7 +143,7 @@ def schedule_state(s: Mapping[str, Any]) -> str:
 
 
 def percent_of(job: Mapping[str, Any]) -> float | None:
-    p = job.get("progress") if isinstance(job.get("progress"), Mapping) else {}
+    p = _mapping(job.get("progress"))
     pct = p.get("percent")
     if isinstance(pct, (int, float)) and not isinstance(pct, bool):
         return max(0.0, min(100.0, float(pct)))
@@ -159,7 +164,7 @@ def progress_line(job: Mapping[str, Any], width: int = 24) -> str:
     if status in ("queued", "waiting"):
         reason = job.get("reason")
         return f"{status}{': ' + fmt(reason) if reason else ''}"
-    p = job.get("progress") if isinstance(job.get("progress"), Mapping) else {}
+    p = _mapping(job.get("progress"))
     pct = percent_of(job)
     filled = 0 if pct is None else int(width * pct / 100)
     parts = [f"[{'#' * filled}{'-' * (width - filled)}]", "   ?  " if pct is None else f"{pct:5.1f}%"]
@@ -217,7 +222,7 @@ def job_detail(job: Mapping[str, Any]) -> str:
 
 def job_summary(job: Mapping[str, Any]) -> str:
     """One line for what a finished job produced, in the words of the `backupd` CLI; "" if unknown."""
-    r = job.get("result") if isinstance(job.get("result"), Mapping) else {}
+    r = _mapping(job.get("result"))
     kind = job.get("kind")
     if kind == "backup" and r.get("id"):
         return (f"backup {r['id']} ({fmt(r.get('strategy'))}): {fmt(r.get('changed_pages'))} of "
@@ -249,7 +254,7 @@ def validation_report(report: Mapping[str, Any]) -> str:
 
 
 def status_text(s: Mapping[str, Any]) -> str:
-    jobs = s.get("jobs") if isinstance(s.get("jobs"), Mapping) else {}
+    jobs = _mapping(s.get("jobs"))
     schedules = s.get("schedules")
     return key_values([
         ("backupd", f"{fmt(s.get('version'))} (protocol {fmt(s.get('protocol'))}), pid {fmt(s.get('pid'))}"),
@@ -273,7 +278,7 @@ def plan_text(plan: Any, dry_run: bool) -> str:
     """The retention plan: what goes and why, then what stays."""
     if not isinstance(plan, Mapping):
         return fmt(plan)
-    reasons = plan.get("reasons") if isinstance(plan.get("reasons"), Mapping) else {}
+    reasons = _mapping(plan.get("reasons"))
 
     def line(verb: str, item: Any) -> str:
         ident = item.get("id") or item.get("backup_id") if isinstance(item, Mapping) else item
