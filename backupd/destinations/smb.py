@@ -54,6 +54,7 @@ from backupd.errors import DestinationError, DestinationPermissionDenied, Destin
 
 __all__ = ["SmbDestination", "from_config", "read_password"]
 
+
 def _check_smb_key(key: str) -> None:
     _check_key(key)
     if "\\" in key or "\x00" in key:  # a backslash is a separator on SMB, NUL ends the name

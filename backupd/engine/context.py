@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from backupd.destinations.base import Destination
 from backupd.destinations.registry import open_destination
@@ -18,6 +18,9 @@ from backupd.engine.catalog import Catalog
 from backupd.engine.crypto import Keyring
 from backupd.engine.pagecache import PageHashCache
 from backupd.errors import SourceBusy, UsageError
+
+if TYPE_CHECKING:
+    from backupd.config import Config
 
 
 def utc_now() -> datetime:
@@ -37,7 +40,7 @@ class Target:
 
 @dataclass
 class EngineContext:
-    config: object
+    config: Config
     catalog: Catalog
     targets: dict[str, Target]
     pagecache: PageHashCache
