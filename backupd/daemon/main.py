@@ -85,8 +85,11 @@ class Daemon:
         self._use(self.destinations.config)
         self.supervisor.add_listener(self._job_changed)
         self.schedules = ScheduleBook(self.supervisor, self.store)
+        handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
+                            destinations=self.destinations, health=self.health)
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
-                                handlers=Handlers(self), max_peers=peer_bound(cfg.control.max_peers, fd_limit))
+                                handlers=handlers, supervisor=self.supervisor,
+                                max_peers=peer_bound(cfg.control.max_peers, fd_limit))
         control.bind()
         self.supervisor.add_listener(control.job_changed)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
