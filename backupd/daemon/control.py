@@ -132,6 +132,7 @@ class ControlServer:
                 log.error("control_loop_error", error=f"{type(exc).__name__}: {exc}")
 
     def _send(self, identity: bytes, frame: bytes) -> None:
+        assert self._sock is not None
         try:
             self._sock.send_multipart([identity, frame], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
@@ -222,6 +223,7 @@ def peer_address(frame: zmq.Frame) -> str | None:
     """libzmq's Peer-Address of the connection a frame came on: `localhost:UID:GID:PID` on ipc, the
     credentials SO_PEERCRED gave when the peer connected; None where libzmq has none."""
     try:
-        return frame.get("Peer-Address")
+        address = frame.get("Peer-Address")
+        return address if isinstance(address, str) else None
     except zmq.ZMQError:
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from backupd_client.protocol import FINAL_STATUSES
 
@@ -33,7 +33,7 @@ class Job:
     job_id: str
     spec: JobSpec  # what to do; the rest is how and when
     created_at: datetime
-    priority: str = "normal"
+    priority: Literal["normal", "high"] = "normal"
     schedule: str | None = None
     conditions: Conditions | None = None
     retry: RetryPolicy | None = None

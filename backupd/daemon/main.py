@@ -93,7 +93,7 @@ class Daemon:
         control.bind()
         self.supervisor.add_listener(control.job_changed)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda signum, _frame: (self._signals.put(signum), self.supervisor.wake.set()))
+            signal.signal(sig, self._record_signal)
         control.start()
         self.health.start()
         self.schedules.start()
@@ -132,6 +132,11 @@ class Daemon:
                 os.close(fd)
             log.info("daemon_stopped")
         return 0
+
+    def _record_signal(self, signum: int, _frame: object) -> None:
+        """The signal handler: only record, and wake the main loop to act."""
+        self._signals.put(signum)
+        self.supervisor.wake.set()
 
     def _handle_signals(self) -> bool:
         """Act on recorded signals; True when the daemon should stop."""

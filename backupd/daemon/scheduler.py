@@ -7,6 +7,7 @@ store keeps (APScheduler's memory job store forgets everything on restart).
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -196,7 +197,7 @@ class ScheduleBook:
     def list(self) -> list[dict[str, Any]]:
         return [self.describe(n) for n in self.names()]
 
-    def stats(self, name: str | None = None) -> list[dict[str, Any]]:
+    def stats(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         if name:
             self._get(name)
         names = [name] if name else self.names()

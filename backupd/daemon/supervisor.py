@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import structlog
 
@@ -83,7 +83,7 @@ class Supervisor:
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.append(fn)
 
-    def submit(self, spec: JobSpec, *, priority: str = "normal", schedule: str | None = None,
+    def submit(self, spec: JobSpec, *, priority: Literal["normal", "high"] = "normal", schedule: str | None = None,
                conditions: Conditions | None = None, retry: RetryPolicy | None = None,
                max_staleness_s: float | None = None, timeout_s: float | None = None) -> dict[str, Any]:
         """Queue the job `spec` describes; it starts when the gate allows. Returns its wire form.

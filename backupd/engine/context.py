@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from backupd.destinations.base import Destination
 from backupd.destinations.registry import open_destination
@@ -18,6 +18,9 @@ from backupd.engine.catalog import Catalog
 from backupd.engine.crypto import Keyring
 from backupd.engine.pagecache import PageHashCache
 from backupd.errors import SourceBusy, UsageError
+
+if TYPE_CHECKING:
+    from backupd.config import Config
 
 
 def utc_now() -> datetime:
@@ -37,7 +40,7 @@ class Target:
 
 @dataclass
 class EngineContext:
-    config: object
+    config: Config
     catalog: Catalog
     targets: dict[str, Target]
     pagecache: PageHashCache
@@ -103,7 +106,8 @@ def keyring_for(dcfg) -> Keyring | None:
     return Keyring.from_passphrase(os.environ[enc.passphrase_env], enc.passphrase_env)
 
 
-def open_context(config, *, copy_selection: str | None = None, now: Callable[[], datetime] = utc_now) -> EngineContext:
+def open_context(config: Config, *, copy_selection: str | None = None,
+                 now: Callable[[], datetime] = utc_now) -> EngineContext:
     """The context of one operation on `config`; `copy_selection` overrides `[restore] copy_selection`
     for this operation only (None keeps it)."""
     state_dir = Path(config.state.dir)
