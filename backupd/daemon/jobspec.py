@@ -9,16 +9,13 @@ The defaults live here and nowhere else. `to_wire()` is the job's `args` on the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self
 
 from backupd_client.protocol import COPY_SELECTIONS, STRATEGIES, VALIDATION_LEVELS
 
 from backupd.core.metadata import check_metadata
 from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import UsageError
-
-_S = TypeVar("_S", bound="_Spec")
-
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -33,7 +30,7 @@ class _Spec:
     source: str
 
     @classmethod
-    def from_args(cls: type[_S], source: str, args: dict[str, Any]) -> _S:
+    def from_args(cls, source: str, args: dict[str, Any]) -> Self:
         """The spec from a job's wire `args`, or from a control request's checked arguments: an absent
         argument takes the spec's default, lists become tuples, keys that are not the spec's (such as a
         request's `source` or `priority`) are not read."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from backupd_client.protocol import JOB_KINDS
@@ -91,3 +93,14 @@ def test_a_bad_value_is_refused_when_the_spec_is_built(build, says):
     with pytest.raises(UsageError) as caught:
         build()
     assert says in str(caught.value) and caught.value.code == "bad_usage"
+
+
+def test_the_protocol_document_lists_the_args_of_every_kind():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    listed = text[text.index("A job's `args` by kind:"):].split("\n\n")[0]
+    for cls in (BackupJob, RestoreJob, ValidateJob):
+        found = re.search(rf"{cls.kind} `\{{([^}}]*)\}}`", listed)
+        assert found, f"docs/PROTOCOL.md lists no args for {cls.kind}"
+        assert set(re.findall(r'"(\w+)"', found.group(1))) == {f.name for f in dataclasses.fields(cls)} - {"source"}
+    assert "prune and resync `{}`" in listed
+    assert [f.name for f in dataclasses.fields(PruneJob)] == [f.name for f in dataclasses.fields(ResyncJob)] == ["source"]
