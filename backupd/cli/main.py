@@ -147,7 +147,7 @@ def _engine(args):
     applied = with_runtime_destinations(config)
     for problem in applied.problems:
         structlog.get_logger("backupd.cli").warning("runtime_destination_left_out", problem=problem)
-    return open_context(applied.config.with_copy_selection(getattr(args, "copy_selection", None)))
+    return open_context(applied.config, copy_selection=getattr(args, "copy_selection", None))
 
 
 def _human_size(n: float) -> str:

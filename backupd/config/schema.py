@@ -672,12 +672,6 @@ class Config(ConfigDocument):
                                  hint=f"enable it (`backupctl dest enable {d.name}`) or choose other destinations")
         return chosen
 
-    def with_copy_selection(self, selection: str | None) -> Config:
-        """This config with `[restore] copy_selection` overridden (for one restore); None keeps it."""
-        if selection is None:
-            return self
-        return self.model_copy(update={"restore": self.restore.model_copy(update={"copy_selection": selection})})
-
     def restore_dirs(self) -> list[Path]:
         """Where a restore through the daemon may write: `[restore] allowed_dirs`, or each source's own
         directory and the restore area in the state dir."""

@@ -27,6 +27,7 @@ from backupd_client.protocol import (EVENT_PROGRESS, ErrorCode, Op, ProtocolErro
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.jobs import FINAL
 from backupd.daemon.peers import PeerLimit
+from backupd.daemon.supervisor import Supervisor
 from backupd.errors import BackupdError
 
 log = structlog.get_logger("backupd.control")
@@ -42,13 +43,16 @@ class _Waiter:
 
 
 class ControlServer:
-    def __init__(self, path: Path, *, group: str | None, max_bytes: int, handlers: Handlers, max_peers: int = 256):
+    def __init__(self, path: Path, *, group: str | None, max_bytes: int, handlers: Handlers, supervisor: Supervisor,
+                 max_peers: int = 256):
+        """`handlers` answer the ops; `supervisor` gives the job snapshots `job.wait` replies with."""
         self.path = Path(path)
         self.group = group
         self.max_bytes = max_bytes
         self.max_peers = max_peers
         self.peers: PeerLimit | None = None
         self.handlers = handlers
+        self.supervisor = supervisor
         self.rejected = 0
         self._updates: queue.Queue[dict[str, Any]] = queue.Queue()
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -174,7 +178,7 @@ class ControlServer:
         self._send(identity, frame)
 
     def _wait(self, identity: bytes, request_id: str, args: dict[str, Any]) -> None:
-        job = self.handlers.d.supervisor.get(args["job_id"])
+        job = self.supervisor.get(args["job_id"])
         if job["status"] in FINAL:
             self._send(identity, encode_reply_ok(request_id, job))
             return
@@ -185,7 +189,7 @@ class ControlServer:
         if waiter.progress:
             self._send(identity, encode_event(request_id, EVENT_PROGRESS, job))
         # the job may have finished between get() and registration
-        self._updates.put(self.handlers.d.supervisor.get(job["job_id"]))
+        self._updates.put(self.supervisor.get(job["job_id"]))
 
     def _drain_updates(self) -> None:
         while True:
@@ -209,7 +213,7 @@ class ControlServer:
             due = [w for w in waiters if w.deadline is not None and w.deadline <= now]
             if not due:
                 continue
-            job = self.handlers.d.supervisor.get(job_id)
+            job = self.supervisor.get(job_id)
             for w in due:
                 self._send(w.identity, encode_reply_ok(w.request_id, job))
                 waiters.remove(w)

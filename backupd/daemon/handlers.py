@@ -10,18 +10,22 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from backupd import __version__
 from backupd_client.protocol import PROTOCOL_VERSION, Op
 
+from backupd.config import Config
 from backupd.core.access import Peer, Role
 from backupd.core.chain import restore_point_at
-from backupd.core.metadata import check_metadata
 from backupd.core.units import parse_instant
 from backupd.daemon.access import AccessControl, check_restore_target
+from backupd.daemon.destinations import DestinationBook
+from backupd.daemon.health import HealthMonitor
+from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, ValidateJob
+from backupd.daemon.scheduler import ScheduleBook
+from backupd.daemon.supervisor import Supervisor
 from backupd.engine.prune import plan_prune
-from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import NotFound, UsageError
 
 _R, _A = Role.READER, Role.ADMIN
@@ -37,38 +41,64 @@ OP_ROLES: dict[Op, Role] = {
 }  # fmt: skip
 
 
+class ConfigHolder(Protocol):
+    """The daemon itself, as the handlers see it (a Protocol: main.py imports this module): the config
+    every part uses now (the file's, with the run-time destination changes), its path, its reload."""
+
+    config_path: Path
+
+    @property
+    def config(self) -> Config: ...
+
+    def reload_config(self) -> dict[str, Any]: ...
+
+
 class Handlers:
-    def __init__(self, daemon: Any):
-        self.d = daemon
-        self.access = AccessControl(lambda: self.d.config)
+    """The ops, on the collaborators they act on: the daemon's config, the supervisor (jobs and the
+    catalog), the schedules, the destinations changed at run time and the destinations' health."""
+
+    def __init__(self, *, daemon: ConfigHolder, supervisor: Supervisor, schedules: ScheduleBook,
+                 destinations: DestinationBook, health: HealthMonitor):
+        self.daemon = daemon
+        self.supervisor = supervisor
+        self.schedules = schedules
+        self.destinations = destinations
+        self.monitor = health
+        self.access = AccessControl(lambda: self.config)
+        sup = supervisor
         self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {
             Op.STATUS: self.status,
             Op.HEALTH: self.health,
             Op.BACKUP_CREATE: self.backup_create,
-            Op.JOB_GET: lambda a: self.d.supervisor.get(a["job_id"]),
-            Op.JOB_LIST: lambda a: self.d.supervisor.list(status=a.get("status"), source=a.get("source"),
-                                                          kind=a.get("kind"), limit=min(a.get("limit", 50), 1000)),
-            Op.JOB_CANCEL: lambda a: self.d.supervisor.cancel(a["job_id"]),
+            Op.JOB_GET: lambda a: sup.get(a["job_id"]),
+            Op.JOB_LIST: lambda a: sup.list(status=a.get("status"), source=a.get("source"), kind=a.get("kind"),
+                                            limit=min(a.get("limit", 50), 1000)),
+            Op.JOB_CANCEL: lambda a: sup.cancel(a["job_id"]),
             Op.RESTORE_POINTS: self.restore_points,
             Op.RESTORE_NEAREST: self.restore_nearest,
             Op.RESTORE_CREATE: self.restore_create,
             Op.VALIDATE: self.validate,
             Op.SCHEDULE_ADD: self.schedule_add,
-            Op.SCHEDULE_LIST: lambda a: self.d.schedules.list(),
-            Op.SCHEDULE_REMOVE: lambda a: self.d.schedules.remove(a["name"]),
-            Op.SCHEDULE_PAUSE: lambda a: self.d.schedules.pause(a["name"], True),
-            Op.SCHEDULE_RESUME: lambda a: self.d.schedules.pause(a["name"], False),
-            Op.SCHEDULE_STATS: lambda a: self.d.schedules.stats(a.get("name")),
-            Op.DESTINATION_LIST: lambda a: self.d.destinations.list(),
+            Op.SCHEDULE_LIST: lambda a: schedules.list(),
+            Op.SCHEDULE_REMOVE: lambda a: schedules.remove(a["name"]),
+            Op.SCHEDULE_PAUSE: lambda a: schedules.pause(a["name"], True),
+            Op.SCHEDULE_RESUME: lambda a: schedules.pause(a["name"], False),
+            Op.SCHEDULE_STATS: lambda a: schedules.stats(a.get("name")),
+            Op.DESTINATION_LIST: lambda a: destinations.list(),
             Op.DESTINATION_HEALTH: self.destination_health,
-            Op.DESTINATION_ADD: lambda a: self.d.destinations.add(a["destination"]),
-            Op.DESTINATION_ENABLE: lambda a: self.d.destinations.set_enabled(a["name"], True),
-            Op.DESTINATION_DISABLE: lambda a: self.d.destinations.set_enabled(a["name"], False),
-            Op.DESTINATION_REMOVE: lambda a: self.d.destinations.remove(a["name"], bool(a.get("force"))),
+            Op.DESTINATION_ADD: lambda a: destinations.add(a["destination"]),
+            Op.DESTINATION_ENABLE: lambda a: destinations.set_enabled(a["name"], True),
+            Op.DESTINATION_DISABLE: lambda a: destinations.set_enabled(a["name"], False),
+            Op.DESTINATION_REMOVE: lambda a: destinations.remove(a["name"], bool(a.get("force"))),
             Op.DESTINATION_RESYNC: self.destination_resync,
             Op.PRUNE: self.prune,
-            Op.CONFIG_RELOAD: lambda a: self.d.reload_config(),
+            Op.CONFIG_RELOAD: lambda a: daemon.reload_config(),
         }
+
+    @property
+    def config(self) -> Config:
+        """The config in use now (it changes on reload and with run-time destination changes)."""
+        return self.daemon.config
 
     def authorize(self, op: Op, peer_address: str | None) -> Peer | None:
         """Raise Forbidden unless the peer behind `peer_address` (libzmq's, from SO_PEERCRED) may use `op`."""
@@ -77,31 +107,29 @@ class Handlers:
         return peer
 
     def status(self, _: dict[str, Any]) -> dict[str, Any]:
-        sup = self.d.supervisor
+        sup = self.supervisor
         return {
             "version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
             "uptime_s": round((sup.clock() - sup.started_at).total_seconds(), 3), "state": sup.state,
-            "jobs": sup.counts(), "schedules": len(self.d.schedules.names()), "config": str(self.d.config_path),
+            "jobs": sup.counts(), "schedules": len(self.schedules.names()), "config": str(self.daemon.config_path),
         }
 
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
-        """From the cached probes (daemon.health): never waits for a server."""
-        dests = self.d.health.snapshot()
+        """From the cached probes (the health monitor): never waits for a server."""
+        dests = self.monitor.snapshot()
         judged = [h for h in dests if h["status"] not in ("disabled", "unknown")]  # unknown: just started
         problems = [f"{h['name']}: {p}" for h in judged for p in h["problems"]]
         statuses = {h["status"] for h in judged}
         status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"
-        if self.d.supervisor.state != "running":
+        if self.supervisor.state != "running":
             status, problems = "degraded", [*problems, "the daemon is stopping"]
         return {"status": status, "problems": problems, "destinations": dests}
 
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:
-        self.d.config.chosen_destinations(a.get("destinations") or ())  # refused now rather than by the job
-        args = {"strategy": a.get("strategy", "auto"), "tags": a.get("tags", []), "description": a.get("description", ""),
-                "destinations": a.get("destinations"), "metadata": _metadata(a.get("metadata") or {}),
-                "validate_level": a.get("validate_level")}
-        return self.d.supervisor.submit("backup", a["source"], args, priority=a.get("priority", "normal"),
-                                        conditions=self.d.config.daemon.conditions, retry=self.d.config.daemon.retry)
+        self.config.chosen_destinations(a.get("destinations") or ())  # refused now rather than by the job
+        spec = BackupJob.from_args(a["source"], a)
+        return self.supervisor.submit(spec, priority=a.get("priority", "normal"),
+                                      conditions=self.config.daemon.conditions, retry=self.config.daemon.retry)
 
     def schedule_add(self, a: dict[str, Any]) -> dict[str, Any]:
         """The wire names the staleness limit in seconds (`max_staleness_s`, as the schedule object
@@ -110,17 +138,17 @@ class Handlers:
             if "max_staleness" in a:
                 raise UsageError("schedule: give max_staleness_s or max_staleness, not both")
             a = {("max_staleness" if k == "max_staleness_s" else k): v for k, v in a.items()}
-        return self.d.schedules.add(a)
+        return self.schedules.add(a)
 
     def restore_points(self, a: dict[str, Any]) -> list[dict[str, Any]]:
         if a.get("source"):
-            self.d.config.source(a["source"])
-        return [b.to_json() for b in self.d.supervisor.catalog.backups(a.get("source"))]
+            self.config.source(a["source"])
+        return [b.to_json() for b in self.supervisor.catalog.backups(a.get("source"))]
 
     def restore_nearest(self, a: dict[str, Any]) -> dict[str, Any]:
-        self.d.config.source(a["source"])
+        self.config.source(a["source"])
         at = _parse_at(a["at"])
-        backup, gap = restore_point_at(self.d.supervisor.catalog.backups(a["source"]), at)
+        backup, gap = restore_point_at(self.supervisor.catalog.backups(a["source"]), at)
         return {"backup": backup.to_json(), "gap_s": gap.total_seconds()}
 
     def restore_create(self, a: dict[str, Any]) -> dict[str, Any]:
@@ -128,53 +156,42 @@ class Handlers:
             _parse_at(a["at"])
         if not os.path.isabs(a["to"]):
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
-        check_restore_target(Path(a["to"]), self.d.config.restore_dirs())
-        args = {k: a.get(k) for k in ("backup_id", "at", "to", "tables", "overwrite", "copy_selection")}
-        return self.d.supervisor.submit("restore", a["source"], args, priority="high")
+        check_restore_target(Path(a["to"]), self.config.restore_dirs())
+        return self.supervisor.submit(RestoreJob.from_args(a["source"], a), priority="high")
 
     def validate(self, a: dict[str, Any]) -> dict[str, Any]:
-        backup = next((b for b in self.d.supervisor.catalog.backups() if b.backup_id == a["backup_id"]), None)
+        backup = next((b for b in self.supervisor.catalog.backups() if b.backup_id == a["backup_id"]), None)
         if backup is None:
             raise NotFound(f"no backup {a['backup_id']}", hint="list restore points with `backupctl ls`")
-        level = a.get("level") or self.d.config.validation.default_level
-        choice = CopyChoice(a.get("destination"), bool(a.get("all_copies")), a.get("sample_percent"))
-        choice.check(level)
-        if choice.destination is not None:
-            self.d.config.destination(choice.destination)
-        args = {"backup_id": a["backup_id"], "level": level, "destination": choice.destination,
-                "all_copies": choice.all_copies, "sample_percent": choice.sample_percent}
-        return self.d.supervisor.submit("validate", backup.manifest.source, args, priority="high")
+        level = a.get("level") or self.config.validation.default_level
+        spec = ValidateJob.from_args(backup.manifest.source, {**a, "level": level})  # checks the copy choice
+        if spec.destination is not None:
+            self.config.destination(spec.destination)
+        return self.supervisor.submit(spec, priority="high")
 
     def destination_health(self, a: dict[str, Any]) -> list[dict[str, Any]]:
         """The cached health; `refresh` starts new probes (answered later: poll until `checked_at` moves)."""
-        names = [self.d.config.destination(a["name"]).name] if a.get("name") else None
+        names = [self.config.destination(a["name"]).name] if a.get("name") else None
         if a.get("refresh"):
-            self.d.health.refresh(names)
-        return [h for h in self.d.health.snapshot() if names is None or h["name"] in names]
+            self.monitor.refresh(names)
+        return [h for h in self.monitor.snapshot() if names is None or h["name"] in names]
 
     def destination_resync(self, a: dict[str, Any]) -> list[dict[str, Any]]:
-        sources = [self.d.config.source(a["source"]).name] if a.get("source") else [s.name for s in self.d.config.sources]
-        return [self.d.supervisor.submit("resync", s, {}) for s in sources]
+        sources = [self.config.source(a["source"]).name] if a.get("source") else [s.name for s in self.config.sources]
+        return [self.supervisor.submit(ResyncJob(s)) for s in sources]
 
     def prune(self, a: dict[str, Any]) -> dict[str, Any]:
         """A dry run answers with the plan at once; a real prune runs as one job per source."""
-        sources = [s.name for s in self.d.config.sources]
+        sources = [s.name for s in self.config.sources]
         if not a["dry_run"]:
-            return {"dry_run": False, "jobs": [self.d.supervisor.submit("prune", s, {}) for s in sources]}
+            return {"dry_run": False, "jobs": [self.supervisor.submit(PruneJob(s)) for s in sources]}
         merged: dict[str, Any] = {"dry_run": True, "keep": [], "delete": [], "keep_copies": [], "delete_copies": []}
-        now = self.d.supervisor.clock()
+        now = self.supervisor.clock()
         for s in sources:
-            plan = plan_prune(self.d.supervisor.catalog, self.d.config, s, now).to_json()
+            plan = plan_prune(self.supervisor.catalog, self.config, s, now).to_json()
             for key in ("keep", "delete", "keep_copies", "delete_copies"):
                 merged[key] += [{**item, "source": s} for item in plan[key]]
         return merged
-
-
-def _metadata(metadata: dict[str, Any]) -> dict[str, str]:
-    try:
-        return check_metadata(metadata)
-    except ValueError as exc:
-        raise UsageError(f"metadata: {exc}") from None
 
 
 def _parse_at(value: str) -> datetime:

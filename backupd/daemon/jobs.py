@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from backupd_client.protocol import FINAL_STATUSES
 
 from backupd.core.backoff import RetryPolicy
 from backupd.core.gate import Conditions
+from backupd.daemon.jobspec import JobSpec
 
 PENDING = frozenset({"queued", "waiting"})
 FINAL = frozenset(s.value for s in FINAL_STATUSES)  # the protocol's outcomes, timed_out among them
@@ -30,11 +31,9 @@ class TransitionError(RuntimeError):
 @dataclass
 class Job:
     job_id: str
-    kind: str  # backup | restore | validate
-    source: str
-    args: dict[str, Any]
+    spec: JobSpec  # what to do; the rest is how and when
     created_at: datetime
-    priority: str = "normal"
+    priority: Literal["normal", "high"] = "normal"
     schedule: str | None = None
     conditions: Conditions | None = None
     retry: RetryPolicy | None = None
@@ -50,6 +49,14 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     error: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def source(self) -> str:
+        return self.spec.source
 
     @property
     def max_attempts(self) -> int:
@@ -72,5 +79,5 @@ class Job:
             "priority": self.priority, "schedule": self.schedule, "created_at": iso(self.created_at),
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "attempt": self.attempt,
             "max_attempts": self.max_attempts, "timeout_s": self.timeout_s, "reason": self.reason,
-            "progress": self.progress, "result": self.result, "error": self.error, "args": self.args,
+            "progress": self.progress, "result": self.result, "error": self.error, "args": self.spec.to_wire(),
         }

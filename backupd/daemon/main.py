@@ -15,7 +15,6 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
@@ -86,16 +85,15 @@ class Daemon:
         self._use(self.destinations.config)
         self.supervisor.add_listener(self._job_changed)
         self.schedules = ScheduleBook(self.supervisor, self.store)
+        handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
+                            destinations=self.destinations, health=self.health)
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
-                                handlers=Handlers(self), max_peers=peer_bound(cfg.control.max_peers, fd_limit))
+                                handlers=handlers, supervisor=self.supervisor,
+                                max_peers=peer_bound(cfg.control.max_peers, fd_limit))
         control.bind()
         self.supervisor.add_listener(control.job_changed)
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            self._signals.put(signum)
-            self.supervisor.wake.set()
-
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, on_signal)
+            signal.signal(sig, self._record_signal)
         control.start()
         self.health.start()
         self.schedules.start()
@@ -134,6 +132,11 @@ class Daemon:
                 os.close(fd)
             log.info("daemon_stopped")
         return 0
+
+    def _record_signal(self, signum: int, _frame: object) -> None:
+        """The signal handler: only record, and wake the main loop to act."""
+        self._signals.put(signum)
+        self.supervisor.wake.set()
 
     def _handle_signals(self) -> bool:
         """Act on recorded signals; True when the daemon should stop."""

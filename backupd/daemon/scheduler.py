@@ -16,8 +16,9 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from backupd.config import parse_schedule
+from backupd.config import ScheduleConfig, parse_schedule
 from backupd.core.cron import missed_runs
+from backupd.daemon.jobspec import BackupJob, PruneJob
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Conflict, Supervisor
 from backupd.errors import NotFound
@@ -110,12 +111,9 @@ class ScheduleBook:
         if self.sup.pending_for_schedule(name):
             log.info("schedule_fire_coalesced", schedule=name, reason="its previous run is still pending")
             return
-        args = {"strategy": sc.strategy, "tags": list(sc.tags), "description": sc.description,
-                "validate_level": sc.validate_after_backup, "destinations": list(sc.destinations) or None}
         try:
-            job = self.sup.submit(sc.job, sc.source, args if sc.job == "backup" else {}, schedule=name,
-                                  conditions=sc.conditions, retry=sc.retry, max_staleness_s=sc.max_staleness_s,
-                                  timeout_s=sc.timeout_s)
+            job = self.sup.submit(_spec(sc), schedule=name, conditions=sc.conditions, retry=sc.retry,
+                                  max_staleness_s=sc.max_staleness_s, timeout_s=sc.timeout_s)
         except Exception as exc:
             log.error("schedule_fire_failed", schedule=name, error=str(exc))
             return
@@ -222,6 +220,14 @@ class ScheduleBook:
                 "next_run": self.describe(n)["next_run"],
             })
         return out
+
+
+def _spec(sc: ScheduleConfig) -> BackupJob | PruneJob:
+    """The job a schedule's fire runs."""
+    if sc.job == "backup":
+        return BackupJob(sc.source, strategy=sc.strategy, tags=tuple(sc.tags), description=sc.description,
+                         destinations=tuple(sc.destinations) or None, validate_level=sc.validate_after_backup)
+    return PruneJob(sc.source)
 
 
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

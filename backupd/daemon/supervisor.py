@@ -14,13 +14,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import structlog
 
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
 from backupd.daemon.jobs import PENDING, Job
+from backupd.daemon.jobspec import JobSpec, ResyncJob
 from backupd.daemon.probes import LoadProbe
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.worker import run_job
@@ -82,24 +83,25 @@ class Supervisor:
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.append(fn)
 
-    def submit(self, kind: str, source: str, args: dict[str, Any], *, priority: str = "normal",
-               schedule: str | None = None, conditions: Conditions | None = None, retry: RetryPolicy | None = None,
+    def submit(self, spec: JobSpec, *, priority: Literal["normal", "high"] = "normal", schedule: str | None = None,
+               conditions: Conditions | None = None, retry: RetryPolicy | None = None,
                max_staleness_s: float | None = None, timeout_s: float | None = None) -> dict[str, Any]:
-        """Queue a job; it starts when the gate allows. Returns its wire form.
+        """Queue the job `spec` describes; it starts when the gate allows. Returns its wire form.
 
         Each attempt is cancelled after `timeout_s` (default `[daemon] job_timeout`; None: no limit)."""
         if self.state != "running":
             raise ShuttingDown("the daemon is stopping and accepts no new jobs")
-        self.config.source(source)
+        self.config.source(spec.source)
         now = self.clock()
-        job = Job(job_id=now.strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3), kind=kind, source=source,
-                  args=args, created_at=now, priority=priority, schedule=schedule, conditions=conditions,
-                  retry=retry, max_staleness_s=max_staleness_s,
+        job = Job(job_id=now.strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3), spec=spec, created_at=now,
+                  priority=priority, schedule=schedule, conditions=conditions, retry=retry,
+                  max_staleness_s=max_staleness_s,
                   timeout_s=timeout_s if timeout_s is not None else self.config.daemon.job_timeout_s)
         with self._lock:
             self._jobs[job.job_id] = job
             self._changed(job)
-        log.info("job_queued", job_id=job.job_id, kind=kind, source=source, schedule=schedule, priority=priority)
+        log.info("job_queued", job_id=job.job_id, kind=job.kind, source=job.source, schedule=schedule,
+                 priority=priority)
         self.wake.set()
         return job.to_wire()
 
@@ -185,7 +187,7 @@ class Supervisor:
     def _start(self, job: Job, note: str | None) -> None:
         receiver, sender = self._mp.Pipe(duplex=False)
         proc = self._mp.Process(target=run_job, name=f"backupd-job-{job.job_id}",
-                                args=(self.config, job.job_id, job.kind, job.source, job.args, sender, self.log_level))
+                                args=(self.config, job.job_id, job.spec, sender, self.log_level))
         proc.start()
         sender.close()
         self._workers[job.job_id] = _Worker(proc)
@@ -288,7 +290,7 @@ class Supervisor:
         if self.state != "running" or any(j.kind == "resync" and j.source == source and j.status in PENDING
                                           for j in self._jobs.values()):
             return
-        wire = self.submit("resync", source, {}, retry=RESYNC_RETRY)
+        wire = self.submit(ResyncJob(source), retry=RESYNC_RETRY)
         self._jobs[wire["job_id"]].not_before = now + timedelta(seconds=RESYNC_RETRY.base_delay)
 
     def _trim(self) -> None:

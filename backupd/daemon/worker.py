@@ -16,18 +16,25 @@ import os
 import signal
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from backupd import log as logsetup
+from backupd.daemon.jobspec import BackupJob, JobSpec, PruneJob, ResyncJob, RestoreJob, ValidateJob
+from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import BackupdError, Cancelled
+
+if TYPE_CHECKING:
+    from backupd.config import Config
+    from backupd.engine.context import EngineContext
+    from backupd.engine.progress import Progress, ProgressSink
 
 # Measured with bench/bench_control.py on 2 cores with two backups running: `status` p99 ~10 ms with
 # the workers at the daemon's priority, ~0.3-1 ms with them 10 steps nicer.
 WORKER_NICE = 10
+Outcome = tuple[str, Any, dict[str, Any] | None]  # the job's status, result and error
 
 
-def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, Any], conn: Connection,
-            log_level: str) -> None:
+def run_job(config: Config, job_id: str, spec: JobSpec, conn: Connection, log_level: str) -> None:
     """Process entry point."""
     try:
         os.nice(WORKER_NICE)  # before the engine starts any thread: they all inherit it
@@ -38,16 +45,16 @@ def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, An
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def sink(progress) -> None:
+    def sink(progress: Progress) -> None:
         conn.send(("progress", progress.to_dict()))
         if stop.is_set():
             raise Cancelled("the job was cancelled")
 
     from structlog.contextvars import bind_contextvars
 
-    bind_contextvars(job_id=job_id, source=source)
+    bind_contextvars(job_id=job_id, source=spec.source)
     try:
-        status, result, error = _run(config, job_id, kind, source, args, sink)
+        status, result, error = _run(config, job_id, spec, sink)
     except Cancelled as exc:
         status, result, error = "cancelled", None, {"code": exc.code, "message": str(exc)}
     except BackupdError as exc:
@@ -58,74 +65,89 @@ def run_job(config: Any, job_id: str, kind: str, source: str, args: dict[str, An
     conn.close()
 
 
-def _run(config, job_id, kind, source, args, sink) -> tuple[str, Any, dict | None]:
+def _run(config: Config, job_id: str, spec: JobSpec, sink: ProgressSink) -> Outcome:
+    """Run the job `spec` describes on an engine context of its own."""
     from backupd.engine.context import open_context
 
-    ctx = open_context(config.with_copy_selection(args.get("copy_selection")))
+    ctx = open_context(config, copy_selection=spec.copy_selection if isinstance(spec, RestoreJob) else None)
     try:
-        if kind == "backup":
-            from backupd.engine.backup import run_backup
-
-            backup = run_backup(ctx, source, args.get("strategy", "auto"), tags=tuple(args.get("tags", ())),
-                                description=args.get("description", ""), metadata=args.get("metadata") or {},
-                                progress=sink, job_id=job_id, destinations=args.get("destinations"))
-            result = backup.to_json()
-            if backup.status == "partial":
-                return "partial", result, {"code": "partial", "message": "copies failed on "
-                                           + ", ".join(f"{d} ({why})" for d, why in backup.failed.items())}
-            level = args.get("validate_level")
-            if not level:
-                return backup.status, result, None
-            report = _validate(ctx, backup.backup_id, level).to_json()
-            result["validation"] = report
-            if report["verdict"] == "fail":
-                return "failed", result, {"code": "verification_failed",
-                                          "message": f"backup {backup.backup_id} failed {level} validation"}
-            return ("completed_with_warnings" if report["verdict"] == "warn" else "completed"), result, None
-        if kind == "restore":
-            from datetime import datetime
-
-            from pathlib import Path
-
-            from backupd.daemon.access import check_restore_target
-            from backupd.engine.restore import run_restore
-
-            check_restore_target(Path(args["to"]), config.restore_dirs())  # again: the request was checked a while ago
-            at = datetime.fromisoformat(args["at"]) if args.get("at") else None
-            res = run_restore(ctx, source, args["to"], backup_id=args.get("backup_id"), at=at,
-                              tables=args.get("tables"), overwrite=bool(args.get("overwrite")), progress=sink)
-            return "completed", res.to_json(), None
-        if kind == "prune":
-            from backupd.engine.prune import run_prune
-
-            report = run_prune(ctx, source, dry_run=False)
-            if report["errors"]:
-                return "partial", report, {"code": "partial", "message": "; ".join(report["errors"])}
-            return "completed", report, None
-        if kind == "resync":
-            from backupd.engine.resync import resync
-
-            report = resync(ctx, source).to_json()
-            if report["failed"]:
-                return "partial", report, {"code": "partial", "message": "; ".join(
-                    f"{f['destination']}: {f['error']}" for f in report["failed"])}
-            return "completed", report, None
-        if kind == "validate":
-            from backupd.engine.copy_choice import CopyChoice
-
-            choice = CopyChoice(args.get("destination"), bool(args.get("all_copies")), args.get("sample_percent"))
-            report = _validate(ctx, args["backup_id"], args["level"], choice).to_json()
-            if report["verdict"] == "fail":
-                return "failed", report, {"code": "verification_failed",
-                                          "message": f"backup {args['backup_id']} failed {args['level']} validation"}
-            return ("completed_with_warnings" if report["verdict"] == "warn" else "completed"), report, None
-        raise BackupdError(f"unknown job kind {kind!r}")
+        match spec:
+            case BackupJob():
+                return _backup(ctx, job_id, spec, sink)
+            case RestoreJob():
+                return _restore(ctx, config, spec, sink)
+            case ValidateJob():
+                report = _validate(ctx, spec.backup_id, spec.level, spec.choice)
+                return _judged(report, report, spec.backup_id, spec.level)
+            case PruneJob():
+                return _prune(ctx, spec)
+            case ResyncJob():
+                return _resync(ctx, spec)
+            case _:
+                assert_never(spec)
     finally:
         ctx.close()
 
 
-def _validate(ctx, backup_id: str, level: str, choice=None):
-    from backupd.engine.copy_choice import CopyChoice
+def _backup(ctx: EngineContext, job_id: str, spec: BackupJob, sink: ProgressSink) -> Outcome:
+    from backupd.engine.backup import run_backup
+
+    backup = run_backup(ctx, spec.source, spec.strategy, tags=spec.tags, description=spec.description,
+                        metadata=spec.metadata, progress=sink, job_id=job_id, destinations=spec.destinations)
+    result = backup.to_json()
+    if backup.status == "partial":
+        return "partial", result, {"code": "partial", "message": "copies failed on "
+                                   + ", ".join(f"{d} ({why})" for d, why in backup.failed.items())}
+    if not spec.validate_level:
+        return backup.status, result, None
+    report = _validate(ctx, backup.backup_id, spec.validate_level)
+    result["validation"] = report
+    return _judged(report, result, backup.backup_id, spec.validate_level)
+
+
+def _restore(ctx: EngineContext, config: Config, spec: RestoreJob, sink: ProgressSink) -> Outcome:
+    from datetime import datetime
+    from pathlib import Path
+
+    from backupd.daemon.access import check_restore_target
+    from backupd.engine.restore import run_restore
+
+    check_restore_target(Path(spec.to), config.restore_dirs())  # again: the request was checked a while ago
+    at = datetime.fromisoformat(spec.at) if spec.at else None
+    res = run_restore(ctx, spec.source, Path(spec.to), backup_id=spec.backup_id, at=at,
+                      tables=list(spec.tables) if spec.tables is not None else None, overwrite=spec.overwrite,
+                      progress=sink)
+    return "completed", res.to_json(), None
+
+
+def _prune(ctx: EngineContext, spec: PruneJob) -> Outcome:
+    from backupd.engine.prune import run_prune
+
+    report = run_prune(ctx, spec.source, dry_run=False)
+    if report["errors"]:
+        return "partial", report, {"code": "partial", "message": "; ".join(report["errors"])}
+    return "completed", report, None
+
+
+def _resync(ctx: EngineContext, spec: ResyncJob) -> Outcome:
+    from backupd.engine.resync import resync
+
+    report = resync(ctx, spec.source).to_json()
+    if report["failed"]:
+        return "partial", report, {"code": "partial", "message": "; ".join(
+            f"{f['destination']}: {f['error']}" for f in report["failed"])}
+    return "completed", report, None
+
+
+def _judged(report: dict[str, Any], result: Any, backup_id: str, level: str) -> Outcome:
+    """The job's outcome from a validation `report` of `backup_id`: failed, with warnings, or completed."""
+    if report["verdict"] == "fail":
+        return "failed", result, {"code": "verification_failed",
+                                  "message": f"backup {backup_id} failed {level} validation"}
+    return ("completed_with_warnings" if report["verdict"] == "warn" else "completed"), result, None
+
+
+def _validate(ctx: EngineContext, backup_id: str, level: str, choice: CopyChoice | None = None) -> dict[str, Any]:
     from backupd.engine.validate import validate_backup
 
-    return validate_backup(ctx, backup_id, level, choice or CopyChoice())
+    return validate_backup(ctx, backup_id, level, choice or CopyChoice()).to_json()

@@ -45,6 +45,7 @@ class EngineContext:
     targets: dict[str, Target]
     pagecache: PageHashCache
     state_dir: Path
+    copy_selection: str  # which copy to read first: `[restore] copy_selection`, or this operation's own
     now: Callable[[], datetime] = utc_now
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="zstd"))
 
@@ -105,7 +106,10 @@ def keyring_for(dcfg) -> Keyring | None:
     return Keyring.from_passphrase(os.environ[enc.passphrase_env], enc.passphrase_env)
 
 
-def open_context(config, *, now: Callable[[], datetime] = utc_now) -> EngineContext:
+def open_context(config: Config, *, copy_selection: str | None = None,
+                 now: Callable[[], datetime] = utc_now) -> EngineContext:
+    """The context of one operation on `config`; `copy_selection` overrides `[restore] copy_selection`
+    for this operation only (None keeps it)."""
     state_dir = Path(config.state.dir)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     targets = {
@@ -118,5 +122,6 @@ def open_context(config, *, now: Callable[[], datetime] = utc_now) -> EngineCont
         targets=targets,
         pagecache=PageHashCache(state_dir),
         state_dir=state_dir,
+        copy_selection=copy_selection or config.restore.copy_selection,
         now=now,
     )

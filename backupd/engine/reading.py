@@ -1,5 +1,5 @@
 """Reading the pages of a backup back from a destination, verified, with the copy to read chosen by
-`[restore] copy_selection` (core.copy_order)."""
+`[restore] copy_selection` or the operation's own (core.copy_order)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from backupd.errors import CorruptArtifact, MissingChainMember, NotFound
 def copies_in_order(ctx: EngineContext, backup: CatalogBackup, destination: str | None = None
                     ) -> list[tuple[Target, Copy]]:
     """Every readable copy of `backup` (only the one on `destination` when given), in the order to try
-    them, as `[restore] copy_selection` says (core.copy_order: a copy that failed validation comes last)."""
+    them, as the context's copy selection says (core.copy_order: a copy that failed validation comes last)."""
     found = [(t, c) for t in ctx.enabled_targets() for c in backup.copies
              if c.destination == t.name and destination in (None, t.name)]
-    return order_copies(found, ctx.config.restore.copy_selection, _state)
+    return order_copies(found, ctx.copy_selection, _state)
 
 
 def _state(found: tuple[Target, Copy]) -> CopyState:

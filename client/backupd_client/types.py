@@ -37,6 +37,7 @@ class Job(TypedDict, total=False):
     progress: JobProgress
     result: dict[str, Any] | None
     error: JobError | None
+    args: dict[str, Any]  # what the job was asked to do (docs/PROTOCOL.md lists them by kind)
 
 
 class Backup(TypedDict, total=False):

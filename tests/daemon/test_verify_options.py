@@ -51,3 +51,29 @@ def test_validate_chooses_its_copies_and_samples_through_the_daemon(installation
     both = d.ctl("validate", backup["id"], "--destination", "local", "--all-copies")
     assert both.returncode == 2, both
     assert len(d.ctl_json("jobs", "--kind", "validate")) == 2, "a refused request queues nothing"
+
+
+def test_a_restore_reads_first_the_copy_its_request_selects(installation, daemon_for):
+    """`restore.create`'s copy_selection reaches the job's engine: "local" (priority 1) is read first by
+    default, "sure" (priority 2, the one verified) with most_reliable, so only the default restore
+    meets local's damaged copy and falls back."""
+    inst = installation(demo="small", extra='\n[[destinations]]\nname = "sure"\nkind = "local"\npath = "sure"\n'
+                                             'priority = 2\n')
+    d = daemon_for(inst).start()
+    backup = d.ctl_json("backup", "--source", "demo", "--wait")
+    verified = d.ctl_json("validate", backup["id"], "--level", "standard", "--destination", "sure", "--wait")
+    assert verified["verdict"] == "pass", verified
+    artifact = inst.dest / "demo" / f"{backup['id']}.bkpd"
+    raw = bytearray(artifact.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(raw))
+
+    chosen = d.ctl("restore", "--source", "demo", "--backup", backup["id"], "--to", str(inst.root / "r1.db"),
+                   "--copy-selection", "most_reliable", "--wait")
+    assert chosen.returncode == 0, chosen
+    assert d.events("restore_copy_failed") == [], "most_reliable read the verified copy first"
+    default = d.ctl("restore", "--source", "demo", "--backup", backup["id"], "--to", str(inst.root / "r2.db"),
+                    "--wait")
+    assert default.returncode == 0, default
+    fell_back = d.wait_event("restore_copy_failed")
+    assert (fell_back["destination"], fell_back["next_destination"]) == ("local", "sure")

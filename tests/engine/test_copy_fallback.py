@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from backupd.config import load_config
+from backupd.engine.context import open_context
+from backupd.engine.reading import copies_in_order
+
 from .dbtools import cli
 
 
@@ -170,3 +174,29 @@ def test_a_copy_that_fails_its_checksum_mid_restore_is_read_last_afterwards(tmp_
     proc = cli("restore", "-c", str(cfg), "--source", "db", "--backup", backup["id"], "--to", str(tmp_path / "r.db"))
     assert proc.code == 0, proc.stderr  # fell back to b
     assert _first_read(cfg, backup["id"]) == "b"  # the next restore does not try the damaged copy first
+
+
+def test_a_per_operation_copy_selection_is_the_contexts_and_leaves_the_config_as_it_is(tmp_path: Path):
+    """A restore's own `copy_selection` (the daemon's `restore.create`, the CLI's --copy-selection) is a
+    parameter of its engine context: the config, its allowed dirs among it, stays as it is."""
+    _source(tmp_path, 500)
+    head = ('[state]\ndir = "state"\n[restore]\nallowed_dirs = ["restores"]\n'
+            '[[sources]]\nname = "db"\nkind = "sqlite"\npath = "src.db"\n')
+    dests = ('[[destinations]]\nname = "fast"\nkind = "local"\npath = "fast"\npriority = 1\nenabled = {}\n'
+             '[[destinations]]\nname = "sure"\nkind = "local"\npath = "sure"\npriority = 2\n')
+    cfg = tmp_path / "backupd.toml"
+    cfg.write_text(head + dests.format("true"))
+    backup = json.loads(cli("backup", "-c", str(cfg), "--source", "db", "--json").stdout)
+    cfg.write_text(head + dests.format("false"))  # only "sure" is read, so only its copy gets verified
+    assert cli("verify", "-c", str(cfg), "--backup", backup["id"], "--level", "standard").code == 0
+    cfg.write_text(head + dests.format("true"))
+    config = load_config(cfg)
+    for selection, first in ((None, "fast"), ("priority", "fast"), ("most_reliable", "sure")):
+        ctx = open_context(config, copy_selection=selection)
+        try:
+            recorded = next(b for b in ctx.catalog.backups("db") if b.backup_id == backup["id"])
+            assert [t.name for t, _ in copies_in_order(ctx, recorded)][0] == first, selection
+            assert ctx.copy_selection == (selection or "priority") and ctx.config is config
+        finally:
+            ctx.close()
+    assert config.restore.copy_selection == "priority" and config.restore_dirs() == [tmp_path / "restores"]
