@@ -23,7 +23,8 @@ from backupd.destinations.local import fsync_dir
 from backupd.engine.context import EngineContext
 from backupd.engine.inventory import Unreadable, reconcile, unreadable_error
 from backupd.engine.progress import ProgressSink, Reporter
-from backupd.engine.reading import choose_copy, copies_in_order, iter_page_blocks
+from backupd.engine.copystore import read_pages
+from backupd.engine.reading import choose_copy, copies_in_order
 from backupd.engine.snapshot import schema_and_counts
 from backupd.engine.tables import copy_tables
 from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NotFound, PathTooLong,
@@ -209,7 +210,7 @@ def _read_member(ctx: EngineContext, member: CatalogBackup, fd: int, ps: int, wr
         choose_copy(ctx, member)  # raises MissingChainMember with the explanation
     for n, (target, copy) in enumerate(candidates):
         try:
-            for numbers, pages in iter_page_blocks(target, copy, member.manifest, prefetch=True):
+            for numbers, pages in read_pages(target, copy, member.manifest, prefetch=True):
                 _write_fresh_pages(fd, numbers, pages, ps, written, rep)
             return
         except (CorruptArtifact, MissingChainMember, DestinationError) as exc:

@@ -257,11 +257,9 @@ class Validation:
     def _check_chain(self) -> None:
         tid = self.target.backup_id
         by_id = {b.backup_id: b for b in self.ctx.catalog.backups(self.source)}
-        broken: MissingChainMember | None = None
-        try:
-            resolved = chain.resolve_chain(tid, by_id)
-        except MissingChainMember as exc:
-            broken, resolved = exc, _known_part(self.target, by_id)
+        resolved, broken = chain.walk(self.target, by_id)
+        if tid not in by_id:
+            broken = MissingChainMember(f"backup {tid} is not known", details={"missing": tid})
         self.members = [ChainMember(b) for b in resolved]
 
         def check() -> R.Outcome:
@@ -397,12 +395,3 @@ class Validation:
                                   "run `backupd catalog rebuild` so the catalog follows the destinations",
                                   code="catalog_mismatch", problems=problems)
         return R.Outcome.ok(f"{where} verifies and agrees with the catalog")
-
-
-def _known_part(target: CatalogBackup, by_id: dict[str, CatalogBackup]) -> list[CatalogBackup]:
-    """The members of a broken chain that are known, full first (as far as the parent walk gets)."""
-    walk = [target]
-    while walk[-1].strategy != "full" and walk[-1].parent_id in by_id and len(walk) <= len(by_id):
-        walk.append(by_id[walk[-1].parent_id])  # type: ignore[index]
-    walk.reverse()
-    return walk
