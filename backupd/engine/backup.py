@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import structlog
@@ -310,9 +311,9 @@ def _write_batch(ctx, source, backup_id, info, batch: list[_Copy], snap, compare
             c.writer = CopyWriter(c.target, source, backup_id, info.page_size, ctx.executor)
         c.attempt(start)
 
-    def send(page_numbers, data: bytes) -> None:
+    def send(page_numbers: list[int] | range, data: bytes) -> None:
         for c in batch:
-            c.attempt(lambda c=c: c.add_pages(page_numbers, data))
+            c.attempt(partial(c.add_pages, page_numbers, data))
 
     try:
         return _stream_pages(snap, compare, new_hashes, send, ppc, rep)

@@ -2,7 +2,8 @@
 its header, size, whole-artifact checksum, blocks, embedded manifest and page numbers.
 
 Each check takes the member and `corrupt`, the recommendation for a damaged copy, and returns an
-`Outcome`; a `BackupdError` it raises becomes a failed check (rules.run_check).
+`Outcome`; a `BackupdError` it raises becomes a failed check (engine/rules.py run_check). Reading goes through
+the copy store (engine/copystore.py), which verifies.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from typing import Any, BinaryIO
 from backupd.core import format as fmt
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.sampling import Sample
-from backupd.engine import rules as R
+from backupd.core import validation_report as R
+from backupd.core.validation_report import MAX_LISTED
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import Target
 from backupd.engine.copystore import CopyReader, decode_manifest
 from backupd.errors import CorruptArtifact
 
 READ_CHUNK = 1024 * 1024
-MAX_LISTED = 20  # problems listed in a check's details
 
 
 class PageScan:
