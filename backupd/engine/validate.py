@@ -6,7 +6,11 @@
 - standard: every block of every member authenticates and decompresses, the trailer matches, the
   embedded manifest equals the sidecar's, and page numbers are within the member's page count;
 - deep: the chain is restored into a temp dir (removed afterwards), then integrity_check,
-  foreign_key_check, schema hash, row counts and the custom SQL rules run on it (restored_checks.py).
+  foreign_key_check, schema hash, row counts and the custom SQL rules run on it (deep_checks.py).
+
+The modules: this one runs a validation and its per-copy checks; chain_checks.py checks the chain,
+copy_checks.py one copy, deep_checks.py the deep level (on restored_checks.py, shared with restore);
+rules.py times checks and decides their recommendations; the report types are core.validation_report.
 
 Which copies: the one each member is read from (`choose_copy`), the one on a chosen `destination`,
 or `all_copies` (every copy of every member gets the per-copy checks; the chain is restored once).
@@ -101,6 +105,8 @@ def find_backup(ctx: EngineContext, backup_id: str) -> CatalogBackup:
 
 @dataclass
 class Validation:
+    """One validation of `target` and its chain at `level`: its results, and the copies they are about."""
+
     ctx: EngineContext
     target: CatalogBackup
     level: str
