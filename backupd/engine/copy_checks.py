@@ -2,8 +2,8 @@
 its header, size, whole-artifact checksum, blocks, embedded manifest and page numbers.
 
 Each check takes the member and `corrupt`, the recommendation for a damaged copy, and returns an
-`Outcome`; a `BackupdError` it raises becomes a failed check (engine/rules.py run_check). Reading goes through
-the copy store (engine/copystore.py), which verifies.
+`Outcome`; a `BackupdError` it raises becomes a failed check (engine/rules.py run_check). The
+artifact is read through the copy store (engine/copystore.py), which verifies it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from backupd.core import format as fmt
+from backupd.core import validation_report as R
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.sampling import Sample
-from backupd.core import validation_report as R
 from backupd.core.validation_report import MAX_LISTED
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import Target
