@@ -35,20 +35,42 @@ def resolve_chain(target_id: str, by_id: Mapping[str, B]) -> list[B]:
     """The backups needed to restore `target_id`, full first; MissingChainMember names the gap."""
     if target_id not in by_id:
         raise MissingChainMember(f"backup {target_id} is not known", details={"missing": target_id})
-    chain = [by_id[target_id]]
+    members, gap = walk(by_id[target_id], by_id)
+    if gap is not None:
+        raise gap
+    return members
+
+
+def walk(target: B, by_id: Mapping[str, B]) -> tuple[list[B], MissingChainMember | None]:
+    """The chain of `target` full first, as far as the parent walk gets, and the gap that stopped it
+    (None when the chain is complete)."""
+    target_id = target.backup_id
+    chain = [target]
     while chain[-1].strategy != "full":
         parent = chain[-1].parent_id
         if parent is None or parent not in by_id:
-            raise MissingChainMember(
-                f"backup {target_id} needs {parent}, which is missing (needed by {chain[-1].backup_id})",
+            chain.reverse()
+            return chain, MissingChainMember(
+                f"backup {target_id} needs {parent}, which is missing (needed by {chain[0].backup_id})",
                 hint="restore an older or newer restore point whose chain is complete, or rebuild the catalog",
-                details={"missing": parent, "needed_by": chain[-1].backup_id, "target": target_id},
+                details={"missing": parent, "needed_by": chain[0].backup_id, "target": target_id},
             )
         if len(chain) > len(by_id):
-            raise MissingChainMember(f"backup {target_id} has a cyclic chain")
+            chain.reverse()
+            return chain, MissingChainMember(f"backup {target_id} has a cyclic chain")
         chain.append(by_id[parent])
     chain.reverse()
-    return chain
+    return chain, None
+
+
+def spread_to_chains(wanted: Mapping[str, set[str]], backups: Iterable[B]) -> dict[str, set[str]]:
+    """`wanted` (backup id -> where it is wanted) grown so that a backup is wanted wherever one whose
+    chain needs it is. `backups` oldest first."""
+    out = {k: set(v) for k, v in wanted.items()}
+    for b in reversed(list(backups)):  # newest first: a dependent before what it depends on
+        if b.parent_id in out and b.backup_id in out:
+            out[b.parent_id] |= out[b.backup_id]
+    return out
 
 
 def restore_point_at(backups: Iterable[B], at: datetime) -> tuple[B, timedelta]:

@@ -2,29 +2,27 @@
 its header, size, whole-artifact checksum, blocks, embedded manifest and page numbers.
 
 Each check takes the member and `corrupt`, the recommendation for a damaged copy, and returns an
-`Outcome`; a `BackupdError` it raises becomes a failed check (rules.run_check).
+`Outcome`; a `BackupdError` it raises becomes a failed check (engine/rules.py run_check). The
+artifact is read through the copy store (engine/copystore.py), which verifies it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from backupd.core import format as fmt
+from backupd.core import validation_report as R
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.sampling import Sample
-from backupd.engine import rules as R
+from backupd.core.validation_report import MAX_LISTED
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import Target
-from backupd.engine.prefetch import background
-from backupd.engine.stream import ArtifactReader
+from backupd.engine.copystore import CopyReader, decode_manifest
 from backupd.errors import CorruptArtifact
 
 READ_CHUNK = 1024 * 1024
-MAX_LISTED = 20  # problems listed in a check's details
 
 
 class PageScan:
@@ -123,20 +121,11 @@ class ChainMember:
 def header(m: ChainMember) -> R.Outcome:
     assert m.target is not None
     with m.target.dest.open_read(m.key) as f:
-        reader = ArtifactReader(f, m.target.keyring, what=m.what)
-    header_describes(reader.header, m)
+        enc = CopyReader(m.target, m.key, m.manifest, f).header.get("encryption")
     m.header_ok = True
-    enc = reader.header.get("encryption")
     how = f"encrypted, key id {enc.get('key_id')} is the configured key" if enc else "not encrypted"
     return R.Outcome.ok(f"{m.short}: format version {fmt.VERSION}, header verifies, {how}",
                         version=fmt.VERSION, encrypted=bool(enc))
-
-
-def header_describes(header: dict[str, Any], m: ChainMember) -> None:
-    if (header.get("kind") != "artifact" or header.get("backup_id") != m.id
-            or header.get("page_size") != m.manifest.page_size):
-        raise CorruptArtifact(
-            f"{m.what}: header describes another backup ({header.get('kind')} {header.get('backup_id')})")
 
 
 def size(m: ChainMember, corrupt: str) -> R.Outcome:
@@ -187,28 +176,19 @@ def blocks(m: ChainMember) -> R.Outcome:
     """Every block authenticates (the encrypted stream chains them, so all are read); the page blocks
     of `m.sample` (all when None) are also decompressed and their page numbers collected."""
     assert m.target is not None
-    ps = m.manifest.page_size
     m.pages = scan = PageScan(m.manifest.page_count)
-    count = checked = 0
+    checked = 0
     with m.target.dest.open_read(m.key) as f:
-        reader = ArtifactReader(f, m.target.keyring, what=m.what)
-        header_describes(reader.header, m)
-        with closing(background(reader.raw_blocks(), 4)) as raw:
-            for seq, kind, compressed in raw:
-                count += 1
-                if kind != fmt.KIND_PAGES:
-                    m.embedded_manifest = bytes(reader.decompress(compressed, seq))
-                    continue
-                if m.sample is not None and seq not in m.sample.blocks:
-                    continue
+        c = CopyReader(m.target, m.key, m.manifest, f)
+        try:
+            for seq, numbers, _ in c.page_blocks(prefetch=True, sample=m.sample.blocks if m.sample else None):
                 checked += 1
-                try:
-                    numbers, _ = fmt.decode_pages(reader.decompress(compressed, seq), ps)
-                except CorruptArtifact as exc:
-                    raise CorruptArtifact(f"{m.what}: block {seq}: {exc.message}", details={"block": seq}) from None
                 scan.add(seq, numbers)
+        finally:
+            m.embedded_manifest = c.manifest_payload
+    count = c.block_count
     m.blocks_ok = True
-    how = "AEAD tags" if reader.header.get("encryption") else "keyed checksums"
+    how = "AEAD tags" if c.header.get("encryption") else "keyed checksums"
     text = f"{m.short}: {count} blocks ({scan.total} pages) verified by {how}, trailer matches"
     if m.sample is None:
         return R.Outcome.ok(text, blocks=count, pages=scan.total)
@@ -218,10 +198,7 @@ def blocks(m: ChainMember) -> R.Outcome:
 
 def embedded_manifest(m: ChainMember, corrupt: str) -> R.Outcome:
     assert m.embedded_manifest is not None and m.target is not None
-    try:
-        embedded = Manifest.from_dict(json_loads(m.embedded_manifest))
-    except CorruptArtifact as exc:
-        raise CorruptArtifact(f"{m.what}: embedded manifest: {exc.message}") from None
+    embedded = decode_manifest(m.embedded_manifest, m.what)
     against, by = (m.sidecar.manifest, "sidecar") if m.sidecar is not None else (m.manifest, "catalog")
     if embedded == against:
         return R.Outcome.ok(f"{m.short}: embedded manifest equals the {by}'s", against=by)
@@ -234,7 +211,8 @@ def embedded_manifest(m: ChainMember, corrupt: str) -> R.Outcome:
 def page_numbers(m: ChainMember, corrupt: str) -> R.Outcome:
     assert m.pages is not None and m.target is not None
     scan, man = m.pages, m.manifest
-    problems, details = [], {"pages": scan.total, "page_count": man.page_count}
+    problems: list[str] = []
+    details: dict[str, Any] = {"pages": scan.total, "page_count": man.page_count}
     if scan.out_of_range_count:
         first = scan.out_of_range[0]
         problems.append(f"{scan.out_of_range_count} page number(s) outside 1..{man.page_count} "
@@ -259,13 +237,6 @@ def page_numbers(m: ChainMember, corrupt: str) -> R.Outcome:
                               code="corrupt_artifact", **details)
     of = "" if m.sample is None else " (in the sampled blocks)"
     return R.Outcome.ok(f"{m.short}: {scan.total} page numbers within 1..{man.page_count}{of}", **details)
-
-
-def json_loads(payload: bytes) -> Any:
-    try:
-        return json.loads(payload)
-    except ValueError as exc:
-        raise CorruptArtifact(f"not valid JSON ({exc})") from None
 
 
 class ArtifactScan:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from backupd.destinations.local import fsync_dir
 from backupd.engine.context import EngineContext
 from backupd.engine.inventory import Unreadable, reconcile, unreadable_error
 from backupd.engine.progress import ProgressSink, Reporter
-from backupd.engine.reading import choose_copy, copies_in_order, iter_page_blocks
-from backupd.engine.snapshot import schema_and_counts
+from backupd.engine.copystore import read_pages
+from backupd.engine.reading import choose_copy, copies_in_order
+from backupd.engine.restored_checks import check_restored
 from backupd.engine.tables import copy_tables
 from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NotFound, PathTooLong,
                             RestoreFailed, TargetExists, UsageError)
-from backupd.sqlite_uri import connect as sqlite_connect
 
 log = structlog.get_logger("backupd.restore")
 TEMP_SUFFIX = ".backupd-restore-tmp"
@@ -209,7 +208,7 @@ def _read_member(ctx: EngineContext, member: CatalogBackup, fd: int, ps: int, wr
         choose_copy(ctx, member)  # raises MissingChainMember with the explanation
     for n, (target, copy) in enumerate(candidates):
         try:
-            for numbers, pages in iter_page_blocks(target, copy, member.manifest, prefetch=True):
+            for numbers, pages in read_pages(target, copy, member.manifest, prefetch=True):
                 _write_fresh_pages(fd, numbers, pages, ps, written, rep)
             return
         except (CorruptArtifact, MissingChainMember, DestinationError) as exc:
@@ -248,34 +247,6 @@ def _write_fresh_pages(fd: int, numbers: tuple[int, ...], pages: memoryview, ps:
     if run_len:
         os.pwrite(fd, pages[run_start * ps : (run_start + run_len) * ps], (numbers[run_start] - 1) * ps)
         rep.advance(run_len * ps)
-
-
-def check_restored(path: Path, plan: RestorePlan, tables: list[str] | None) -> None:
-    """Post-restore validation: integrity_check, schema hash and row counts against the manifest."""
-    m = plan.target.manifest
-    conn = sqlite_connect(path, mode="rw", isolation_level=None)
-    try:
-        problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
-        schema_hash, counts = schema_and_counts(conn)
-    except sqlite3.Error as exc:
-        problems, schema_hash, counts = [f"cannot open restored database: {exc}"], "", {}
-    finally:
-        conn.close()
-    if tables is None and schema_hash and schema_hash != m.schema_hash:
-        problems.append("schema hash differs from the one recorded at backup time")
-    expected = m.tables if tables is None else {t: m.tables[t] for t in tables if t in m.tables}
-    for name, rows in expected.items():
-        if counts.get(name) != rows:
-            problems.append(f"table {name}: {counts.get(name)} rows, {rows} recorded at backup time")
-    if problems:
-        flagged = [w for w in m.warnings if w.startswith("source_corrupt")]
-        raise RestoreFailed(
-            f"restored database failed validation: {'; '.join(problems[:5])}",
-            hint=(f"backup {m.backup_id} was taken of a source already damaged ({flagged[0]}); restore an earlier"
-                  " restore point (`backupd list` shows the flagged ones)" if flagged else
-                  "the backup may be corrupt; run `backupd verify --level deep` on it"),
-            details={"problems": problems},
-        )
 
 
 def run_restore(
@@ -327,7 +298,7 @@ def run_restore(
         rep.phase("validating")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as pool:
             flushed = pool.submit(_fsync_file, final_tmp)  # disk-bound, overlaps the CPU-bound checks
-            check_restored(final_tmp, plan, tables)
+            check_restored(final_tmp, m, tables)
             flushed.result()
         _remove_db_files(final_tmp, main=False)
         _install(final_tmp, to, overwrite)

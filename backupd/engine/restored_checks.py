@@ -1,149 +1,85 @@
-"""The deep validation level: the chain is restored into a temporary database (removed afterwards),
-then integrity_check, foreign_key_check, schema hash, row counts and the custom SQL rules run on it."""
+"""The checks of a restored database against the manifest it was backed up with, in one place: a
+restore runs them before moving the file into place (`check_restored`), the deep validation level on
+its temporary restore (engine/deep_checks.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-import tempfile
-from contextlib import closing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
-from backupd.engine import rules as R
-from backupd.engine.copy_checks import MAX_LISTED
-from backupd.engine.progress import Reporter
-from backupd.engine.restore import RestorePlan, materialize
+from backupd.core.manifest import Manifest
+from backupd.core.validation_report import MAX_LISTED
 from backupd.engine.snapshot import schema_and_counts
+from backupd.errors import RestoreFailed
 from backupd.sqlite_uri import connect as sqlite_connect
 
-if TYPE_CHECKING:
-    from backupd.engine.validate import Validation
 
+class RestoredDatabase:
+    """A restored database (`conn`) and the manifest of the backup it was restored from."""
 
-def deep_checks(v: Validation) -> None:
-    """Restore the chain into a temp dir in the state dir, then run the deep rules on it."""
-    rules_cfg = getattr(getattr(v.ctx.config, "validation", None), "rules", []) or []
-    custom = [r for r in rules_cfg if not r.sources or v.source in r.sources]
-    deep = [R.RESTORE_COMPLETES, R.INTEGRITY_CHECK, R.FOREIGN_KEY_CHECK, R.SCHEMA_HASH, R.ROW_COUNTS,
-            *(R.sql_rule(r.id, r.severity, r.description) for r in custom)]
-    blocking = list(dict.fromkeys(c.rule.id for c in v.results
-                                  if c.failed and c.rule.severity in ("error", "critical")))
-    if blocking:
-        for r in deep:
-            v.skip(r, f"skipped: the chain failed {', '.join(blocking)}, so a restore is not attempted")
-        return
-    # in the state dir, not /tmp: a restored database can be large, and /tmp is often RAM
-    with tempfile.TemporaryDirectory(prefix=".backupd-verify-", dir=v.ctx.state_dir,
-                                     ignore_cleanup_errors=True) as tmp:
-        path = Path(tmp) / f"{v.target.backup_id}.db"
-        restored = v.run_check(R.RESTORE_COMPLETES, lambda: _restore(v, path),
-                               prefix=f"restore of {v.target.backup_id}")
-        if restored.failed:
-            for r in deep[1:]:
-                v.skip(r, "skipped: the chain did not restore (see restore_completes)")
-            return
-        conn = sqlite_connect(path, mode="rw", isolation_level=None)
-        try:
-            _database_checks(v, conn, custom)
-        finally:
-            conn.close()
+    def __init__(self, conn: sqlite3.Connection, manifest: Manifest):
+        self.conn = conn
+        self.manifest = manifest
+        self._shape: tuple[str, dict[str, int]] | None = None
 
+    def integrity_problems(self) -> list[str]:
+        """What PRAGMA integrity_check reports (at most 100 rows); [] when it says ok."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check(100)")]
+        return [] if rows == ["ok"] else rows
 
-def _restore(v: Validation, path: Path) -> R.Outcome:
-    plan = RestorePlan(v.target, [m.backup for m in v.members], None)
-    ctx = v.ctx.only([v.choice.destination]) if v.choice.destination else v.ctx  # read only the copies verified
-    n = materialize(ctx, plan, path, Reporter(None))
-    return R.Outcome.ok(f"chain of {len(v.members)} restored into a temporary database ({n} bytes)",
-                        bytes=n)
-
-
-def _database_checks(v: Validation, conn: sqlite3.Connection, custom: list[Any]) -> None:
-    tid, man = v.target.backup_id, v.target.manifest
-    shape: dict[str, Any] = {}
-
-    def bad(check: str) -> str:
-        return v.new_full(f"the restored database of {tid} fails {check}; check the source database too")
-
-    def integrity() -> R.Outcome:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check(100)")]
-        if rows == ["ok"]:
-            return R.Outcome.ok("integrity_check: ok")
-        return R.Outcome.fail(f"the restored database of {tid} fails integrity_check: {rows[0]}",
-                              bad("integrity_check"), problems=rows[:MAX_LISTED], problem_count=len(rows))
-
-    def foreign_keys() -> R.Outcome:
-        found, n = [], 0
-        for table, rowid, parent, fkid in conn.execute("PRAGMA foreign_key_check"):
+    def foreign_key_violations(self) -> tuple[list[dict[str, Any]], int]:
+        """The first MAX_LISTED violations PRAGMA foreign_key_check finds, and how many there are."""
+        found: list[dict[str, Any]] = []
+        n = 0
+        for table, rowid, parent, fkid in self.conn.execute("PRAGMA foreign_key_check"):
             n += 1
             if len(found) < MAX_LISTED:
                 found.append({"table": table, "rowid": rowid, "parent": parent, "fkid": fkid})
-        if not n:
-            return R.Outcome.ok("foreign_key_check: no violation")
-        return R.Outcome.fail(
-            f"the restored database of {tid} has {n} foreign key violation(s) (first: {found[0]['table']} "
-            f"row {found[0]['rowid']} -> {found[0]['parent']})",
-            f"check the foreign keys of source {v.source!r}: its backup {tid} has {n} violation(s)",
-            violations=found, violation_count=n)
+        return found, n
 
-    def schema() -> R.Outcome:
-        shape["hash"], shape["counts"] = schema_and_counts(conn)
-        if shape["hash"] == man.schema_hash:
-            return R.Outcome.ok("schema hash equals the one recorded at backup time", schema_hash=man.schema_hash)
-        return R.Outcome.fail(f"the restored database of {tid} has schema hash {shape['hash'][:16]}…, "
-                              f"{man.schema_hash[:16]}… was recorded at backup time", bad("schema_hash"),
-                              schema_hash=shape["hash"], recorded=man.schema_hash)
+    def shape(self) -> tuple[str, dict[str, int]]:
+        """Its schema hash and row counts (computed once)."""
+        if self._shape is None:
+            self._shape = schema_and_counts(self.conn)
+        return self._shape
 
-    def row_counts() -> R.Outcome:
-        if "counts" not in shape:
-            shape["hash"], shape["counts"] = schema_and_counts(conn)
-        counts: dict[str, int] = shape["counts"]
-        wrong = {t: {"rows": counts.get(t), "recorded": man.tables.get(t)}
-                 for t in sorted(set(counts) | set(man.tables)) if counts.get(t) != man.tables.get(t)}
-        if not wrong:
-            return R.Outcome.ok(f"{len(counts)} table(s) hold the row counts recorded at backup time",
-                                tables=len(counts))
-        text = "; ".join(f"{t}: {w['rows']} rows, {w['recorded']} recorded" for t, w in list(wrong.items())[:5])
-        return R.Outcome.fail(f"the restored database of {tid} has other row counts than recorded: {text}",
-                              bad("row_counts"), tables=wrong)
-
-    for rule, fn in ((R.INTEGRITY_CHECK, integrity), (R.FOREIGN_KEY_CHECK, foreign_keys),
-                     (R.SCHEMA_HASH, schema), (R.ROW_COUNTS, row_counts)):
-        v.run_check(rule, _sql_errors_fail(fn, f"the restored database of {tid}", bad(rule.id)),
-                  prefix=f"restored {tid}")
-    for cfg_rule in custom:
-        v.run_check(R.sql_rule(cfg_rule.id, cfg_rule.severity, cfg_rule.description),
-                  lambda r=cfg_rule: _sql_rule(v, conn, r), prefix=f"restored {tid}")
+    def wrong_row_counts(self) -> dict[str, dict[str, int | None]]:
+        """Every table, of the database or of the manifest, whose row count is not the one recorded."""
+        return wrong_row_counts(self.shape()[1], self.manifest.tables)
 
 
-def _sql_rule(v: Validation, conn: sqlite3.Connection, rule: Any) -> R.Outcome:
-    tid = v.target.backup_id
-    what = rule.description or rule.sql
+def wrong_row_counts(counts: dict[str, int], recorded: dict[str, int], tables: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, int | None]]:
+    """table -> {"rows", "recorded"} for each table whose row count (`counts`) is not the one recorded at
+    backup time: of `tables` (those `recorded` knows), or of every table either side knows when None."""
+    names = sorted(set(counts) | set(recorded)) if tables is None else [t for t in tables if t in recorded]
+    return {t: {"rows": counts.get(t), "recorded": recorded.get(t)} for t in names if counts.get(t) != recorded.get(t)}
+
+
+def check_restored(path: Path, manifest: Manifest, tables: list[str] | None) -> None:
+    """A restore's checks before it installs the file: integrity_check, the schema hash (a whole
+    database only) and the row counts of the tables restored; RestoreFailed naming the problems."""
+    conn = sqlite_connect(path, mode="rw", isolation_level=None)
+    db = RestoredDatabase(conn, manifest)
     try:
-        conn.execute("PRAGMA query_only = ON")  # custom rules only read (set again: a rule may be a PRAGMA)
-        with closing(conn.execute(rule.sql)) as cur:
-            row = cur.fetchone()
-    except (sqlite3.Error, sqlite3.Warning) as exc:
-        return R.Outcome.fail(f"custom rule {rule.id}: SQL error on the restored database of {tid}: {exc}",
-                              f"fix validation rule {rule.id!r} in the config: {exc}",
-                              code="sql_error", sql=rule.sql, error=str(exc))
-    if row is None:
-        return R.Outcome.fail(f"custom rule {rule.id} returned no row on backup {tid} ({what})",
-                              f"make validation rule {rule.id!r} return one row",
-                              sql=rule.sql, value=None)
-    value = row[0] if row else None
-    shown = value if isinstance(value, (int, float, str)) or value is None else repr(value)
-    if value:
-        return R.Outcome.ok(f"custom rule {rule.id} holds: {what}", sql=rule.sql, value=shown)
-    return R.Outcome.fail(f"custom rule {rule.id} does not hold on backup {tid}: {what} (got {shown!r})",
-                          f"investigate source {v.source!r}: custom rule {rule.id} ({what}) does not hold "
-                          f"on backup {tid}", sql=rule.sql, value=shown)
-
-
-def _sql_errors_fail(fn: Callable[[], R.Outcome], what: str, advice: str) -> Callable[[], R.Outcome]:
-    def run() -> R.Outcome:
-        try:
-            return fn()
-        except sqlite3.DatabaseError as exc:
-            return R.Outcome.fail(f"{what}: {exc}", advice, code="corrupt_database", error=str(exc))
-
-    return run
+        problems = db.integrity_problems()
+        schema_hash, counts = db.shape()
+    except sqlite3.Error as exc:
+        problems, schema_hash, counts = [f"cannot open restored database: {exc}"], "", {}
+    finally:
+        conn.close()
+    if tables is None and schema_hash and schema_hash != manifest.schema_hash:
+        problems.append("schema hash differs from the one recorded at backup time")
+    wrong = wrong_row_counts(counts, manifest.tables, manifest.tables if tables is None else tables)
+    problems += [f"table {name}: {w['rows']} rows, {w['recorded']} recorded at backup time" for name, w in wrong.items()]
+    if problems:
+        flagged = [w for w in manifest.warnings if w.startswith("source_corrupt")]
+        raise RestoreFailed(
+            f"restored database failed validation: {'; '.join(problems[:5])}",
+            hint=(f"backup {manifest.backup_id} was taken of a source already damaged ({flagged[0]}); restore an"
+                  " earlier restore point (`backupd list` shows the flagged ones)" if flagged else
+                  "the backup may be corrupt; run `backupd verify --level deep` on it"),
+            details={"problems": problems},
+        )

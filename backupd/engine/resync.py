@@ -3,8 +3,8 @@ A backup sent to chosen destinations (its manifest's `destinations`) is only com
 
 A copy is rebuilt from one on another destination (chosen like a restore chooses): its blocks are
 read and verified with the source destination's key, then re-compressed and re-sealed with the
-target's level and key, artifact first and sidecar last — a copy exists only once its sidecar does;
-an artifact whose sidecar could not be written is deleted at once.
+target's level and key, and published by the copy store (artifact first, sidecar last — a copy exists
+only once its sidecar does; an artifact whose sidecar could not be written is deleted at once).
 A copy that failed validation is rewritten the same way, when another destination holds one that did not.
 Only copies the destination's retention keeps (`max_count`, `max_age_days`) are restored, so resync and
 prune never undo each other.
@@ -18,18 +18,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from backupd.core import format as fmt
-from backupd.core.ids import sidecar_key
-from backupd.core.manifest import Sidecar
-from backupd.engine.catalog import CatalogBackup, Copy
-from backupd.engine.context import EngineContext, Target
-from backupd.engine.deletions import remove_failed_copy
-from backupd.engine.inventory import reconcile
+from backupd.core import chain
 from backupd.core.copy_order import FAILED, CopyState
 from backupd.core.retention import kept_on
+from backupd.engine.catalog import CatalogBackup, Copy
+from backupd.engine.context import EngineContext, Target
+from backupd.engine.copystore import CopyReader, CopyWriter
+from backupd.engine.inventory import reconcile
 from backupd.engine.prune import _info, policy_from
 from backupd.engine.reading import copies_in_order
-from backupd.engine.stream import ArtifactReader, ArtifactWriter
 from backupd.errors import BackupdError, Cancelled, CorruptArtifact, MissingChainMember
 
 log = structlog.get_logger("backupd.resync")
@@ -52,32 +49,18 @@ def copy_backup(ctx: EngineContext, backup: CatalogBackup, target: Target) -> Co
                                  hint="take a new backup of its source", details={"missing": backup.backup_id})
     src_target, src_copy = others[0]
     m = backup.manifest
-    header = {"backup_id": m.backup_id, "source": m.source, "page_size": m.page_size}
     with src_target.dest.open_read(src_copy.artifact_key) as f:
-        reader = ArtifactReader(f, src_target.keyring, what=f"backup {m.backup_id} on {src_target.name}")
-        with target.dest.open_write(src_copy.artifact_key) as up:
-            writer = ArtifactWriter(up, {**header, "kind": "artifact"}, level=target.compression_level,
-                                    keyring=target.keyring, executor=ctx.executor)
-            embedded = None
-            for _, kind, payload in reader.blocks(prefetch=True):
-                if kind == fmt.KIND_PAGES:
-                    numbers, pages = fmt.decode_pages(payload, m.page_size)
-                    writer.add_pages(list(numbers), bytes(pages))
-                else:
-                    embedded = payload
-            if embedded is None or embedded != m.to_json():
+        reader = CopyReader(src_target, src_copy.artifact_key, m, f)
+        writer = CopyWriter(target, m.source, m.backup_id, m.page_size, ctx.executor, key=src_copy.artifact_key)
+        try:
+            for _, numbers, pages in reader.page_blocks(prefetch=True):
+                writer.add_pages(list(numbers), bytes(pages))
+            if reader.manifest_payload != m.to_json():
                 raise CorruptArtifact(f"backup {m.backup_id} on {src_target.name}: its manifest differs from the catalog's")
-            size, digest = writer.finish(embedded)
-    sc = Sidecar(m, src_copy.artifact_key, size, digest, target.compression_level, target.keyring is not None)
-    try:
-        with target.dest.open_write(sidecar_key(m.source, m.backup_id)) as up:
-            w = ArtifactWriter(up, {**header, "kind": "sidecar"}, level=target.compression_level,
-                               keyring=target.keyring, executor=ctx.executor)
-            w.finish(sc.to_json())
-    except BaseException:
-        remove_failed_copy(target, m.source, m.backup_id, src_copy.artifact_key)
-        raise
-    return Copy.from_sidecar(target.name, sc, w.size)
+            return writer.publish(m)
+        except BaseException:
+            writer.discard()
+            raise
 
 
 def _damaged(copy: Copy) -> bool:
@@ -89,12 +72,9 @@ def meant_for(backups: list[CatalogBackup], enabled: set[str]) -> dict[str, set[
     """backup id -> the enabled destinations it belongs on: the ones it was sent to (every enabled one
     unless it was sent to chosen destinations), and those of every backup whose chain needs it, so a
     destination never gets a delta without the backups it applies on. `backups` oldest first."""
-    meant = {b.backup_id: (set(b.manifest.destinations) & enabled if b.manifest.destinations else set(enabled))
-             for b in backups}
-    for b in reversed(backups):  # newest first: a dependent before what it depends on
-        if b.manifest.parent_id in meant:
-            meant[b.manifest.parent_id] |= meant[b.backup_id]
-    return meant
+    sent = {b.backup_id: (set(b.manifest.destinations) & enabled if b.manifest.destinations else set(enabled))
+            for b in backups}
+    return chain.spread_to_chains(sent, backups)
 
 
 def resync(ctx: EngineContext, source: str) -> ResyncReport:

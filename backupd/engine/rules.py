@@ -1,135 +1,26 @@
-"""The validation rule engine: rules, timed checks, the verdict and the report.
+"""Running validation checks and advising on their failures.
 
-A `Rule` is what is asserted (a stable snake_case id, a severity, the level that runs it, a
-description). A check function returns an `Outcome` (pass or fail, a message naming what was looked
-at, details); `run_check` times it and turns a `BackupdError` it raises into a failed outcome that
-carries the error's code, so one bad artifact never stops the other checks. The verdict is `fail` when
-a check of severity error or critical failed, `warn` when only warnings failed, `pass` otherwise.
-
-Built-in rules are listed in `BUILTIN_RULES`; custom SQL rules from the config become `sql:<id>`.
+`run_check` times one check and turns a `BackupdError` it raises into a failed result
+(core.validation_report.failure_from_error). `Advice` is the one place a failed check's
+recommendation is decided: rewrite a damaged copy from a sound one on another destination, fix a
+destination or a key, upgrade, or take a new full backup.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
-from backupd.errors import BackupdError
-
-SEVERITIES = ("info", "warning", "error", "critical")
-LEVELS = ("quick", "standard", "deep")
-STATUSES = ("pass", "fail", "skip")
-VERDICTS = ("pass", "warn", "fail")
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: str
-    level: str
-    description: str
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"rule {self.id}: unknown severity {self.severity!r}")
-        if self.level not in LEVELS:
-            raise ValueError(f"rule {self.id}: unknown level {self.level!r}")
-
-    def runs_at(self, level: str) -> bool:
-        """Levels are cumulative: a quick rule also runs at standard and deep."""
-        return LEVELS.index(self.level) <= LEVELS.index(level)
-
-
-def _rule(id: str, severity: str, level: str, description: str) -> Rule:
-    return Rule(id, severity, level, description)
-
-
-CHAIN_COMPLETE = _rule("chain_complete", "critical", "quick",
-                       "every backup of the chain is known and its artifact exists on the destination read")
-SIDECAR_INTACT = _rule("sidecar_intact", "error", "quick",
-                       "the sidecar verifies, describes this backup and agrees with the catalog")
-ARTIFACT_HEADER = _rule("artifact_header", "critical", "quick",
-                        "the artifact's format version is supported, its header verifies and names this "
-                        "backup, and the configured key is the one it was encrypted with")
-ARTIFACT_SIZE = _rule("artifact_size", "error", "quick",
-                      "the artifact's size equals the size recorded in its sidecar")
-ARTIFACT_CHECKSUM = _rule("artifact_checksum", "critical", "quick",
-                          "the BLAKE2b-256 of the artifact's bytes equals its trailer's and its sidecar's")
-BLOCKS_AUTHENTIC = _rule("blocks_authentic", "critical", "standard",
-                         "every block authenticates (AEAD tag or keyed checksum) and decompresses, and the "
-                         "trailer matches the blocks read")
-MANIFEST_MATCHES_SIDECAR = _rule("manifest_matches_sidecar", "error", "standard",
-                                 "the manifest embedded in the artifact equals the sidecar's")
-PAGE_NUMBERS_IN_RANGE = _rule("page_numbers_in_range", "error", "standard",
-                              "every page number is within 1..page_count and appears once, the number of "
-                              "pages equals changed_pages, and a full backup holds every page")
-RESTORE_COMPLETES = _rule("restore_completes", "critical", "deep",
-                          "the chain restores into a temporary database")
-INTEGRITY_CHECK = _rule("integrity_check", "critical", "deep",
-                        "PRAGMA integrity_check of the restored database returns ok")
-FOREIGN_KEY_CHECK = _rule("foreign_key_check", "warning", "deep",
-                          "PRAGMA foreign_key_check of the restored database finds no violation (a warning: "
-                          "a source that does not enforce foreign keys is backed up as it is)")
-SCHEMA_HASH = _rule("schema_hash", "error", "deep",
-                    "the restored database's schema hash equals the one recorded at backup time")
-ROW_COUNTS = _rule("row_counts", "error", "deep",
-                   "every table of the restored database has the row count recorded at backup time")
-SOURCE_UNFLAGGED = _rule("source_unflagged", "warning", "quick",
-                         "the source passed its check at backup time and had not shrunk (a warning: a flagged "
-                         "backup holds the source as it was, damaged or emptied)")
-
-BUILTIN_RULES: tuple[Rule, ...] = (
-    CHAIN_COMPLETE, SOURCE_UNFLAGGED, SIDECAR_INTACT, ARTIFACT_HEADER, ARTIFACT_SIZE, ARTIFACT_CHECKSUM,
-    BLOCKS_AUTHENTIC, MANIFEST_MATCHES_SIDECAR, PAGE_NUMBERS_IN_RANGE,
-    RESTORE_COMPLETES, INTEGRITY_CHECK, FOREIGN_KEY_CHECK, SCHEMA_HASH, ROW_COUNTS,
-)
-SQL_RULE_PREFIX = "sql:"
-
-
-def sql_rule(rule_id: str, severity: str, description: str) -> Rule:
-    """The rule of one custom SQL assertion from `validation.rules`; it runs on the restored database."""
-    return Rule(f"{SQL_RULE_PREFIX}{rule_id}", severity, "deep", description)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a check function returns. `recommendation` says what to do about a failure."""
-
-    passed: bool
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-    recommendation: str | None = None
-
-    @classmethod
-    def ok(cls, message: str, **details: Any) -> "Outcome":
-        return cls(True, message, details)
-
-    @classmethod
-    def fail(cls, message: str, recommendation: str | None = None, **details: Any) -> "Outcome":
-        return cls(False, message, details, recommendation)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    rule: Rule
-    status: str  # pass | fail | skip
-    message: str
-    duration_ms: float
-    details: dict[str, Any] = field(default_factory=dict)
-    recommendation: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "fail"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.rule.id, "severity": self.rule.severity, "status": self.status,
-                "message": self.message, "duration_ms": round(self.duration_ms, 2), "details": self.details}
-
-
-ErrorAdvice = Callable[[BackupdError], str | None]
+from backupd.core import validation_report as R
+from backupd.core.copy_order import FAILED, CopyState
+from backupd.core.validation_report import CheckResult, ErrorAdvice, Outcome, Rule, failure_from_error
+from backupd.engine.catalog import CatalogBackup
+from backupd.engine.context import EngineContext
+from backupd.engine.copy_checks import ChainMember
+from backupd.engine.reading import copies_in_order
+from backupd.errors import DESTINATION_CODES, BackupdError, DestinationError
 
 
 def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any] | None = None,
@@ -151,70 +42,106 @@ def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any]
                        {**where, **out.details}, out.recommendation)
 
 
-def failure_from_error(exc: BackupdError, prefix: str = "", advice: ErrorAdvice | None = None) -> Outcome:
-    message = exc.message
-    if prefix and prefix not in message:
-        message = f"{prefix}: {message}"
-    details: dict[str, Any] = {"code": exc.code}
-    for k, v in exc.details.items():
-        details.setdefault(k, v)
-    if exc.hint:
-        details["hint"] = exc.hint
-    return Outcome.fail(message, advice(exc) if advice else exc.hint, **details)
+COPY_RULES = frozenset({R.SIDECAR_INTACT, R.ARTIFACT_HEADER, R.ARTIFACT_SIZE, R.ARTIFACT_CHECKSUM,
+                        R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE})
+NOT_THE_COPY = DESTINATION_CODES | {"wrong_key", "unsupported_format_version"}
+BLOCKING = ("error", "critical")
 
 
-def skipped(rule: Rule, reason: str, where: dict[str, Any] | None = None) -> CheckResult:
-    return CheckResult(rule, "skip", reason, 0.0, dict(where or {}))
+def failed_copies(results: Iterable[CheckResult], keep: Callable[[CheckResult], bool]) -> set[tuple[Any, Any]]:
+    """(backup id, destination) of each copy a failed per-copy check in `results` names, when `keep` accepts it."""
+    return {(r.details.get("backup_id"), r.details.get("destination")) for r in results
+            if r.failed and r.rule in COPY_RULES and keep(r)}
 
 
-def verdict_of(results: Iterable[CheckResult]) -> str:
-    """fail if a failed check is error or critical, warn if a failed check is a warning, else pass."""
-    failed = {r.rule.severity for r in results if r.failed}
-    if failed & {"error", "critical"}:
-        return "fail"
-    return "warn" if "warning" in failed else "pass"
+def damaged_copies(results: Iterable[CheckResult]) -> set[tuple[Any, Any]]:
+    """The copies that are themselves damaged: a failed sidecar, header, size, checksum, block, manifest
+    or page check. A destination that could not be reached, a wrong key or a newer format says
+    nothing about the copy."""
+    return failed_copies(results, lambda r: r.details.get("code") not in NOT_THE_COPY)
 
 
-@dataclass(frozen=True)
-class Report:
-    """The outcome of validating one backup and its chain."""
+class Advice:
+    """The recommendations of one validation of `target`, from the results so far (`results`, the
+    validation's own list)."""
 
-    backup_id: str
-    source: str
-    level: str
-    checks: tuple[CheckResult, ...]
-    chain: tuple[str, ...]
-    duration_ms: float
-    sample_percent: float | None = None  # the share of blocks read in depth, when sampled
+    def __init__(self, ctx: EngineContext, target: CatalogBackup, results: list[CheckResult]):
+        self.ctx = ctx
+        self.target = target
+        self.results = results
+        self.source = target.manifest.source
+        self._damage: set[str] = set()  # recommendations made by `corrupt`
 
-    @property
-    def verdict(self) -> str:
-        return verdict_of(self.checks)
+    def new_full(self, why: str) -> str:
+        return f"take a new full backup of source {self.source!r}: {why}"
 
-    @property
-    def failed(self) -> list[str]:
-        """Ids of the rules that failed, each once, in report order."""
-        return list(dict.fromkeys(c.rule.id for c in self.checks if c.failed))
+    def for_error(self, m: ChainMember | None) -> ErrorAdvice:
+        """What to do about an error met while reading member `m`."""
 
-    @property
-    def recommendations(self) -> list[str]:
-        """One line per distinct thing to do, most severe failures first."""
-        ranked = sorted((c for c in self.checks if c.failed and c.recommendation),
-                        key=lambda c: -SEVERITIES.index(c.rule.severity))
-        return list(dict.fromkeys(c.recommendation for c in ranked if c.recommendation))
+        def advise(exc: BackupdError) -> str | None:
+            dest = m.target.name if m is not None and m.target is not None else "?"
+            bid = m.id if m is not None else self.target.backup_id
+            if exc.code == "wrong_key":
+                kid = exc.details.get("artifact_key_id")
+                return (f"point destination {dest}'s encryption at the key its backups were made with"
+                        + (f" (key id {kid})" if kid else ""))
+            if exc.code == "unsupported_format_version":
+                version = exc.details.get("version")
+                return (f"upgrade backupd to a release that reads artifact format version {version} "
+                        f"(backup {bid} on {dest})")
+            if isinstance(exc, DestinationError):
+                return f"check destination {dest}, then verify again: {exc.hint or exc.message}"
+            if exc.code == "missing_chain_member":
+                return self.new_full(f"the chain of {self.target.backup_id} is broken at "
+                                     f"{exc.details.get('missing', bid)}")
+            return self.corrupt(m)
 
-    def check(self, rule_id: str) -> list[CheckResult]:
-        return [c for c in self.checks if c.rule.id == rule_id]
+        return advise
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "backup_id": self.backup_id,
-            "source": self.source,
-            "level": self.level,
-            "verdict": self.verdict,
-            "checks": [c.to_json() for c in self.checks],
-            "recommendations": self.recommendations,
-            "duration_ms": round(self.duration_ms, 2),
-            "chain": list(self.chain),
-            **({} if self.sample_percent is None else {"sample_percent": self.sample_percent}),
-        }
+    def good_copy(self, m: ChainMember) -> str | None:
+        """Another destination holding a copy of `m` that is not known to be damaged (verified first)."""
+        if m.target is None:
+            return None
+        damaged = damaged_copies(self.results)
+        for t, c in copies_in_order(self.ctx, m.backup):
+            state = CopyState(t.name, t.priority, c.verified_at, c.failed_at)
+            if t.name != m.target.name and state.standing != FAILED and (m.id, t.name) not in damaged:
+                return t.name
+        return None
+
+    def corrupt(self, m: ChainMember | None) -> str:
+        """The one recommendation for a damaged member copy, whichever check found it (so they dedupe):
+        rewrite it from a good copy on another destination when there is one, else a new full."""
+        if m is None:
+            return self.new_full(f"backup {self.target.backup_id} is corrupt")
+        dest = m.target.name if m.target is not None else "?"
+        good = self.good_copy(m)
+        if good is not None:
+            text = (f"rewrite the copy of backup {m.id} on destination {dest} from the one on {good}: run "
+                    f"`backupd resync --source {self.source}` (or `backupctl dest resync --source {self.source}`)")
+        else:
+            depends = "" if m.id == self.target.backup_id else f", and {self.target.backup_id} depends on it"
+            text = self.new_full(f"backup {m.id} on destination {dest} is corrupt{depends}")
+        self._damage.add(text)
+        return text
+
+    def for_sidecar(self, m: ChainMember) -> ErrorAdvice:
+        """What to do about an error met while reading the sidecar of member `m`."""
+        general = self.for_error(m)
+
+        def advise(exc: BackupdError) -> str | None:
+            if exc.code != "corrupt_artifact" or m.target is None:
+                return general(exc)
+            if self.good_copy(m) is not None:
+                return self.corrupt(m)
+            return self.new_full(f"the sidecar of backup {m.id} on destination {m.target.name} is corrupt, so "
+                                 f"that destination alone no longer lists this restore point")
+
+        return advise
+
+    def revised(self, checked: Callable[[CheckResult], ChainMember | None]) -> list[CheckResult]:
+        """The results with each damaged copy's recommendation made again, once every copy was checked
+        (a copy found good later makes a better one); `checked` is the copy a result is about."""
+        return [replace(r, recommendation=self.corrupt(checked(r)))
+                if r.rule in COPY_RULES and r.recommendation in self._damage and checked(r) else r
+                for r in self.results]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backupd.core.chain import delta_destinations, newest, resolve_chain, restore_point_at
+from backupd.core.chain import delta_destinations, newest, resolve_chain, restore_point_at, spread_to_chains, walk
 from backupd.core.ids import new_backup_id
 from backupd.errors import MissingChainMember, NoRestorePoint
 
@@ -81,6 +81,33 @@ def test_a_missing_member_breaks_exactly_its_dependents(history, data):
             assert gone in str(exc.value)
         else:
             assert [c.backup_id for c in resolve_chain(b.backup_id, by_id)] == needed
+
+
+@given(histories(), st.data())
+def test_a_walk_goes_as_far_as_the_chain_is_known(history, data):
+    gone = data.draw(st.sampled_from(history), label="deleted").backup_id
+    by_id = {b.backup_id: b for b in history if b.backup_id != gone}
+    for i, b in enumerate(history):
+        needed = expected_chain(history, i)
+        members, gap = walk(b, by_id)
+        assert members[-1] is b
+        if gone in needed and b.backup_id != gone:
+            assert gap is not None and gap.details["missing"] == gone
+            assert [m.backup_id for m in members] == needed[needed.index(gone) + 1 :]
+        elif b.backup_id != gone:
+            assert gap is None and [m.backup_id for m in members] == needed
+
+
+@given(histories())
+def test_a_backup_is_wanted_wherever_a_backup_needing_it_is(history):
+    wanted = {b.backup_id: {f"d{i % 3}"} for i, b in enumerate(history)}
+    spread = spread_to_chains(wanted, history)
+    by_id = {b.backup_id: b for b in history}
+    for b in history:
+        expected = set().union(*(wanted[o.backup_id] for o in history
+                                 if b.backup_id in [c.backup_id for c in resolve_chain(o.backup_id, by_id)]))
+        assert spread[b.backup_id] == expected
+    assert wanted == {b.backup_id: {f"d{i % 3}"} for i, b in enumerate(history)}  # the input is left alone
 
 
 def test_a_delta_without_a_parent_or_in_a_cycle_is_missing_not_a_hang():

@@ -9,7 +9,8 @@ import sqlite3
 import pytest
 from structlog.testing import capture_logs
 
-from backupd.engine import rules as R
+from backupd.core import validation_report as R
+from backupd.engine.rules import run_check
 from backupd.engine.validate import validate_backup
 from backupd.errors import CorruptArtifact, NotFound, UsageError
 
@@ -205,17 +206,17 @@ def test_verdict_follows_the_most_severe_failure():
 
 def test_run_check_times_and_turns_errors_into_failures():
     rule = R.Rule("demo", "error", "quick", "")
-    ok = R.run_check(rule, lambda: R.Outcome.ok("fine", n=1), where={"backup_id": "b"})
+    ok = run_check(rule, lambda: R.Outcome.ok("fine", n=1), where={"backup_id": "b"})
     assert ok.status == "pass" and ok.details == {"backup_id": "b", "n": 1} and ok.duration_ms >= 0
 
     def boom():
         raise CorruptArtifact("block 3 checksum mismatch", hint="re-run", details={"block": 3})
 
-    bad = R.run_check(rule, boom, where={"backup_id": "b"}, prefix="backup b (x on y)")
+    bad = run_check(rule, boom, where={"backup_id": "b"}, prefix="backup b (x on y)")
     assert bad.status == "fail" and bad.message == "backup b (x on y): block 3 checksum mismatch"
     assert bad.details == {"backup_id": "b", "code": "corrupt_artifact", "block": 3, "hint": "re-run"}
     assert bad.recommendation == "re-run"
-    crashed = R.run_check(rule, lambda: 1 / 0)
+    crashed = run_check(rule, lambda: 1 / 0)
     assert crashed.status == "fail" and "ZeroDivisionError" in crashed.message
 
 
