@@ -65,9 +65,9 @@ def version_of(path: Path) -> int:
         db.close()
 
 
-def test_the_fixture_is_what_release_7c53354_writes():
-    before = raw(FIXTURE)
-    assert version_of(FIXTURE) == 0 and before["meta"] == [("schema_version", "1")]
+def test_the_fixture_is_what_release_7c53354_writes(old_state):
+    before = raw(old_state)
+    assert version_of(old_state) == 0 and before["meta"] == [("schema_version", "1")]
     assert {n: len(before[n]) for n in (*KEPT_AS_THEY_WERE, "jobs", "daemon_jobs")} == {
         "backups": 3, "copies": 3, "deletions": 1, "schedules": 1, "schedule_fires": 2, "runtime_destinations": 2,
         "jobs": 2, "daemon_jobs": 1}
