@@ -22,6 +22,7 @@ from backupd.config.schema import Config, DestinationConfig
 from backupd.errors import ConfigError
 from backupd.state.db import STATE_DB, StateDB
 
+
 @dataclass(frozen=True)
 class Change:
     name: str
