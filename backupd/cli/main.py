@@ -140,7 +140,7 @@ def _engine(args):
     from backupd.config import load_config
     from backupd.config.overlay import with_runtime_destinations
     from backupd.engine.context import open_context, utc_now
-    from backupd.statedb import repair
+    from backupd.state.repair import repair
 
     config = load_config(args.config)
     args.repaired = repair(config.state.dir, utc_now()) if args.command == "catalog" else None

@@ -20,16 +20,7 @@ from typing import Any
 from backupd.config.load import parse_destination
 from backupd.config.schema import Config, DestinationConfig
 from backupd.errors import ConfigError
-from backupd.statedb import STATE_DB, open_state_db
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runtime_destinations (
-    name TEXT PRIMARY KEY,
-    spec TEXT,            -- the [[destinations]] table added at run time (JSON); NULL for a config-file destination
-    enabled INTEGER,      -- set by disable/enable; NULL keeps what the table says
-    file_enabled INTEGER  -- for a config-file destination: what the file said when `enabled` was set
-)
-"""
+from backupd.state.db import STATE_DB, StateDB
 
 
 @dataclass(frozen=True)
@@ -49,14 +40,10 @@ class Applied:
 
 
 class DestinationOverlay:
-    """The stored run-time changes."""
+    """The stored run-time changes (a repository over `state.db.StateDB`)."""
 
     def __init__(self, state_dir: Path):
-        self._db = open_state_db(Path(state_dir) / STATE_DB)
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runtime_destinations)")}
-        if "file_enabled" not in columns:  # a state dir from before the column existed
-            self._db.execute("ALTER TABLE runtime_destinations ADD COLUMN file_enabled INTEGER")
+        self._db = StateDB(Path(state_dir) / STATE_DB)
 
     def close(self) -> None:
         self._db.close()

@@ -34,7 +34,7 @@ from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Supervisor
 from backupd.errors import BackupdError, ConfigError
-from backupd.statedb import DAEMON_LOCK, STATE_DB
+from backupd.state.db import DAEMON_LOCK, STATE_DB
 
 log = structlog.get_logger("backupd.daemon")
 

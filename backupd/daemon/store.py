@@ -1,5 +1,6 @@
-"""What the daemon persists in the catalog database: job history, schedules added at run time, paused
-flags, and the last fire time of every schedule (for catch-up after a restart)."""
+"""What the daemon persists in the state database: its job history (its rows of the one job table),
+schedules added at run time, paused flags, and the last fire time of every schedule (for catch-up after
+a restart). The tables are the state database's (`state.migrations`); this module only reads and writes."""
 
 from __future__ import annotations
 
@@ -8,72 +9,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from backupd.statedb import open_state_db
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS daemon_jobs (
-    job_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    source TEXT,
-    schedule TEXT,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    job TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS daemon_jobs_by_schedule ON daemon_jobs (schedule, created_at);
-CREATE TABLE IF NOT EXISTS schedules (
-    name TEXT PRIMARY KEY,
-    origin TEXT NOT NULL,          -- 'config' or 'runtime'
-    spec TEXT,                     -- the schedule as added at run time (JSON); NULL for config ones
-    paused INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS schedule_fires (name TEXT PRIMARY KEY, last_fire TEXT NOT NULL);
-"""
+from backupd.state.db import StateDB
+from backupd.state.jobs import JobHistory
 
 
 class DaemonStore:
+    """The daemon's rows of the state database at `path` (a repository over `state.db.StateDB`)."""
+
     def __init__(self, path: Path):
-        self._db = open_state_db(path)
-        self._db.executescript(SCHEMA)
+        self._db = StateDB(path)
+        self._jobs = JobHistory(self._db, "daemon")
 
     def close(self) -> None:
         self._db.close()
 
     def save_job(self, job: dict[str, Any]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO daemon_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job["job_id"], job["kind"], job["source"], job["schedule"], job["status"], job["created_at"],
-             job["started_at"], job["finished_at"], json.dumps(job, default=str)),
-        )
+        self._jobs.save(job)
 
     def jobs(self, *, limit: int = 100, schedule: str | None = None) -> list[dict[str, Any]]:
-        q, args = "SELECT job FROM daemon_jobs", []
-        if schedule is not None:
-            q += " WHERE schedule = ?"
-            args.append(schedule)
-        rows = self._db.execute(q + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return self._jobs.recent(limit=limit, schedule=schedule)
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT job FROM daemon_jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self._jobs.get(job_id)
 
     def prune_jobs(self, before: datetime) -> int:
         """Delete the finished jobs that finished (or, never started, were created) before `before`."""
-        cur = self._db.execute(
-            "DELETE FROM daemon_jobs WHERE status NOT IN ('queued', 'waiting', 'running')"
-            " AND COALESCE(finished_at, created_at) < ?", (before.isoformat(),))
-        return cur.rowcount
+        return self._jobs.prune(before.isoformat())
 
     def fail_unfinished(self, reason: str) -> list[str]:
         """Jobs a previous daemon left queued, waiting or running: they end as failed (running) or cancelled."""
         ids = []
-        for (raw,) in self._db.execute(
-            "SELECT job FROM daemon_jobs WHERE status IN ('queued', 'waiting', 'running')"
-        ).fetchall():
-            job = json.loads(raw)
+        for job in self._jobs.unfinished():
             was_running = job["status"] == "running"
             job["status"] = "failed" if was_running else "cancelled"
             job["error"] = {"code": "interrupted" if was_running else "cancelled", "message": reason}

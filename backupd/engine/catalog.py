@@ -1,8 +1,9 @@
-"""The catalog: a SQLite (WAL) index of backups, their copies per destination, and jobs.
+"""The catalog: the index of backups and their copies per destination, in the state database.
 
 It is a cache of what the destinations hold (`rebuild` recreates it from their sidecars alone), plus
-the job history and the deletion intents of prune (kept across a rebuild). Every write is one
-transaction, so a crash leaves it consistent.
+the deletion intents of prune and the history of one-shot jobs (kept across a rebuild). Every write is
+one transaction, so a crash leaves it consistent. The tables are the state database's
+(`state.migrations`); this module only reads and writes them.
 """
 
 from __future__ import annotations
@@ -10,62 +11,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from backupd.core.manifest import Manifest, Sidecar
-from backupd.statedb import StateConnection, open_state_db
-
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS backups (
-    backup_id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    strategy TEXT NOT NULL,
-    parent_id TEXT,
-    base_id TEXT,
-    created_at TEXT NOT NULL,
-    manifest TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS backups_by_source ON backups (source, created_at);
-CREATE TABLE IF NOT EXISTS copies (
-    backup_id TEXT NOT NULL REFERENCES backups (backup_id) ON DELETE CASCADE,
-    destination TEXT NOT NULL,
-    artifact_key TEXT NOT NULL,
-    artifact_size INTEGER NOT NULL,
-    sidecar_size INTEGER NOT NULL,
-    artifact_digest TEXT NOT NULL,
-    compression_level INTEGER NOT NULL,
-    encrypted INTEGER NOT NULL,
-    stored_at TEXT NOT NULL,
-    verified_at TEXT,
-    failed_at TEXT,
-    sample_offset INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (backup_id, destination)
-);
-CREATE TABLE IF NOT EXISTS deletions (
-    backup_id TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    source TEXT NOT NULL,
-    artifact_key TEXT NOT NULL,
-    requested_at TEXT NOT NULL,
-    PRIMARY KEY (backup_id, destination)
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    source TEXT,
-    status TEXT NOT NULL,
-    pid INTEGER,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    error TEXT,
-    result TEXT
-);
-"""
+from backupd.state.db import StateDB
+from backupd.state.jobs import JobHistory
 
 
 def utcnow_iso() -> str:
@@ -158,20 +112,18 @@ class CatalogBackup:
 
 
 class Catalog:
+    """The catalog in the state database at `path` (a repository over `state.db.StateDB`)."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._db = open_state_db(self.path)
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        _add_missing_columns(self._db)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._db = StateDB(self.path)
+        self._jobs = JobHistory(self._db, "process")
 
     def close(self) -> None:
         self._db.close()
 
-    def _tx(self):
-        return _Tx(self._db)
+    def _tx(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
 
     # backups -------------------------------------------------------------------------------
     def record_backup(self, manifest: Manifest, copies: Iterable[Copy]) -> None:
@@ -304,53 +256,37 @@ class Catalog:
                 n += 1
         return n
 
-    # jobs ----------------------------------------------------------------------------------
+    # jobs of one-shot commands (the daemon's are its store's) ----------------------------------
     def job_started(self, kind: str, source: str | None) -> str:
+        """Record a job this process runs; returns its id."""
         job_id = datetime.now(timezone.utc).strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        with self._tx():
-            self._db.execute(
-                "INSERT INTO jobs (job_id, kind, source, status, pid, started_at) VALUES (?, ?, ?, 'running', ?, ?)",
-                (job_id, kind, source, os.getpid(), utcnow_iso()),
-            )
+        now = utcnow_iso()
+        self._jobs.save({"job_id": job_id, "kind": kind, "source": source, "schedule": None, "status": "running",
+                         "pid": os.getpid(), "created_at": now, "started_at": now, "finished_at": None,
+                         "error": None, "result": None})
         return job_id
 
     def job_finished(self, job_id: str, status: str, *, error: str | None = None, result: Any = None) -> None:
         with self._tx():
-            self._db.execute(
-                "UPDATE jobs SET status = ?, finished_at = ?, error = ?, result = ? WHERE job_id = ?",
-                (status, utcnow_iso(), error, json.dumps(result) if result is not None else None, job_id),
-            )
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._jobs.save({**job, "status": status, "finished_at": utcnow_iso(), "error": error,
+                                 "result": result})
 
     def fail_interrupted_jobs(self) -> list[str]:
         """Jobs left 'running' by a process that no longer exists become failed; returns their ids."""
-        stale = []
-        for job_id, pid in self._db.execute("SELECT job_id, pid FROM jobs WHERE status = 'running'").fetchall():
-            if pid is None or not pid_alive(pid):
-                stale.append(job_id)
         with self._tx():
-            for job_id in stale:
-                self._db.execute(
-                    "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE job_id = ?",
-                    (utcnow_iso(), "interrupted: the process running it died", job_id),
-                )
-        return stale
+            stale = [j for j in self._jobs.unfinished()
+                     if j["status"] == "running" and (j["pid"] is None or not pid_alive(j["pid"]))]
+            for job in stale:
+                self._jobs.save({**job, "status": "failed", "finished_at": utcnow_iso(),
+                                 "error": "interrupted: the process running it died"})
+        return [j["job_id"] for j in stale]
 
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        cols = ("job_id", "kind", "source", "status", "pid", "started_at", "finished_at", "error", "result")
-        rows = self._db.execute(f"SELECT {', '.join(cols)} FROM jobs ORDER BY started_at DESC LIMIT ?", (limit,))
-        return [dict(zip(cols, r)) for r in rows]
-
-
-# Columns added to `copies` after catalogs were first written; CREATE TABLE IF NOT EXISTS leaves an
-# existing table as it is, so they are added here.
-_COPY_COLUMNS_ADDED = {"failed_at": "TEXT", "sample_offset": "INTEGER NOT NULL DEFAULT 0"}
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    have = {row[1] for row in db.execute("PRAGMA table_info(copies)")}
-    for name, decl in _COPY_COLUMNS_ADDED.items():
-        if name not in have:
-            db.execute(f"ALTER TABLE copies ADD COLUMN {name} {decl}")
+        """The records of one-shot jobs, newest first: job_id, kind, source, status, pid, started_at,
+        finished_at, error (the message), result."""
+        return self._jobs.recent(limit=limit)
 
 
 def pid_alive(pid: int) -> bool:
@@ -362,14 +298,3 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class _Tx:
-    def __init__(self, db: StateConnection):
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 
 from backupd.core.sampling import runs_to_cover
-from backupd.engine.catalog import SCHEMA, Catalog
+from backupd.engine.catalog import Catalog
+from backupd.state.migrations import RELEASE_7C53354 as SCHEMA
 
 from .dbtools import cli
 

@@ -1,11 +1,8 @@
-"""The state database (`catalog.db` in the state dir): the one place that opens it and checks it.
+"""`repair`: a damaged state database moved aside for `backupd catalog rebuild`, what it held kept.
 
-The catalog, the daemon's store and the run-time destination overlay keep their tables in it. Each
-opens it with `open_state_db`, whose statements turn a damaged file ("file is not a database", a
-malformed page) into `StateCorrupt` naming the fix. The fix is `backupd catalog rebuild`, which calls
-`repair` first: a damaged file is moved aside with its WAL, and whatever rows of its tables can still
-be read (run-time destinations, schedules, job history) are copied into a new file before the catalog
-is recreated from the destinations.
+A damaged file is moved aside with its WAL, and whatever rows of its tables can still be read (run-time
+destinations, schedules, job history) are copied into a new file, with its indexes and schema version,
+before the catalog is recreated from the destinations.
 """
 
 from __future__ import annotations
@@ -16,84 +13,16 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import structlog
 
 from backupd.errors import StateCorrupt
 from backupd.sqlite_uri import connect as sqlite_connect
+from backupd.state.connection import is_damage
+from backupd.state.db import DAEMON_LOCK, STATE_DB, schema_version
 
-STATE_DB = "catalog.db"
-DAEMON_LOCK = "daemon.lock"  # held by `backupd run` for as long as it runs (see daemon.main)
-SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
-
-log = structlog.get_logger("backupd.statedb")
-
-
-def is_damage(exc: sqlite3.Error) -> bool:
-    """Whether SQLite reports a damaged file (not a lock, a full disk or a bad statement)."""
-    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
-
-
-def corrupt_error(path: Path, exc: sqlite3.Error) -> StateCorrupt:
-    return StateCorrupt(
-        f"the state database {path} is damaged ({exc})",
-        hint="run `backupd catalog rebuild -c CONFIG` (with the daemon stopped): it moves the damaged file aside,"
-             " keeps what can still be read and recreates the catalog from the destinations",
-        details={"path": str(path)},
-    )
-
-
-class Rows:
-    """The rows of one statement, read at once, so that damage met on any row raises at `execute`."""
-
-    def __init__(self, cursor: sqlite3.Cursor):
-        self._rows = cursor.fetchall()
-        self.rowcount = cursor.rowcount  # rows a DELETE, INSERT or UPDATE changed
-        self.lastrowid = cursor.lastrowid
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
-
-    def fetchall(self) -> list[Any]:
-        return self._rows
-
-    def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-
-class StateConnection(sqlite3.Connection):
-    """A connection to the state database; a damaged file raises StateCorrupt instead of DatabaseError."""
-
-    path: Path
-
-    def _guarded(self, run, *args) -> Any:
-        try:
-            return run(*args)
-        except sqlite3.DatabaseError as exc:
-            if is_damage(exc):
-                raise corrupt_error(self.path, exc) from None
-            raise
-
-    def execute(self, sql: str, parameters: Any = ()) -> Rows:  # type: ignore[override]
-        return self._guarded(lambda: Rows(super(StateConnection, self).execute(sql, parameters)))
-
-    def executemany(self, sql: str, seq: Any) -> Rows:  # type: ignore[override]
-        return self._guarded(lambda: Rows(super(StateConnection, self).executemany(sql, seq)))
-
-    def executescript(self, script: str) -> Rows:  # type: ignore[override]
-        return self._guarded(lambda: Rows(super(StateConnection, self).executescript(script)))
-
-
-def open_state_db(path: Path) -> StateConnection:
-    """Open (creating it if missing) the state database in WAL mode, autocommit; usable from any thread."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite_connect(path, mode="rwc", timeout=30, isolation_level=None, check_same_thread=False,
-                        factory=StateConnection)
-    db.path = path
-    db.execute("PRAGMA journal_mode=WAL")
-    return db
+log = structlog.get_logger("backupd.state")
 
 
 @dataclass(frozen=True)
@@ -202,6 +131,9 @@ def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], dict[str, str]
                     kept[name] += 1
             except sqlite3.DatabaseError as exc:
                 lost[name] = f"rows after the first {kept[name]} ({exc})"
+        for (sql,) in old.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"):
+            new.execute(sql)
+        new.execute(f"PRAGMA user_version = {schema_version(old)}")  # the tables are in that version's shape
         new.execute("COMMIT")
     finally:
         old.close()
