@@ -12,6 +12,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from backupd.errors import CorruptArtifact, UnsupportedVersion
@@ -128,7 +129,7 @@ def decode_trailer(raw: bytes) -> Trailer:
     return Trailer(count, end, whole)
 
 
-def encode_pages(page_numbers: list[int], pages: bytes) -> bytes:
+def encode_pages(page_numbers: Sequence[int], pages: bytes) -> bytes:
     """Page block payload: u32 count | count x u32 page number | the pages, in that order."""
     n = len(page_numbers)
     return PAGE_COUNT.pack(n) + struct.pack(f">{n}I", *page_numbers) + pages

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
-def background(source: Iterator[T], depth: int = 4) -> Iterator[T]:
+def background(source: Iterator[T], depth: int = 4) -> Generator[T, None, None]:
     """Yield what `source` yields, produced up to `depth` items ahead; its exceptions re-raise here.
 
     Closing the returned generator early stops the producer thread."""

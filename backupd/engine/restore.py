@@ -26,7 +26,8 @@ from backupd.engine.copystore import read_pages
 from backupd.engine.reading import choose_copy, copies_in_order
 from backupd.engine.restored_checks import check_restored
 from backupd.engine.tables import copy_tables
-from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NotFound, PathTooLong,
+from backupd.errors import (CorruptArtifact, DestinationError, MissingChainMember, NoRestorePoint, NotFound,
+                            PathTooLong,
                             RestoreFailed, TargetExists, UsageError)
 
 log = structlog.get_logger("backupd.restore")
@@ -67,7 +68,9 @@ def plan_restore(ctx: EngineContext, source: str, *, backup_id: str | None = Non
     cannot_read = unreadable_error(f"no readable restore point of source {source!r}", unreadable)
     if cannot_read is not None:
         raise cannot_read
-    return chain.restore_point_at([], at)  # raises NoRestorePoint
+    assert at is not None  # exactly one of backup_id and at, checked above
+    raise NoRestorePoint(f"no restore point at or before {at.isoformat()}",
+                         hint="list restore points with `backupd list` and pick a later time")
 
 
 def describe_plan(ctx: EngineContext, plan: RestorePlan) -> dict:

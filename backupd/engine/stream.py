@@ -227,13 +227,13 @@ class ArtifactReader:
         With `prefetch`, reading, hashing and authentication run on a background thread `depth` blocks
         ahead, while this thread decompresses (zstd's one-shot decompression holds the GIL, so a pool
         would only add contention)."""
-        raw = background(self.raw_blocks(), depth) if prefetch else self.raw_blocks()
+        ahead = background(self.raw_blocks(), depth) if prefetch else None
         try:
-            for seq, kind, payload in raw:
+            for seq, kind, payload in ahead or self.raw_blocks():
                 yield seq, kind, self.decompress(payload, seq)
         finally:
-            if prefetch:
-                raw.close()
+            if ahead is not None:
+                ahead.close()
 
     def _check_trailer(self, count: int) -> None:
         whole = self._r.hash.digest()
