@@ -1,21 +1,31 @@
 """Typed errors: every failure carries a stable code, a message naming the cause, and a hint naming the fix.
 
-The code is the same string in `--json` output, on the control socket and in logs.
-`exit_code` maps an error to the CLI contract: 2 for bad usage or config, 1 for an operation that failed.
-`retryable` says whether running the same job again soon may succeed (the daemon retries only those).
+The code is the same string in `--json` output, on the control socket and in logs. A class names only
+its code: its `exit_code` (2 for bad usage or config, 1 for an operation that failed) and `retryable`
+(running the same job again soon may succeed; the daemon retries on it alone) come from the catalogue,
+`backupd.core.codes`, so an uncatalogued code fails at import.
+
+`python -m backupd.errors > docs/ERRORS.md` regenerates the catalogue's page.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+from backupd.core.codes import entry
 
 
 class BackupdError(Exception):
     """Base of every error backupd reports to a user."""
 
     code = "internal_error"
-    exit_code = 1
-    retryable = True
+    exit_code: int = 1
+    retryable: bool = entry("internal_error").retryable
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        known = entry(cls.code)
+        cls.exit_code, cls.retryable = known.exit_code or 1, known.retryable
 
     def __init__(self, message: str, *, hint: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -35,14 +45,12 @@ class BackupdError(Exception):
 
 class UsageError(BackupdError):
     code = "bad_usage"
-    exit_code = 2
 
 
 class ConfigError(BackupdError):
     """The config file is invalid; `problems` lists every problem as 'path: message'."""
 
     code = "config_invalid"
-    exit_code = 2
 
     def __init__(self, problems: list[str], *, source: str | None = None):
         self.problems = problems
@@ -58,12 +66,16 @@ class PathTooLong(UsageError):
 
 class TargetExists(BackupdError):
     code = "target_exists"
-    exit_code = 2
 
 
 class UnknownSource(BackupdError):
     code = "unknown_source"
-    exit_code = 2
+
+
+class UnknownDestination(BackupdError):
+    """A destination name the config does not have: bad usage, like an unknown source."""
+
+    code = "unknown_destination"
 
 
 class NotFound(BackupdError):
@@ -84,7 +96,6 @@ class KeyUnusable(BackupdError):
     """A key file or passphrase that cannot be used (missing, bad size, bad permissions)."""
 
     code = "key_unusable"
-    exit_code = 2
 
 
 class StateCorrupt(BackupdError):
@@ -129,21 +140,18 @@ class DestinationFull(DestinationError):
     """No space left on the destination, or its quota is exhausted."""
 
     code = "destination_full"
-    retryable = False
 
 
 class DestinationReadOnly(DestinationError):
     """The destination's filesystem is read-only (mounted so, or remounted after an error)."""
 
     code = "destination_read_only"
-    retryable = False
 
 
 class DestinationPermissionDenied(DestinationError):
     """The destination refuses backupd's user (owner, mode, ACL)."""
 
     code = "destination_permission_denied"
-    retryable = False
 
 
 class DestinationStale(DestinationUnavailable):
@@ -156,10 +164,6 @@ class DestinationIOError(DestinationUnavailable):
     """The destination's medium reported an I/O error; a retry may succeed, the disk may be failing."""
 
     code = "destination_io_error"
-
-
-def _codes(cls: type[BackupdError]) -> frozenset[str]:
-    return frozenset({cls.code}).union(*(_codes(sub) for sub in cls.__subclasses__()))
 
 
 class RestoreFailed(BackupdError):
@@ -181,4 +185,18 @@ class Forbidden(BackupdError):
     code = "forbidden"
 
 
-DESTINATION_CODES = _codes(DestinationError)  # every code that blames a destination, not the data
+def aggregate(errors: Sequence[BackupdError]) -> BackupdError:
+    """One error for several causes (every destination of a backup failed): the first, so its code and
+    message are what the user sees, but retryable if any cause is, since a retry may then succeed where
+    a transient failure was; its details name every cause's code."""
+    first = errors[0]
+    if len(errors) > 1:
+        first.retryable = any(e.retryable for e in errors)
+        first.details = {**first.details, "causes": [e.code for e in errors]}
+    return first
+
+
+if __name__ == "__main__":
+    from backupd.core.codes import render_markdown
+
+    print(render_markdown(), end="")

@@ -33,7 +33,7 @@ from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.reading import choose_copy, iter_page_blocks
 from backupd.engine.snapshot import Snapshot, open_snapshot
 from backupd.engine.stream import ArtifactReader, ArtifactWriter
-from backupd.errors import BackupdError, Cancelled, MissingChainMember, UsageError
+from backupd.errors import BackupdError, Cancelled, MissingChainMember, UsageError, aggregate
 
 log = structlog.get_logger("backupd.backup")
 BLOCK_TARGET = 1024 * 1024
@@ -272,7 +272,7 @@ class _Copy:
 
     def __init__(self, target):
         self.target = target
-        self.error: BaseException | None = None
+        self.error: BackupdError | None = None
         self.upload = None
         self.writer: ArtifactWriter | None = None
         self.copy: Copy | None = None
@@ -384,8 +384,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
     done = [c.copy for c in copies if c.copy is not None]
     failed = {c.target.name: str(c.error) for c in copies if c.error is not None}
     if not done:
-        first = next(c.error for c in copies if c.error is not None)
-        raise first
+        raise aggregate([c.error for c in copies if c.error is not None])
     ctx.catalog.record_backup(manifest, done)
     cache = _stream_cache(chosen)
     ctx.pagecache.save(src.name, "last" + cache, new_hashes)

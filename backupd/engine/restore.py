@@ -278,6 +278,16 @@ def check_restored(path: Path, plan: RestorePlan, tables: list[str] | None) -> N
         )
 
 
+def check_target(to: Path, overwrite: bool) -> None:
+    """Refuse a target before anything is read (the daemon, before it queues the job): too long a
+    name, an existing file without `overwrite` (TargetExists), a directory."""
+    check_target_length(to)
+    if to.exists() and not overwrite:
+        raise TargetExists(f"{to} already exists", hint="choose a new path, or pass --overwrite to replace it")
+    if to.is_dir():
+        raise UsageError(f"{to} is a directory; give the path of the database file to create")
+
+
 def run_restore(
     ctx: EngineContext,
     source: str,
@@ -292,11 +302,7 @@ def run_restore(
     """Restore a backup (or the restore point at `at`) to `to`; see the module docstring."""
     started = time.monotonic()
     to = Path(to).absolute()
-    check_target_length(to)
-    if to.exists() and not overwrite:
-        raise TargetExists(f"{to} already exists", hint="choose a new path, or pass --overwrite to replace it")
-    if to.is_dir():
-        raise UsageError(f"{to} is a directory; give the path of the database file to create")
+    check_target(to, overwrite)
     if overwrite and Path(f"{to}-wal").exists() and Path(f"{to}-wal").stat().st_size > 0:
         raise RestoreFailed(
             f"{to} has a non-empty WAL ({to}-wal): it is in use",

@@ -31,6 +31,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from backupd.core import chain
+from backupd.core.codes import NOT_THE_COPY as _NOT_THE_COPY
 from backupd.core.copy_order import FAILED, CopyState
 from backupd.core.ids import is_backup_id, sidecar_key
 from backupd.core.sampling import sample_blocks
@@ -44,8 +45,8 @@ from backupd.engine.inventory import read_sidecar, reconcile, unreadable_error
 from backupd.engine.reading import choose_copy, copies_in_order
 from backupd.engine.restored_checks import deep_checks
 from backupd.engine.rules import Report
-from backupd.errors import (DESTINATION_CODES, BackupdError, DestinationError, MissingChainMember, NotFound,
-                            UsageError)
+from backupd.errors import (BackupdError, CorruptArtifact, DestinationError, MissingChainMember, NotFound,
+                            UnsupportedVersion, UsageError, WrongKey)
 
 log = structlog.get_logger("backupd.validate")
 
@@ -77,7 +78,7 @@ def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: Copy
 def _check_choice(ctx: EngineContext, level: str, choice: CopyChoice) -> None:
     choice.check(level)
     if choice.destination is not None and choice.destination not in {t.name for t in ctx.enabled_targets()}:
-        ctx.config.destination(choice.destination)  # NotFound naming the configured ones
+        ctx.config.destination(choice.destination)  # UnknownDestination naming the configured ones
         raise UsageError(f"destination {choice.destination!r} is disabled: its copies are not read",
                          hint=f"enable it (`backupctl dest enable {choice.destination}`) to verify its copies")
 
@@ -103,7 +104,6 @@ def find_backup(ctx: EngineContext, backup_id: str) -> CatalogBackup:
 
 _COPY_RULES = frozenset({R.SIDECAR_INTACT, R.ARTIFACT_HEADER, R.ARTIFACT_SIZE, R.ARTIFACT_CHECKSUM,
                          R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE})
-_NOT_THE_COPY = DESTINATION_CODES | {"wrong_key", "unsupported_format_version"}
 _BLOCKING = ("error", "critical")
 
 
@@ -196,17 +196,17 @@ class Validation:
         def advise(exc: BackupdError) -> str | None:
             dest = m.target.name if m is not None and m.target is not None else "?"
             bid = m.id if m is not None else self.target.backup_id
-            if exc.code == "wrong_key":
+            if isinstance(exc, WrongKey):
                 kid = exc.details.get("artifact_key_id")
                 return (f"point destination {dest}'s encryption at the key its backups were made with"
                         + (f" (key id {kid})" if kid else ""))
-            if exc.code == "unsupported_format_version":
+            if isinstance(exc, UnsupportedVersion):
                 version = exc.details.get("version")
                 return (f"upgrade backupd to a release that reads artifact format version {version} "
                         f"(backup {bid} on {dest})")
             if isinstance(exc, DestinationError):
                 return f"check destination {dest}, then verify again: {exc.hint or exc.message}"
-            if exc.code == "missing_chain_member":
+            if isinstance(exc, MissingChainMember):
                 return self.new_full(f"the chain of {self.target.backup_id} is broken at "
                                      f"{exc.details.get('missing', bid)}")
             return self.corrupt(m)
@@ -244,7 +244,7 @@ class Validation:
         general = self._advice(m)
 
         def advise(exc: BackupdError) -> str | None:
-            if exc.code != "corrupt_artifact" or m.target is None:
+            if not isinstance(exc, CorruptArtifact) or m.target is None:
                 return general(exc)
             if self._good_copy(m) is not None:
                 return self.corrupt(m)
