@@ -19,14 +19,13 @@ from typing import Any, Callable
 import structlog
 
 from backupd.core.backoff import RetryPolicy, retry_delay
-from backupd.core.codes import retryable
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
 from backupd.daemon.jobs import PENDING, Job
 from backupd.daemon.probes import LoadProbe
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.worker import run_job
 from backupd.engine.catalog import Catalog
-from backupd.errors import BackupdError, NotFound
+from backupd.errors import BackupdError, NotFound, code_retryable
 
 log = structlog.get_logger("backupd.supervisor")
 KEEP_FINISHED = 500
@@ -58,7 +57,7 @@ def _retryable(error: dict[str, Any] | None) -> bool:
     """The error's own `retryable` (the worker reports its class's, see backupd.errors), else the
     catalogue's for its code (errors made here: worker_died, timed_out)."""
     error = error or {}
-    return bool(error["retryable"]) if "retryable" in error else retryable(error.get("code"))
+    return bool(error["retryable"]) if "retryable" in error else code_retryable(error.get("code"))
 
 
 class Supervisor:

@@ -31,7 +31,6 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from backupd.core import chain
-from backupd.core.codes import NOT_THE_COPY as _NOT_THE_COPY
 from backupd.core.copy_order import FAILED, CopyState
 from backupd.core.ids import is_backup_id, sidecar_key
 from backupd.core.sampling import sample_blocks
@@ -45,6 +44,7 @@ from backupd.engine.inventory import read_sidecar, reconcile, unreadable_error
 from backupd.engine.reading import choose_copy, copies_in_order
 from backupd.engine.restored_checks import deep_checks
 from backupd.engine.rules import Report
+from backupd.errors import NOT_THE_COPY as _NOT_THE_COPY
 from backupd.errors import (BackupdError, CorruptArtifact, DestinationError, MissingChainMember, NotFound,
                             UnsupportedVersion, UsageError, WrongKey)
 

@@ -1,6 +1,6 @@
 """The control protocol's error codes (docs/PROTOCOL.md, Error codes): every code a client can meet in an
 error reply or a job's `error.code`, plus the two `backupctl` makes itself. backupd's catalogue
-(`backupd/core/codes.py`, docs/ERRORS.md) defines each one's exit code and retryability; a test checks
+(in `backupd/errors.py`, docs/ERRORS.md) defines each one's exit code and retryability; a test checks
 the two sets agree."""
 
 from __future__ import annotations
