@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 import backupd.daemon.main  # noqa: F401 - defines AlreadyRunning
-import backupd.daemon.supervisor  # noqa: F401 - defines ShuttingDown, Conflict
 from backupd import errors as E
 from backupd import errors as codes
-from backupd.daemon.supervisor import _retryable
+from backupd.daemon.supervisor import _retryable  # importing it defines ShuttingDown, Conflict
 from backupd_client import errors as client_errors
 from backupd_client.protocol import CLIENT_SIDE_CODES, ErrorCode
 
