@@ -21,8 +21,8 @@ from backupd.core.metadata import check_metadata
 from backupd.core.units import parse_instant
 from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.engine.prune import plan_prune
-from backupd.engine.restore import check_target
 from backupd.engine.copy_choice import CopyChoice
+from backupd.engine.restore import check_target
 from backupd.errors import NotFound, UsageError
 
 _R, _A = Role.READER, Role.ADMIN
@@ -130,7 +130,7 @@ class Handlers:
         if not os.path.isabs(a["to"]):
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
         check_restore_target(Path(a["to"]), self.d.config.restore_dirs())
-        check_target(Path(a["to"]), bool(a.get("overwrite")))  # target_exists now, as one-shot, not from the job
+        check_target(Path(a["to"]), bool(a.get("overwrite")))  # as one-shot: refused, not queued
         args = {k: a.get(k) for k in ("backup_id", "at", "to", "tables", "overwrite", "copy_selection")}
         return self.d.supervisor.submit("restore", a["source"], args, priority="high")
 

@@ -253,8 +253,7 @@ class Supervisor:
                 self.wake.set()
                 return
         if (status in ("failed", "timed_out") and job.retry is not None and job.attempt < job.max_attempts
-                and _retryable(error)
-                and self.state == "running"):
+                and _retryable(error) and self.state == "running"):
             delay = retry_delay(job.retry, job.attempt, random.random())
             if delay is not None:
                 job.attempt += 1
