@@ -24,8 +24,11 @@ LITERALS = [re.compile(r'\bcode\s*(?:=|==|!=)\s*"([a-z_]+)"'), re.compile(r'"cod
             re.compile(r'out\.append\(f"([a-z_]+): ')]
 
 
-def _subclasses(cls: type) -> list[type]:
-    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+def _subclasses(cls: type[E.BackupdError]) -> list[type[E.BackupdError]]:
+    out: list[type[E.BackupdError]] = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
 
 
 def emitted_codes() -> dict[str, str]:

@@ -12,7 +12,7 @@ import subprocess
 from tests.destinations.conftest import tmpfs  # noqa: F401 - the fixture a full destination needs
 from tests.servers.sshd import SshServer, running_sshd
 
-from .harness import BIN, schedule_table, wait_for
+from .harness import BIN, Daemon, schedule_table, wait_for
 from .test_sftp_outage import growing_artifact_temp
 
 EVERY_2S = "*/2 * * * * *"
@@ -31,7 +31,7 @@ def _sftp(server: SshServer, name: str = "offsite") -> dict:
             "path": str(server.root / "backupd")}
 
 
-def _first_failure(d, timeout: float = 60) -> dict:
+def _first_failure(d: Daemon, timeout: float = 60) -> tuple[dict, dict]:
     """The first job of the schedule that failed for good: its job_failed event and its wire form."""
     failed = d.wait_event("job_failed", timeout=timeout, schedule="often")
     return failed, d.client().job_get(failed["job_id"])
