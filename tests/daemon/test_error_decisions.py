@@ -63,8 +63,7 @@ def test_an_unusable_key_is_not_retried(installation, daemon_for):
 
 def test_a_wrong_key_neither_fails_nor_retries_a_backup_it_starts_a_new_chain(installation, daemon_for):
     """A backup never reads with the key but to extend a chain: with another key configured the chain
-    cannot grow, so the backup is a new full at the first attempt (and validation reports wrong_key
-    without blaming the copy)."""
+    cannot grow, so the backup is a new full at the first attempt; validating the old one names wrong_key."""
     inst = installation(demo="small", daemon=FAST)
     d = daemon_for(inst).start()
     c = d.client()
