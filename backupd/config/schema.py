@@ -43,7 +43,7 @@ from backupd.core.cron import CronSpec, parse_cron
 from backupd.core.gate import Conditions
 from backupd.core.units import parse_duration, parse_size
 from backupd.core.windows import Window, parse_days, parse_time_of_day
-from backupd.errors import NotFound, UnknownSource, UsageError
+from backupd.errors import NotFound, UnknownDestination, UnknownSource, UsageError
 
 PROBLEM = "config_problem"  # error type of the checks below; load.py reports their message as is
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -655,7 +655,7 @@ class Config(ConfigDocument):
         for destination in self.destinations:
             if destination.name == name:
                 return destination
-        raise NotFound(f"unknown destination {name!r} (configured: {_names(self.destinations)})")
+        raise UnknownDestination(f"unknown destination {name!r} (configured: {_names(self.destinations)})")
 
     def schedule(self, name: str) -> ScheduleConfig:
         for schedule in self.schedules:

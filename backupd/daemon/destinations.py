@@ -90,7 +90,7 @@ class DestinationBook:
         unless `force`."""
         with self._lock:
             if name not in self._runtime_names():
-                self.config.destination(name)  # NotFound for an unknown name
+                self.config.destination(name)  # UnknownDestination for an unknown name
                 raise Conflict(f"destination {name!r} is defined in the config file",
                                hint="remove it there and reload (SIGHUP or `backupctl reload`), or disable it")
             if schedules := self._schedules_using(name):

@@ -26,6 +26,7 @@ from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, V
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.supervisor import Supervisor
 from backupd.engine.prune import plan_prune
+from backupd.engine.restore import check_target
 from backupd.errors import NotFound, UsageError
 
 _R, _A = Role.READER, Role.ADMIN
@@ -157,6 +158,7 @@ class Handlers:
         if not os.path.isabs(a["to"]):
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
         check_restore_target(Path(a["to"]), self.config.restore_dirs())
+        check_target(Path(a["to"]), bool(a.get("overwrite")))  # as one-shot: refused, not queued
         return self.supervisor.submit(RestoreJob.from_args(a["source"], a), priority="high")
 
     def validate(self, a: dict[str, Any]) -> dict[str, Any]:

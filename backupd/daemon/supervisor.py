@@ -26,10 +26,9 @@ from backupd.daemon.probes import LoadProbe
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.worker import run_job
 from backupd.engine.catalog import Catalog
-from backupd.errors import BackupdError, NotFound
+from backupd.errors import BackupdError, NotFound, code_retryable
 
 log = structlog.get_logger("backupd.supervisor")
-NO_RETRY_CODES = frozenset({"unknown_source", "config_invalid", "bad_usage", "wrong_key", "key_unusable", "cancelled"})
 KEEP_FINISHED = 500
 HISTORY_PRUNE_EVERY_S = 3600.0
 RESYNC_RETRY = RetryPolicy(max_attempts=5, base_delay=60.0, max_delay=3600.0)
@@ -53,6 +52,13 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
     cancel_sent: float | None = None
     timed_out: bool = False
+
+
+def _retryable(error: dict[str, Any] | None) -> bool:
+    """The error's own `retryable` (the worker reports its class's, see backupd.errors), else the
+    catalogue's for its code (errors made here: worker_died, timed_out)."""
+    error = error or {}
+    return bool(error["retryable"]) if "retryable" in error else code_retryable(error.get("code"))
 
 
 class Supervisor:
@@ -249,8 +255,7 @@ class Supervisor:
                 self.wake.set()
                 return
         if (status in ("failed", "timed_out") and job.retry is not None and job.attempt < job.max_attempts
-                and (error or {}).get("code") not in NO_RETRY_CODES and (error or {}).get("retryable", True)
-                and self.state == "running"):
+                and _retryable(error) and self.state == "running"):
             delay = retry_delay(job.retry, job.attempt, random.random())
             if delay is not None:
                 job.attempt += 1

@@ -34,7 +34,7 @@ from backupd.engine.inventory import reconcile
 from backupd.engine.pagecache import HASH_SIZE, PageHashes, chunk_hashes
 from backupd.engine.progress import ProgressSink, Reporter
 from backupd.engine.snapshot import Snapshot, open_snapshot
-from backupd.errors import BackupdError, Cancelled, MissingChainMember, UsageError
+from backupd.errors import BackupdError, Cancelled, MissingChainMember, UsageError, aggregate
 
 log = structlog.get_logger("backupd.backup")
 BLOCK_TARGET = 1024 * 1024
@@ -165,7 +165,7 @@ class _Copy:
 
     def __init__(self, target: Target):
         self.target = target
-        self.error: BaseException | None = None
+        self.error: BackupdError | None = None
         self.writer: CopyWriter | None = None
         self.copy: Copy | None = None
 
@@ -275,8 +275,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
     done = [c.copy for c in copies if c.copy is not None]
     failed = {c.target.name: str(c.error) for c in copies if c.error is not None}
     if not done:
-        first = next(c.error for c in copies if c.error is not None)
-        raise first
+        raise aggregate([c.error for c in copies if c.error is not None])
     assert manifest is not None  # some copy was done, so a batch ran
     ctx.catalog.record_backup(manifest, done)
     cache = stream_cache(chosen)

@@ -252,6 +252,16 @@ def _write_fresh_pages(fd: int, numbers: tuple[int, ...], pages: memoryview, ps:
         rep.advance(run_len * ps)
 
 
+def check_target(to: Path, overwrite: bool) -> None:
+    """Refuse a target before anything is read (the daemon, before it queues the job): too long a
+    name, an existing file without `overwrite` (TargetExists), a directory."""
+    check_target_length(to)
+    if to.exists() and not overwrite:
+        raise TargetExists(f"{to} already exists", hint="choose a new path, or pass --overwrite to replace it")
+    if to.is_dir():
+        raise UsageError(f"{to} is a directory; give the path of the database file to create")
+
+
 def run_restore(
     ctx: EngineContext,
     source: str,
@@ -266,11 +276,7 @@ def run_restore(
     """Restore a backup (or the restore point at `at`) to `to`; see the module docstring."""
     started = time.monotonic()
     to = Path(to).absolute()
-    check_target_length(to)
-    if to.exists() and not overwrite:
-        raise TargetExists(f"{to} already exists", hint="choose a new path, or pass --overwrite to replace it")
-    if to.is_dir():
-        raise UsageError(f"{to} is a directory; give the path of the database file to create")
+    check_target(to, overwrite)
     if overwrite and Path(f"{to}-wal").exists() and Path(f"{to}-wal").stat().st_size > 0:
         raise RestoreFailed(
             f"{to} has a non-empty WAL ({to}-wal): it is in use",

@@ -20,7 +20,9 @@ from backupd.engine.catalog import CatalogBackup
 from backupd.engine.context import EngineContext
 from backupd.engine.copy_checks import ChainMember
 from backupd.engine.reading import copies_in_order
-from backupd.errors import DESTINATION_CODES, BackupdError, DestinationError
+from backupd.errors import NOT_THE_COPY
+from backupd.errors import (BackupdError, CorruptArtifact, DestinationError, MissingChainMember, UnsupportedVersion,
+                            WrongKey)
 
 
 def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any] | None = None,
@@ -44,7 +46,6 @@ def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any]
 
 COPY_RULES = frozenset({R.SIDECAR_INTACT, R.ARTIFACT_HEADER, R.ARTIFACT_SIZE, R.ARTIFACT_CHECKSUM,
                         R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE})
-NOT_THE_COPY = DESTINATION_CODES | {"wrong_key", "unsupported_format_version"}
 BLOCKING = ("error", "critical")
 
 
@@ -81,17 +82,17 @@ class Advice:
         def advise(exc: BackupdError) -> str | None:
             dest = m.target.name if m is not None and m.target is not None else "?"
             bid = m.id if m is not None else self.target.backup_id
-            if exc.code == "wrong_key":
+            if isinstance(exc, WrongKey):
                 kid = exc.details.get("artifact_key_id")
                 return (f"point destination {dest}'s encryption at the key its backups were made with"
                         + (f" (key id {kid})" if kid else ""))
-            if exc.code == "unsupported_format_version":
+            if isinstance(exc, UnsupportedVersion):
                 version = exc.details.get("version")
                 return (f"upgrade backupd to a release that reads artifact format version {version} "
                         f"(backup {bid} on {dest})")
             if isinstance(exc, DestinationError):
                 return f"check destination {dest}, then verify again: {exc.hint or exc.message}"
-            if exc.code == "missing_chain_member":
+            if isinstance(exc, MissingChainMember):
                 return self.new_full(f"the chain of {self.target.backup_id} is broken at "
                                      f"{exc.details.get('missing', bid)}")
             return self.corrupt(m)
@@ -130,7 +131,7 @@ class Advice:
         general = self.for_error(m)
 
         def advise(exc: BackupdError) -> str | None:
-            if exc.code != "corrupt_artifact" or m.target is None:
+            if not isinstance(exc, CorruptArtifact) or m.target is None:
                 return general(exc)
             if self.good_copy(m) is not None:
                 return self.corrupt(m)

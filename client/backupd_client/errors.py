@@ -78,6 +78,10 @@ class UnknownSourceError(_UsageLike):
     code = ErrorCode.UNKNOWN_SOURCE.value
 
 
+class UnknownDestinationError(_UsageLike):
+    code = ErrorCode.UNKNOWN_DESTINATION.value
+
+
 class ConfigInvalidError(_UsageLike):
     code = ErrorCode.CONFIG_INVALID.value
 
@@ -88,6 +92,12 @@ class BadUsageError(_UsageLike):
 
 class WrongKeyError(_Coded):
     code = ErrorCode.WRONG_KEY.value
+
+
+class KeyUnusableError(_UsageLike):
+    """The daemon's key file or passphrase for a destination cannot be used (missing, bad size or mode)."""
+
+    code = ErrorCode.KEY_UNUSABLE.value
 
 
 class CorruptArtifactError(_Coded):
@@ -173,6 +183,24 @@ class StateCorruptError(_Coded):
     """The daemon's state database is damaged; `backupd catalog rebuild` repairs it."""
 
     code = ErrorCode.STATE_CORRUPT.value
+
+
+class PartialError(_Coded):
+    """A job stored its work but some copies failed (a job's error, not a reply's)."""
+
+    code = ErrorCode.PARTIAL.value
+
+
+class WorkerDiedError(_Coded):
+    """A job's process died (a job's error, not a reply's)."""
+
+    code = ErrorCode.WORKER_DIED.value
+
+
+class JobInterruptedError(_Coded):
+    """The daemon stopped while the job ran (a job's error, not a reply's)."""
+
+    code = ErrorCode.INTERRUPTED.value
 
 
 class InternalError(_Coded):

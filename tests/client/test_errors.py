@@ -7,7 +7,8 @@ import pytest
 from backupd_client import errors
 from backupd_client.protocol import ErrorCode
 
-USAGE = {"bad_request", "bad_usage", "config_invalid", "unknown_source", "target_exists"}
+USAGE = {"bad_request", "bad_usage", "config_invalid", "unknown_source", "unknown_destination", "target_exists",
+         "key_unusable"}
 
 
 @pytest.mark.parametrize("code", list(ErrorCode), ids=str)

@@ -65,13 +65,20 @@ def test_resend_unsafe_ops_are_the_documented_ones():
     assert {op.value for op in RESEND_UNSAFE_OPS} == set(re.findall(r"`([a-z.]+)`", sentence))
 
 
-def test_protocol_module_imports_only_stdlib_and_msgpack():
-    tree = ast.parse(Path(protocol.__file__).read_text(encoding="utf-8"))
+PROTOCOL_MODULES = {"protocol", "ops", "errorcodes", "codec"}  # protocol.py re-exports the other three
+
+
+@pytest.mark.parametrize("module", sorted(PROTOCOL_MODULES))
+def test_protocol_modules_import_only_stdlib_msgpack_and_each_other(module):
+    tree = ast.parse((Path(protocol.__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and not node.level}
-    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+    siblings = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+    assert all(isinstance(node, ast.ImportFrom) and node.level == 1 for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom) and node.level)
+    assert siblings <= PROTOCOL_MODULES - {"protocol"}
     assert imported - {"msgpack", "__future__"} <= set(sys.stdlib_module_names)
 
 

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from backupd.config import Config, load_config
-from backupd.errors import ConfigError, NotFound, UnknownSource
+from backupd.errors import ConfigError, UnknownDestination, UnknownSource
 from tests.config.conftest import toml_document, valid_document, write_key
 
 
@@ -109,7 +109,7 @@ def test_lookup_by_name(write_config):
     assert cfg.destination("spare").priority == 2
     with pytest.raises(UnknownSource, match=r"^unknown source 'x' \(configured: kb, crm\)$"):
         cfg.source("x")
-    with pytest.raises(NotFound, match=r"^unknown destination 'x' \(configured: local, spare\)$"):
+    with pytest.raises(UnknownDestination, match=r"^unknown destination 'x' \(configured: local, spare\)$"):
         cfg.destination("x")
 
 

@@ -81,7 +81,7 @@ def test_destinations_are_added_disabled_enabled_and_removed_at_run_time(install
     assert third["id"] not in [b["id"] for b in d.ctl_json("ls")]  # forgotten with the destination
     assert f"{third['id']}.manifest" in _manifests(usb)  # its files stay where they are
     missing = d.ctl("dest", "disable", "usb")
-    assert missing.returncode == 1 and "unknown destination 'usb' (configured: local)" in missing.stderr
+    assert missing.returncode == 2 and "unknown destination 'usb' (configured: local)" in missing.stderr
 
 
 def test_a_bad_destination_is_refused_with_every_problem_named(installation, daemon_for):

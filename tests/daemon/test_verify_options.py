@@ -45,7 +45,7 @@ def test_validate_chooses_its_copies_and_samples_through_the_daemon(installation
     assert everything["verdict"] == "pass" and "sample_percent" not in everything
 
     unknown = d.ctl("--json", "validate", backup["id"], "--destination", "elsewhere")
-    assert unknown.returncode == 1 and json.loads(unknown.stderr)["code"] == "not_found", unknown
+    assert unknown.returncode == 2 and json.loads(unknown.stderr)["code"] == "unknown_destination", unknown
     quick = d.ctl("--json", "validate", backup["id"], "--level", "quick", "--sample", "10")
     assert quick.returncode == 2 and "needs level standard" in quick.stderr, quick
     both = d.ctl("validate", backup["id"], "--destination", "local", "--all-copies")

@@ -203,6 +203,8 @@ def error_cases(env, taken, bad, tmp):
     return [
         # (argv, exit code, error code under --json)
         (["backup", "-c", c, "--source", "nosuch"], 2, "unknown_source"),
+        (["backup", "-c", c, "--source", SOURCE, "--destination", "nosuch"], 2, "unknown_destination"),
+        (["verify", "-c", c, "--backup", first, "--destination", "nosuch"], 2, "unknown_destination"),
         (["backup", "-c", c, "--source", SOURCE, "--strategy", "weekly"], 2, "bad_usage"),
         (["backup", "-c", c], 2, "bad_usage"),
         (["backup", "--source", SOURCE], 2, "bad_usage"),

@@ -18,7 +18,7 @@ from backupd.engine.backup import run_backup
 from backupd.engine.context import open_context
 from backupd.engine.resync import resync
 from backupd.engine.restore import run_restore
-from backupd.errors import NotFound, UsageError
+from backupd.errors import UnknownDestination, UsageError
 
 BACKUPD = Path(sys.executable).with_name("backupd")
 
@@ -74,7 +74,7 @@ def test_chosen_destinations_get_the_backup_and_keep_their_own_chain(cfg: Path, 
             run_restore(ctx, "db", tmp_path / name, backup_id=backup.backup_id)
         assert sqlite3.connect(tmp_path / "n2.db").execute("SELECT count(*) FROM t").fetchone()[0] == 2000
 
-        with pytest.raises(NotFound, match="unknown destination 'nowhere'"):
+        with pytest.raises(UnknownDestination, match="unknown destination 'nowhere'"):
             run_backup(ctx, "db", "auto", destinations=["nowhere"])
         with pytest.raises(UsageError, match="destination 'off' is disabled"):
             run_backup(ctx, "db", "auto", destinations=["off"])

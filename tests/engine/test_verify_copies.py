@@ -109,7 +109,7 @@ def test_destination_checks_the_copies_there_only(tmp_path: Path):
     code, report = _verify(cfg, bid, "--destination", "a")
     assert code == 1
     proc = cli("verify", "-c", str(cfg), "--backup", bid, "--destination", "c", "--json")
-    assert proc.code == 1 and json.loads(proc.stderr)["code"] == "not_found"
+    assert proc.code == 2 and json.loads(proc.stderr)["code"] == "unknown_destination"
 
 
 def test_successive_sampled_runs_cover_every_block(tmp_path: Path):
