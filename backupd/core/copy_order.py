@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-SELECTIONS = ("priority", "most_reliable")
+from backupd.core.vocab import COPY_SELECTIONS, CopySelection
+
 FAILED, UNVERIFIED, VERIFIED = 0, 1, 2  # a copy's standing, worst first
 
 T = TypeVar("T")
@@ -47,8 +48,8 @@ class CopyState:
 def order_copies(copies: Sequence[T], selection: str, state: Callable[[T], CopyState] = lambda c: c) -> list[T]:
     """`copies` in the order to read them under `selection` (see the module docstring); `state`
     describes each item. Raises ValueError for an unknown selection."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"unknown copy selection {selection!r} (expected {' or '.join(SELECTIONS)})")
+    if selection not in COPY_SELECTIONS:
+        raise ValueError(f"unknown copy selection {selection!r} (expected {' or '.join(COPY_SELECTIONS)})")
     found = list(copies)
 
     def verified(c: T) -> str:
@@ -59,7 +60,7 @@ def order_copies(copies: Sequence[T], selection: str, state: Callable[[T], CopyS
         return state(c).priority
 
     # Stable sorts, least significant key first.
-    if selection == "most_reliable":
+    if selection == CopySelection.MOST_RELIABLE:
         found.sort(key=priority)
         found.sort(key=verified, reverse=True)
     else:

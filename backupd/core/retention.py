@@ -79,7 +79,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-STRATEGIES = ("full", "incremental", "differential")
+from backupd.core.vocab import STRATEGIES
+
 NO_POLICY = "no retention policy: everything is kept"
 
 
@@ -89,7 +90,7 @@ class BackupInfo:
 
     backup_id: str
     source: str
-    strategy: str  # "full" | "incremental" | "differential"
+    strategy: str  # one of STRATEGIES
     parent_id: str | None  # the backup a delta applies on; None for a full
     created_at: datetime  # timezone-aware
     verified_at: datetime | None = None

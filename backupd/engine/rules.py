@@ -16,12 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backupd.core.vocab import SEVERITIES
+from backupd.core.vocab import VALIDATION_LEVELS as LEVELS
 from backupd.errors import BackupdError
-
-SEVERITIES = ("info", "warning", "error", "critical")
-LEVELS = ("quick", "standard", "deep")
-STATUSES = ("pass", "fail", "skip")
-VERDICTS = ("pass", "warn", "fail")
 
 
 @dataclass(frozen=True)
