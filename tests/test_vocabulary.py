@@ -133,6 +133,14 @@ def test_protocol_doc_lists_the_destination_kinds_and_a_backups_strategies():
     assert listed(BACKUP_OBJECT, "strategy") == [words(V.STRATEGIES)]
 
 
+def test_protocol_doc_lists_the_health_statuses():
+    (overall,) = listed(next(line for line in PROTOCOL_MD.splitlines() if line.startswith("| `health`")), "status")
+    (each,) = listed(next(line for line in PROTOCOL_MD.splitlines() if line.startswith("| `destination.health`")),
+                     "status")
+    assert each == words(V.HEALTH_STATUSES)
+    assert overall == words(V.PROBE_STATUSES)
+
+
 def test_protocol_doc_lists_the_job_statuses_active_then_final():
     paragraph = PROTOCOL_MD.split("Statuses:", 1)[1].split("\n\n", 1)[0]
     active, final = paragraph.split("the outcomes", 1)

@@ -127,6 +127,16 @@ class DestinationKind(Word):
     SMB = "smb"
 
 
+class HealthStatus(Word):
+    """A destination's health: from its probe (ok, degraded, unhealthy), or why there is none."""
+
+    OK = "ok"
+    DEGRADED = "degraded"  # reachable and writable, with problems (e.g. low space)
+    UNHEALTHY = "unhealthy"  # unreachable or not writable
+    UNKNOWN = "unknown"  # not probed yet
+    DISABLED = "disabled"  # not probed: no backups go to it
+
+
 class SourceCheck(Word):
     """The check of a source inside its snapshot: PRAGMA quick_check, integrity_check, or none."""
 
@@ -155,6 +165,7 @@ JOB_STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
 PRIORITIES: tuple[Priority, ...] = tuple(Priority)
 COPY_SELECTIONS: tuple[CopySelection, ...] = tuple(CopySelection)
 DESTINATION_KINDS: tuple[DestinationKind, ...] = tuple(DestinationKind)
+HEALTH_STATUSES: tuple[HealthStatus, ...] = tuple(HealthStatus)
 SOURCE_CHECKS: tuple[SourceCheck, ...] = tuple(SourceCheck)
 SUCCESS_POLICIES: tuple[SuccessPolicy, ...] = tuple(SuccessPolicy)
 
@@ -164,3 +175,4 @@ FINAL_STATUSES = frozenset(JobStatus) - ACTIVE_STATUSES
 SUCCESS_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS})
 FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.TIMED_OUT})  # a CLI waiting on one exits 1
 BACKUP_OUTCOMES = SUCCESS_STATUSES | {JobStatus.PARTIAL}  # what a backup that stored a restore point ends as
+PROBE_STATUSES = frozenset({HealthStatus.OK, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY})  # a probe's verdicts

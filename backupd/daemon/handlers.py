@@ -19,6 +19,7 @@ from backupd.core.access import Peer, Role
 from backupd.core.chain import restore_point_at
 from backupd.core.metadata import check_metadata
 from backupd.core.units import parse_instant
+from backupd.core.vocab import PROBE_STATUSES
 from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.engine.prune import plan_prune
 from backupd.engine.copy_choice import CopyChoice
@@ -87,7 +88,7 @@ class Handlers:
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
         """From the cached probes (daemon.health): never waits for a server."""
         dests = self.d.health.snapshot()
-        judged = [h for h in dests if h["status"] not in ("disabled", "unknown")]  # unknown: just started
+        judged = [h for h in dests if h["status"] in PROBE_STATUSES]  # not disabled, nor unknown (just started)
         problems = [f"{h['name']}: {p}" for h in judged for p in h["problems"]]
         statuses = {h["status"] for h in judged}
         status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"

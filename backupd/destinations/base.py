@@ -26,6 +26,7 @@ import errno
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from backupd.core.vocab import HealthStatus
 from backupd.errors import (DestinationError, DestinationFull, DestinationIOError, DestinationPermissionDenied,
                             DestinationReadOnly, DestinationStale, DestinationUnavailable, NotFound)
 
@@ -81,8 +82,8 @@ class Health:
     @property
     def status(self) -> str:
         if not self.reachable or not self.writable:
-            return "unhealthy"
-        return "degraded" if self.problems else "ok"
+            return HealthStatus.UNHEALTHY
+        return HealthStatus.DEGRADED if self.problems else HealthStatus.OK
 
 
 class Upload(Protocol):
