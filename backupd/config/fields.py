@@ -143,10 +143,11 @@ def one_of(words: type[Word]) -> BeforeValidator:
     other value is reported as `unknown <key> <value> (expected <its words>)`."""
 
     def member(value: object, info: ValidationInfo) -> object:
-        if isinstance(value, words):
-            return value
-        if isinstance(value, str) and value in words._value2member_map_:
-            return words(value)
+        if isinstance(value, str):
+            try:
+                return words(value)
+            except ValueError:
+                pass
         raise problem(f"unknown {info.field_name} {show_value(value)} (expected {', '.join(words)})")
 
     return BeforeValidator(member)

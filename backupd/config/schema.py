@@ -25,7 +25,6 @@ from backupd.errors import NotFound, UnknownSource, UsageError
 RESTORE_AREA = "restores"  # in the state dir: where a restore through the daemon may always write
 
 
-
 class StateConfig(Section):
     dir: ConfigPath = Field(description="Directory for the catalog, schedules and other daemon state.")
 
@@ -39,8 +38,6 @@ class SourceConfig(Section):
         description="Check of the source inside the snapshot: 'quick' (PRAGMA quick_check: b-tree structure),"
         " 'full' (PRAGMA integrity_check: also every index against its rows) or 'off'.",
     )
-
-
 
 
 class StrategyPolicy(Section):
@@ -72,7 +69,6 @@ class ValidationConfig(Section):
         ValidationLevel.STANDARD, description="Validation level used when a command does not name one."
     )
     rules: list[ValidationRule] = Field(default_factory=list, description="Custom SQL assertions.")
-
 
 
 class ControlConfig(Section):
@@ -162,7 +158,6 @@ class DaemonConfig(Section):
         validate_default=True,
         description="Retries of a failed manual backup (backupctl backup); by default it is not retried.",
     )
-
 
 
 class RetentionConfig(Section):
