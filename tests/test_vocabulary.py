@@ -175,6 +175,9 @@ def test_events_doc_lists_the_vocabulary():
     assert documented("strategy", "backup_") == words(V.STRATEGIES)
     assert documented("validation_level") == words(V.VALIDATION_LEVELS)
     assert documented("verdict") == words(V.VERDICTS)
+    assert documented("kind", "destination_") == words(V.DESTINATION_KINDS)
+    unwell = V.PROBE_STATUSES - {V.HealthStatus.OK}
+    assert documented("status", "destination_") == documented("was", "destination_") == words(unwell)
 
 
 def test_events_doc_field_values_name_documented_events_and_fields():
