@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backupd.core.vocab import SEVERITIES
+from backupd.core.vocab import SEVERITIES, CheckStatus, Verdict
 from backupd.core.vocab import VALIDATION_LEVELS as LEVELS
 from backupd.errors import BackupdError
 
@@ -144,7 +144,7 @@ def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any]
         out = Outcome.fail(f"{prefix}{': ' if prefix else ''}check crashed: {type(exc).__name__}: {exc}",
                            code="internal_error")
     elapsed = (time.perf_counter() - started) * 1000
-    return CheckResult(rule, "pass" if out.passed else "fail", out.message, elapsed,
+    return CheckResult(rule, CheckStatus.PASS if out.passed else CheckStatus.FAIL, out.message, elapsed,
                        {**where, **out.details}, out.recommendation)
 
 
@@ -161,15 +161,15 @@ def failure_from_error(exc: BackupdError, prefix: str = "", advice: ErrorAdvice 
 
 
 def skipped(rule: Rule, reason: str, where: dict[str, Any] | None = None) -> CheckResult:
-    return CheckResult(rule, "skip", reason, 0.0, dict(where or {}))
+    return CheckResult(rule, CheckStatus.SKIP, reason, 0.0, dict(where or {}))
 
 
 def verdict_of(results: Iterable[CheckResult]) -> str:
     """fail if a failed check is error or critical, warn if a failed check is a warning, else pass."""
     failed = {r.rule.severity for r in results if r.failed}
     if failed & {"error", "critical"}:
-        return "fail"
-    return "warn" if "warning" in failed else "pass"
+        return Verdict.FAIL
+    return Verdict.WARN if "warning" in failed else Verdict.PASS
 
 
 @dataclass(frozen=True)
