@@ -16,10 +16,8 @@ from backupd import log as logsetup
 from backupd.core.metadata import parse_meta
 from backupd.core.sampling import check_percent
 from backupd.core.units import parse_instant
+from backupd.core.vocab import COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATION_LEVELS, RequestedStrategy
 from backupd.errors import BackupdError, UsageError
-
-STRATEGIES = ["full", "incremental", "differential", "auto"]
-LEVELS = ["quick", "standard", "deep"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,14 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = cmd("backup", "back up one source now")
     b.add_argument("--source", required=True)
-    b.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    b.add_argument("--strategy", choices=REQUESTED_STRATEGIES, default=RequestedStrategy.AUTO)
     b.add_argument("--tag", action="append", default=[], dest="tags")
     b.add_argument("--description", default="")
     b.add_argument("--destination", action="append", dest="destinations", metavar="NAME",
                    help="send to this destination only (repeatable; default: every enabled one)")
     b.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="free-form metadata recorded with the backup (repeatable)")
-    b.add_argument("--validate", choices=LEVELS, metavar="LEVEL",
+    b.add_argument("--validate", choices=VALIDATION_LEVELS, metavar="LEVEL",
                    help="validate the backup at this level (quick, standard, deep) once it is stored")
 
     ls = cmd("list", "list restore points")
@@ -92,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only show which backups of the chain would be read from which destination")
     r.add_argument("--tables", help="comma-separated table names: restore only these (with their indexes)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file, atomically, after validation")
-    r.add_argument("--copy-selection", choices=["priority", "most_reliable"],
+    r.add_argument("--copy-selection", choices=COPY_SELECTIONS,
                    help="which copy to read first (default: [restore] copy_selection in the config)")
 
     v = cmd("verify", "validate a backup and its chain")
     v.add_argument("--backup", dest="backup_id", required=True)
-    v.add_argument("--level", choices=LEVELS)
+    v.add_argument("--level", choices=VALIDATION_LEVELS)
     copies = v.add_mutually_exclusive_group()
     copies.add_argument("--destination", metavar="NAME", help="check the copies on this destination")
     copies.add_argument("--all-copies", action="store_true", help="check every copy of every chain member")

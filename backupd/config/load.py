@@ -21,8 +21,11 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from backupd.config.schema import (PROBLEM, VALIDATION_LEVELS, Config, ConfigDocument, DestinationConfig, ScheduleConfig,
-                                   show_value)
+from backupd.config.destination import DestinationConfig
+from backupd.config.fields import PROBLEM, show_value
+from backupd.config.schedule import ScheduleConfig
+from backupd.config.schema import Config, ConfigDocument
+from backupd.core.vocab import VALIDATION_LEVELS
 from backupd.errors import ConfigError
 
 KEY_SIZE = 32

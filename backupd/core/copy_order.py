@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-SELECTIONS = ("priority", "most_reliable")
+from backupd.core.vocab import COPY_SELECTIONS, CopySelection
+
 FAILED, UNVERIFIED, VERIFIED = 0, 1, 2  # a copy's standing, worst first
 
 T = TypeVar("T")
@@ -55,8 +56,8 @@ def order_copies(
 ) -> list[Any]:
     """`copies` in the order to read them under `selection` (see the module docstring); `state`
     describes each item (by default each item is a CopyState). Raises ValueError for an unknown selection."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"unknown copy selection {selection!r} (expected {' or '.join(SELECTIONS)})")
+    if selection not in COPY_SELECTIONS:
+        raise ValueError(f"unknown copy selection {selection!r} (expected {' or '.join(COPY_SELECTIONS)})")
     found = list(copies)
 
     def verified(c: Any) -> str:
@@ -67,7 +68,7 @@ def order_copies(
         return state(c).priority
 
     # Stable sorts, least significant key first.
-    if selection == "most_reliable":
+    if selection == CopySelection.MOST_RELIABLE:
         found.sort(key=priority)
         found.sort(key=verified, reverse=True)
     else:

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from backupd.core.units import format_duration, format_size
+from backupd.core.vocab import Priority
 from backupd.core.windows import Window, window_state
 
 __all__ = ["Conditions", "Decision", "Dispatch", "Hold", "JobRequest", "Load", "Running", "Skip", "decide"]
@@ -58,7 +58,7 @@ class Conditions:
 @dataclass(frozen=True)
 class JobRequest:
     source: str
-    priority: Literal["normal", "high"] = "normal"
+    priority: Priority = Priority.NORMAL
     conditions: Conditions = Conditions()
     max_staleness_s: float | None = None
     last_good_backup_at: datetime | None = None
@@ -160,7 +160,7 @@ def decide(
 
     exceeded = _load_problems(conditions, load)
     if exceeded:
-        if request.priority == "high":
+        if request.priority == Priority.HIGH:
             return Dispatch(f"running despite load (priority high): {exceeded}")
         stale = _staleness(request, now)
         if stale is not None:

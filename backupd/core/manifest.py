@@ -9,9 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from backupd.core.ids import is_backup_id
+from backupd.core.vocab import STRATEGIES
 from backupd.errors import CorruptArtifact
-
-STRATEGIES = ("full", "incremental", "differential")
 
 
 @dataclass(frozen=True)

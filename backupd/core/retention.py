@@ -79,9 +79,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from backupd.core.vocab import STRATEGIES
+
 from .retention_copies import plan_copies
 
-STRATEGIES = ("full", "incremental", "differential")
 NO_POLICY = "no retention policy: everything is kept"
 
 
@@ -91,7 +92,7 @@ class BackupInfo:
 
     backup_id: str
     source: str
-    strategy: str  # "full" | "incremental" | "differential"
+    strategy: str  # one of STRATEGIES
     parent_id: str | None  # the backup a delta applies on; None for a full
     created_at: datetime  # timezone-aware
     verified_at: datetime | None = None

@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backupd.core.vocab import SEVERITIES, CheckStatus, Verdict
+from backupd.core.vocab import VALIDATION_LEVELS as LEVELS
 from backupd.errors import BackupdError
 
-SEVERITIES = ("info", "warning", "error", "critical")
-LEVELS = ("quick", "standard", "deep")
-STATUSES = ("pass", "fail", "skip")
-VERDICTS = ("pass", "warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,7 @@ class CheckResult:
 
     @property
     def failed(self) -> bool:
-        return self.status == "fail"
+        return self.status == CheckStatus.FAIL
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.rule.id, "severity": self.rule.severity, "status": self.status,
@@ -146,15 +144,15 @@ def failure_from_error(exc: BackupdError, prefix: str = "", advice: ErrorAdvice 
 
 
 def skipped(rule: Rule, reason: str, where: dict[str, Any] | None = None) -> CheckResult:
-    return CheckResult(rule, "skip", reason, 0.0, dict(where or {}))
+    return CheckResult(rule, CheckStatus.SKIP, reason, 0.0, dict(where or {}))
 
 
 def verdict_of(results: Iterable[CheckResult]) -> str:
     """fail if a failed check is error or critical, warn if a failed check is a warning, else pass."""
     failed = {r.rule.severity for r in results if r.failed}
     if failed & {"error", "critical"}:
-        return "fail"
-    return "warn" if "warning" in failed else "pass"
+        return Verdict.FAIL
+    return Verdict.WARN if "warning" in failed else Verdict.PASS
 
 
 @dataclass(frozen=True)

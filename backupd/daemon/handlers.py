@@ -19,6 +19,7 @@ from backupd.config import Config
 from backupd.core.access import Peer, Role
 from backupd.core.chain import restore_point_at
 from backupd.core.units import parse_instant
+from backupd.core.vocab import PROBE_STATUSES
 from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.health import HealthMonitor
@@ -118,7 +119,7 @@ class Handlers:
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
         """From the cached probes (the health monitor): never waits for a server."""
         dests = self.monitor.snapshot()
-        judged = [h for h in dests if h["status"] not in ("disabled", "unknown")]  # unknown: just started
+        judged = [h for h in dests if h["status"] in PROBE_STATUSES]  # not disabled, nor unknown (just started)
         problems = [f"{h['name']}: {p}" for h in judged for p in h["problems"]]
         statuses = {h["status"] for h in judged}
         status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"

@@ -22,19 +22,21 @@ from typing import Any, Callable
 
 import structlog
 
+from backupd.core.vocab import HealthStatus
 from backupd.destinations.base import Health
 from backupd.destinations.registry import open_destination
 from backupd.engine.catalog import Catalog
 
 log = structlog.get_logger("backupd.health")
 TICK_S = 1.0
+_WELL = (HealthStatus.OK, HealthStatus.UNKNOWN)  # from these, a worse status is logged as destination_unhealthy
 
 
 @dataclass
 class _State:
     health: Health | None = None
     checked_at: datetime | None = None
-    status: str = "unknown"
+    status: str = HealthStatus.UNKNOWN
     started: float | None = None  # monotonic start of the probe in flight
     due: float = 0.0  # monotonic time of the next probe
     timed_out: bool = False
@@ -185,18 +187,18 @@ class HealthMonitor:
     def _record(self, name: str, state: _State, health: Health) -> None:
         """Store a result (the lock held) and log a change of status."""
         before, state.health, state.checked_at, state.status = state.status, health, self._clock(), health.status
-        if health.status != "ok" and before in ("ok", "unknown"):
+        if health.status != HealthStatus.OK and before in _WELL:
             log.warning("destination_unhealthy", destination=name, status=health.status, problems=list(health.problems))
-        elif health.status == "ok" and before not in ("ok", "unknown"):
+        elif health.status == HealthStatus.OK and before not in _WELL:
             log.info("destination_recovered", destination=name, was=before)
 
     @staticmethod
     def _entry(d: Any, state: _State, usage: _Usage, now: datetime) -> dict[str, Any]:
         h, last = state.health, usage.newest.get(d.name)
         if not d.enabled:
-            status, problems = "disabled", []
+            status, problems = HealthStatus.DISABLED, []
         elif h is None:
-            status, problems = "unknown", ["not probed yet"]
+            status, problems = HealthStatus.UNKNOWN, ["not probed yet"]
         else:
             status, problems = state.status, list(h.problems)
         return {

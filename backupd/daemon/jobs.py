@@ -9,18 +9,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from backupd_client.protocol import FINAL_STATUSES
-
 from backupd.core.backoff import RetryPolicy
 from backupd.core.gate import Conditions
+from backupd.core.vocab import FINAL_STATUSES, PENDING_STATUSES, JobStatus
 from backupd.daemon.jobspec import JobSpec
 
-PENDING = frozenset({"queued", "waiting"})
-FINAL = frozenset(s.value for s in FINAL_STATUSES)  # the protocol's outcomes, timed_out among them
+PENDING = PENDING_STATUSES
+FINAL = FINAL_STATUSES  # the outcomes, timed_out among them
+_STARTS = frozenset({JobStatus.WAITING, JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.SKIPPED})
 ALLOWED: dict[str, frozenset[str]] = {
-    "queued": frozenset({"waiting", "running", "cancelled", "skipped"}),
-    "waiting": frozenset({"waiting", "running", "cancelled", "skipped"}),
-    "running": FINAL | {"waiting"},  # waiting again: a retry after a failed attempt
+    JobStatus.QUEUED: _STARTS,
+    JobStatus.WAITING: _STARTS,
+    JobStatus.RUNNING: FINAL | {JobStatus.WAITING},  # waiting again: a retry after a failed attempt
 }
 
 

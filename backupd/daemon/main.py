@@ -22,6 +22,7 @@ import structlog
 from backupd import log as logsetup
 from backupd.config import load_config
 from backupd.config.schema import RESTORE_AREA
+from backupd.core.vocab import JobKind
 from backupd.daemon.control import ControlServer
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.handlers import Handlers
@@ -37,6 +38,7 @@ from backupd.errors import BackupdError, ConfigError
 from backupd.state.db import DAEMON_LOCK, STATE_DB
 
 log = structlog.get_logger("backupd.daemon")
+_CATALOG_WRITERS = frozenset({JobKind.BACKUP, JobKind.PRUNE, JobKind.RESYNC})  # their end changes what health reports
 
 
 class AlreadyRunning(BackupdError):
@@ -175,7 +177,7 @@ class Daemon:
         self.health.refresh()
 
     def _job_changed(self, job: dict[str, Any]) -> None:
-        if job["status"] in FINAL and job["kind"] in ("backup", "prune", "resync"):
+        if job["status"] in FINAL and job["kind"] in _CATALOG_WRITERS:
             self.health.catalog_changed()
 
 

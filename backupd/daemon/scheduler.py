@@ -18,6 +18,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from backupd.config import ScheduleConfig, parse_schedule
 from backupd.core.cron import missed_runs
+from backupd.core.vocab import ACTIVE_STATUSES, FAILED_STATUSES, SUCCESS_STATUSES, JobStatus
 from backupd.daemon.jobspec import BackupJob, PruneJob
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Conflict, Supervisor
@@ -204,10 +205,10 @@ class ScheduleBook:
         out = []
         for n in names:
             runs = self.store.jobs(limit=10_000, schedule=n)
-            finished = [j for j in runs if j["status"] not in ("queued", "waiting", "running")]
-            ok = [j for j in finished if j["status"] in ("completed", "completed_with_warnings")]
-            failed = [j for j in finished if j["status"] in ("failed", "partial", "timed_out")]
-            skipped = [j for j in finished if j["status"] == "skipped"]
+            finished = [j for j in runs if j["status"] not in ACTIVE_STATUSES]
+            ok = [j for j in finished if j["status"] in SUCCESS_STATUSES]
+            failed = [j for j in finished if j["status"] in FAILED_STATUSES]
+            skipped = [j for j in finished if j["status"] == JobStatus.SKIPPED]
             decided = len(ok) + len(failed)
             durations = [(datetime.fromisoformat(j["finished_at"]) - datetime.fromisoformat(j["started_at"])).total_seconds()
                          for j in ok if j.get("started_at") and j.get("finished_at")]

@@ -20,6 +20,7 @@ import structlog
 
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
+from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind
 from backupd.daemon.jobs import PENDING, Job
 from backupd.daemon.jobspec import JobSpec, ResyncJob
 from backupd.daemon.probes import LoadProbe
@@ -35,7 +36,7 @@ RESYNC_RETRY = RetryPolicy(max_attempts=5, base_delay=60.0, max_delay=3600.0)
 _PRELOAD = ["backupd.engine.backup", "backupd.engine.restore", "backupd.engine.validate", "backupd.daemon.worker"]
 # Imported in the forkserver when the config has such a destination, so each job does not import
 # paramiko (0.15-0.4 s) or smbprotocol again.
-_PRELOAD_BY_KIND = {"sftp": "backupd.destinations.sftp", "smb": "backupd.destinations.smb"}
+_PRELOAD_BY_KIND = {DestinationKind.SFTP: "backupd.destinations.sftp", DestinationKind.SMB: "backupd.destinations.smb"}
 
 
 class ShuttingDown(BackupdError):
@@ -138,7 +139,7 @@ class Supervisor:
     def counts(self) -> dict[str, int]:
         with self._lock:
             statuses = [j.status for j in self._jobs.values()]
-        return {s: statuses.count(s) for s in ("queued", "waiting", "running")}
+        return {s: statuses.count(s) for s in JOB_STATUSES if s in ACTIVE_STATUSES}
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         with self._lock:

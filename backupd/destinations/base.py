@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
+from backupd.core.vocab import HealthStatus
 from backupd.errors import (DestinationError, DestinationFull, DestinationIOError, DestinationPermissionDenied,
                             DestinationReadOnly, DestinationStale, DestinationUnavailable, NotFound)
 
@@ -84,8 +85,8 @@ class Health:
     @property
     def status(self) -> str:
         if not self.reachable or not self.writable:
-            return "unhealthy"
-        return "degraded" if self.problems else "ok"
+            return HealthStatus.UNHEALTHY
+        return HealthStatus.DEGRADED if self.problems else HealthStatus.OK
 
 
 class Upload(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from backupd.core.vocab import DestinationKind
 from backupd.destinations.base import Destination
 from backupd.destinations.local import LocalDestination
 
@@ -27,10 +28,10 @@ def _sftp(cfg: Any) -> Destination:
 
 
 FACTORIES: dict[str, Callable[[Any], Destination]] = {
-    "local": lambda cfg: LocalDestination(cfg.name, cfg.path),
-    "sftp": _sftp,
-    "share": _share,
-    "smb": _smb,
+    DestinationKind.LOCAL: lambda cfg: LocalDestination(cfg.name, cfg.path),
+    DestinationKind.SFTP: _sftp,
+    DestinationKind.SHARE: _share,
+    DestinationKind.SMB: _smb,
 }
 
 

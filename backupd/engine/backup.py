@@ -25,6 +25,7 @@ from backupd.core.manifest import Manifest
 from backupd.core.metadata import check_metadata
 from backupd.core.source_health import flagged_strategy, source_warnings
 from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
+from backupd.core.vocab import REQUESTED_STRATEGIES, JobStatus
 from backupd.destinations.base import classify_os_error
 from backupd.engine.bases import Bases, find_bases, stream_cache
 from backupd.engine.catalog import CatalogBackup, Copy
@@ -38,7 +39,6 @@ from backupd.errors import BackupdError, Cancelled, MissingChainMember, UsageErr
 
 log = structlog.get_logger("backupd.backup")
 BLOCK_TARGET = 1024 * 1024
-STRATEGY_CHOICES = ("full", "incremental", "differential", "auto")
 
 
 def changed_in_chunk(old: bytes, new: bytes) -> list[int]:
@@ -110,8 +110,8 @@ def run_backup(
 
     Without `job_id` the run is recorded as a job in the catalog; the daemon passes the id of the job
     it already records."""
-    if strategy not in STRATEGY_CHOICES:
-        raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(STRATEGY_CHOICES)})")
+    if strategy not in REQUESTED_STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r} (expected {', '.join(REQUESTED_STRATEGIES)})")
     try:
         metadata = check_metadata(metadata or {})
     except ValueError as exc:
@@ -147,9 +147,9 @@ class BackupResult(CatalogBackup):
     @property
     def status(self) -> str:
         if not self.failed:
-            return "completed_with_warnings" if self.manifest.warnings else "completed"
+            return JobStatus.COMPLETED_WITH_WARNINGS if self.manifest.warnings else JobStatus.COMPLETED
         met = policy_met(len(self.copies), len(self.copies) + len(self.failed), self.policy)
-        return "completed_with_warnings" if met else "partial"
+        return JobStatus.COMPLETED_WITH_WARNINGS if met else JobStatus.PARTIAL
 
     def to_json(self) -> dict[str, Any]:
         d = super().to_json()

@@ -15,6 +15,7 @@ from typing import Any
 
 from backupd.core import validation_report as R
 from backupd.core.copy_order import FAILED, CopyState
+from backupd.core.vocab import CheckStatus
 from backupd.core.validation_report import CheckResult, ErrorAdvice, Outcome, Rule, failure_from_error
 from backupd.engine.catalog import CatalogBackup
 from backupd.engine.context import EngineContext
@@ -40,7 +41,7 @@ def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any]
         out = Outcome.fail(f"{prefix}{': ' if prefix else ''}check crashed: {type(exc).__name__}: {exc}",
                            code="internal_error")
     elapsed = (time.perf_counter() - started) * 1000
-    return CheckResult(rule, "pass" if out.passed else "fail", out.message, elapsed,
+    return CheckResult(rule, CheckStatus.PASS if out.passed else CheckStatus.FAIL, out.message, elapsed,
                        {**where, **out.details}, out.recommendation)
 
 

@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from backupd.config import load_config
-from backupd.config.schema import ConfigDocument, FromSection
+from backupd.config.fields import FromSection
+from backupd.config.schema import ConfigDocument
 from backupd.errors import ConfigError
 from tests.config.conftest import write_key
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backupd.core.copy_order import FAILED, SELECTIONS, UNVERIFIED, VERIFIED, CopyState, order_copies
+from backupd.core.copy_order import FAILED, UNVERIFIED, VERIFIED, CopyState, order_copies
+from backupd.core.vocab import COPY_SELECTIONS as SELECTIONS
 
 TIMES = st.sampled_from([None, "2026-12-01T10:00:00+00:00", "2026-12-02T10:00:00+00:00", "2026-12-03T10:00:00+00:00"])
 STATES = st.lists(st.builds(CopyState, destination=st.text("abcdef", min_size=1, max_size=3),
