@@ -12,7 +12,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STRICT_MODULES = {"backupd.core.*", "backupd_client.protocol"}
+STRICT_MODULES = {"backupd.core.*", "backupd_client.protocol", "backupd_client.ops", "backupd_client.errorcodes",
+                  "backupd_client.codec"}
 
 
 def test_mypy_reports_no_errors() -> None:

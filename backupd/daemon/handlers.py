@@ -19,7 +19,7 @@ from backupd.config import Config
 from backupd.core.access import Peer, Role
 from backupd.core.chain import restore_point_at
 from backupd.core.units import parse_instant
-from backupd.core.vocab import PROBE_STATUSES
+from backupd.core.vocab import PROBE_STATUSES, Priority
 from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.health import HealthMonitor
@@ -130,7 +130,7 @@ class Handlers:
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:
         self.config.chosen_destinations(a.get("destinations") or ())  # refused now rather than by the job
         spec = BackupJob.from_args(a["source"], a)
-        return self.supervisor.submit(spec, priority=a.get("priority", "normal"),
+        return self.supervisor.submit(spec, priority=Priority(a.get("priority") or Priority.NORMAL),
                                       conditions=self.config.daemon.conditions, retry=self.config.daemon.retry)
 
     def schedule_add(self, a: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class Handlers:
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
         check_restore_target(Path(a["to"]), self.config.restore_dirs())
         check_target(Path(a["to"]), bool(a.get("overwrite")))  # as one-shot: refused, not queued
-        return self.supervisor.submit(RestoreJob.from_args(a["source"], a), priority="high")
+        return self.supervisor.submit(RestoreJob.from_args(a["source"], a), priority=Priority.HIGH)
 
     def validate(self, a: dict[str, Any]) -> dict[str, Any]:
         backup = next((b for b in self.supervisor.catalog.backups() if b.backup_id == a["backup_id"]), None)
@@ -170,7 +170,7 @@ class Handlers:
         spec = ValidateJob.from_args(backup.manifest.source, {**a, "level": level})  # checks the copy choice
         if spec.destination is not None:
             self.config.destination(spec.destination)
-        return self.supervisor.submit(spec, priority="high")
+        return self.supervisor.submit(spec, priority=Priority.HIGH)
 
     def destination_health(self, a: dict[str, Any]) -> list[dict[str, Any]]:
         """The cached health; `refresh` starts new probes (answered later: poll until `checked_at` moves)."""

@@ -36,7 +36,7 @@ _WELL = (HealthStatus.OK, HealthStatus.UNKNOWN)  # from these, a worse status is
 class _State:
     health: Health | None = None
     checked_at: datetime | None = None
-    status: str = HealthStatus.UNKNOWN
+    status: HealthStatus = HealthStatus.UNKNOWN
     started: float | None = None  # monotonic start of the probe in flight
     due: float = 0.0  # monotonic time of the next probe
     timed_out: bool = False

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from backupd.core.backoff import RetryPolicy
 from backupd.core.gate import Conditions
-from backupd.core.vocab import FINAL_STATUSES, PENDING_STATUSES, JobStatus
+from backupd.core.vocab import FINAL_STATUSES, PENDING_STATUSES, JobStatus, Priority
 from backupd.daemon.jobspec import JobSpec
 
 PENDING = PENDING_STATUSES
@@ -33,7 +33,7 @@ class Job:
     job_id: str
     spec: JobSpec  # what to do; the rest is how and when
     created_at: datetime
-    priority: Literal["normal", "high"] = "normal"
+    priority: Priority = Priority.NORMAL
     schedule: str | None = None
     conditions: Conditions | None = None
     retry: RetryPolicy | None = None

@@ -14,13 +14,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import structlog
 
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
-from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind
+from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind, Priority
 from backupd.daemon.jobs import PENDING, Job
 from backupd.daemon.jobspec import JobSpec, ResyncJob
 from backupd.daemon.probes import LoadProbe
@@ -90,7 +90,7 @@ class Supervisor:
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.append(fn)
 
-    def submit(self, spec: JobSpec, *, priority: Literal["normal", "high"] = "normal", schedule: str | None = None,
+    def submit(self, spec: JobSpec, *, priority: Priority = Priority.NORMAL, schedule: str | None = None,
                conditions: Conditions | None = None, retry: RetryPolicy | None = None,
                max_staleness_s: float | None = None, timeout_s: float | None = None) -> dict[str, Any]:
         """Queue the job `spec` describes; it starts when the gate allows. Returns its wire form.

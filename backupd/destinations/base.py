@@ -83,7 +83,7 @@ class Health:
     problems: tuple[str, ...] = ()
 
     @property
-    def status(self) -> str:
+    def status(self) -> HealthStatus:
         if not self.reachable or not self.writable:
             return HealthStatus.UNHEALTHY
         return HealthStatus.DEGRADED if self.problems else HealthStatus.OK

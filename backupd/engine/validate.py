@@ -35,6 +35,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from backupd.core import validation_report as R
+from backupd.core.vocab import VALIDATION_LEVELS
 from backupd.core.ids import is_backup_id, sidecar_key
 from backupd.core.sampling import sample_blocks
 from backupd.engine import copy_checks as C
@@ -54,8 +55,8 @@ log = structlog.get_logger("backupd.validate")
 
 def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: CopyChoice = CopyChoice()) -> R.Report:
     """Validate `backup_id` and its chain at `level` (quick, standard or deep); see the module docstring."""
-    if level not in R.LEVELS:
-        raise UsageError(f"unknown validation level {level!r} (expected {', '.join(R.LEVELS)})")
+    if level not in VALIDATION_LEVELS:
+        raise UsageError(f"unknown validation level {level!r} (expected {', '.join(VALIDATION_LEVELS)})")
     if not is_backup_id(backup_id):
         raise UsageError(f"{backup_id!r} is not a backup id (expected e.g. 20261126T160055.123456Z-3f9a1c)",
                          hint="list restore points with `backupd list`")

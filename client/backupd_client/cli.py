@@ -14,6 +14,7 @@ import os
 import sys
 import tomllib
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from . import render
@@ -175,11 +176,11 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
     return Outcome(stats, render.table(stats, render.STATS_COLUMNS) or "no schedules")
 
 
-def _queued(job: dict[str, Any], what: str) -> Outcome:
+def _queued(job: Mapping[str, Any], what: str) -> Outcome:
     return Outcome(job, f"{what}: job {render.fmt(job.get('job_id'))} {render.fmt(job.get('status'))}")
 
 
-def _finish(client: Client, job: dict[str, Any]) -> Outcome:
+def _finish(client: Client, job: Mapping[str, Any]) -> Outcome:
     """Wait for `job` to end, with a progress bar on a terminal; the outcome of the finished job."""
     job_id = job.get("job_id")
     if not isinstance(job_id, str):
@@ -196,10 +197,11 @@ def _finish(client: Client, job: dict[str, Any]) -> Outcome:
         if bar is not None:
             bar.clear()
     status = finished.get("status")
-    result = finished.get("result") if isinstance(finished.get("result"), dict) else {}
+    raw_result, raw_error = finished.get("result"), finished.get("error")
+    result: dict[str, Any] = raw_result if isinstance(raw_result, dict) else {}
     flat = {**result, "job_id": job_id, "status": status, "error": finished.get("error")}
     kind = render.fmt(finished.get("kind"))
-    error = finished.get("error") if isinstance(finished.get("error"), dict) else {}
+    error: Mapping[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     why = f": {render.fmt(error.get('message'))} ({render.fmt(error.get('code'))})" if error else ""
     if finished.get("kind") == "validate" and result.get("checks") is not None:
         text = render.validation_report(result)

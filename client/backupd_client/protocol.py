@@ -170,12 +170,13 @@ def check_args(op: Op, args: dict[str, Any], request_id: str | None = None) -> d
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             want = " or ".join("list of strings" if t is list else t.__name__ for t in types)
             raise bad(f"argument {name!r} must be {want}, not {kind_of(value)}", name)
-        if types is _STRS and not all(isinstance(item, str) for item in value):
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
             raise bad(f"argument {name!r} must be a list of strings", name)
-        if name in ARG_MINIMUM and not (math.isfinite(value) and value >= ARG_MINIMUM[name]):
+        if (name in ARG_MINIMUM and isinstance(value, (int, float))
+                and not (math.isfinite(value) and value >= ARG_MINIMUM[name])):
             raise bad(f"argument {name!r} must be a finite number >= {ARG_MINIMUM[name]:g}, not {value!r}", name)
         if name in ARG_CHOICES and value not in ARG_CHOICES[name]:
-            raise bad(f"argument {name!r} must be one of {', '.join(ARG_CHOICES[name])}, not {value[:80]!r}", name)
+            raise bad(f"argument {name!r} must be one of {', '.join(ARG_CHOICES[name])}, not {str(value)[:80]!r}", name)
         out[name] = value
     for name, (required, _) in spec.fields.items():
         if required and name not in out:

@@ -103,6 +103,7 @@ class Destination(TypedDict, total=False):
     encrypted: bool
     compression_level: int
     origin: str  # "config" (the config file) or "runtime" (added through the control socket)
+    warning: str  # disable: the schedules that still send backups to it
 
 
 class DestinationHealth(TypedDict, total=False):
