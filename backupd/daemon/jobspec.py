@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
-from backupd_client.protocol import COPY_SELECTIONS, STRATEGIES, VALIDATION_LEVELS
-
 from backupd.core.metadata import check_metadata
+from backupd.core.vocab import COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATION_LEVELS, JobKind, RequestedStrategy
 from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import UsageError
+
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -26,7 +26,7 @@ def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
 class _Spec:
     """What every spec has: the source it works on, its kind, its wire form."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[JobKind]
     source: str
 
     @classmethod
@@ -55,8 +55,8 @@ class BackupJob(_Spec):
     """Back up `source`, to the chosen `destinations` (None or empty: every enabled one), then
     validate the new backup at `validate_level` when one is given."""
 
-    kind: ClassVar[str] = "backup"
-    strategy: str = "auto"
+    kind: ClassVar[JobKind] = JobKind.BACKUP
+    strategy: str = RequestedStrategy.AUTO
     tags: tuple[str, ...] = ()
     description: str = ""
     destinations: tuple[str, ...] | None = None
@@ -64,7 +64,7 @@ class BackupJob(_Spec):
     validate_level: str | None = None
 
     def __post_init__(self) -> None:
-        _one_of("strategy", self.strategy, STRATEGIES)
+        _one_of("strategy", self.strategy, REQUESTED_STRATEGIES)
         if self.validate_level is not None:
             _one_of("validate_level", self.validate_level, VALIDATION_LEVELS)
         try:
@@ -78,7 +78,7 @@ class RestoreJob(_Spec):
     """Restore `source` to the path `to`, from `backup_id` or the restore point at `at` (an instant as
     the request gave it); `copy_selection` overrides `[restore] copy_selection` for this restore."""
 
-    kind: ClassVar[str] = "restore"
+    kind: ClassVar[JobKind] = JobKind.RESTORE
     to: str
     backup_id: str | None = None
     at: str | None = None
@@ -97,7 +97,7 @@ class RestoreJob(_Spec):
 class ValidateJob(_Spec):
     """Validate backup `backup_id` (of `source`) at `level`, on the copies the choice names."""
 
-    kind: ClassVar[str] = "validate"
+    kind: ClassVar[JobKind] = JobKind.VALIDATE
     backup_id: str
     level: str
     destination: str | None = None
@@ -118,14 +118,14 @@ class ValidateJob(_Spec):
 class PruneJob(_Spec):
     """Apply the retention policy to `source`'s backups."""
 
-    kind: ClassVar[str] = "prune"
+    kind: ClassVar[JobKind] = JobKind.PRUNE
 
 
 @dataclass(frozen=True)
 class ResyncJob(_Spec):
     """Copy `source`'s backups to the enabled destinations that miss them."""
 
-    kind: ClassVar[str] = "resync"
+    kind: ClassVar[JobKind] = JobKind.RESYNC
 
 
 JobSpec = BackupJob | RestoreJob | ValidateJob | PruneJob | ResyncJob

@@ -20,7 +20,7 @@ import structlog
 
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
-from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind, Priority
+from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind, JobKind, JobStatus, Priority
 from backupd.daemon.jobs import PENDING, Job
 from backupd.daemon.jobspec import JobSpec, ResyncJob
 from backupd.daemon.probes import LoadProbe
@@ -147,7 +147,8 @@ class Supervisor:
             if job is None:
                 return self.get(job_id)
             if job.status in PENDING:
-                self._finish(job, "cancelled", None, {"code": "cancelled", "message": "cancelled before it started"})
+                self._finish(job, JobStatus.CANCELLED, None,
+                             {"code": "cancelled", "message": "cancelled before it started"})
             elif job.status == "running":
                 self._signal_cancel(job_id)
                 job.reason = "cancelling"
@@ -230,20 +231,20 @@ class Supervisor:
         receiver.close()
         proc.join()
         if outcome is None:
-            outcome = ("failed", None, {"code": "worker_died",
+            outcome = (JobStatus.FAILED, None, {"code": "worker_died",
                                         "message": f"the job's process died (exit code {proc.exitcode})"})
         with self._lock:
             worker = self._workers.pop(job_id, None)
             job = self._jobs[job_id]
-            if worker is not None and worker.timed_out and outcome[0] in ("failed", "cancelled"):
-                outcome = ("timed_out", None, {"code": "timed_out", "message": (
+            if worker is not None and worker.timed_out and outcome[0] in (JobStatus.FAILED, JobStatus.CANCELLED):
+                outcome = (JobStatus.TIMED_OUT, None, {"code": "timed_out", "message": (
                     f"the job did not finish within its timeout ({job.timeout_s:g}s) and was cancelled")})
             self._finish(job, *outcome)
         self.wake.set()
 
     def _finish(self, job: Job, status: str, result: Any, error: dict[str, Any] | None, reason: str | None = None) -> None:
         now = self.clock()
-        if status == "failed" and (error or {}).get("code") == "source_busy" and self.state == "running":
+        if status == JobStatus.FAILED and (error or {}).get("code") == "source_busy" and self.state == "running":
             job.held_since = job.held_since or now
             if (now - job.held_since).total_seconds() < self.config.daemon.max_hold_s:
                 # another process holds the source's lock (a one-shot `backupd`, or a worker of a daemon that
@@ -255,7 +256,7 @@ class Supervisor:
                 self._changed(job)
                 self.wake.set()
                 return
-        if (status in ("failed", "timed_out") and job.retry is not None and job.attempt < job.max_attempts
+        if (status in (JobStatus.FAILED, JobStatus.TIMED_OUT) and job.retry is not None and job.attempt < job.max_attempts
                 and _retryable(error) and self.state == "running"):
             delay = retry_delay(job.retry, job.attempt, random.random())
             if delay is not None:
@@ -288,12 +289,12 @@ class Supervisor:
             log.info("job_completed", **fields)
         self._changed(job)
         self._trim()
-        if job.kind == "backup" and isinstance(result, dict) and result.get("failed_destinations"):
+        if job.kind == JobKind.BACKUP and isinstance(result, dict) and result.get("failed_destinations"):
             self._resync_later(job.source, now)
 
     def _resync_later(self, source: str, now: datetime) -> None:
         """Copies that failed are retried automatically: a resync job, after a delay, with backoff."""
-        if self.state != "running" or any(j.kind == "resync" and j.source == source and j.status in PENDING
+        if self.state != "running" or any(j.kind == JobKind.RESYNC and j.source == source and j.status in PENDING
                                           for j in self._jobs.values()):
             return
         wire = self.submit(ResyncJob(source), retry=RESYNC_RETRY)
@@ -328,7 +329,7 @@ class Supervisor:
         with self._lock:
             self.state = "stopping"
             for job in [j for j in self._jobs.values() if j.status in PENDING]:
-                self._finish(job, "cancelled", None, {"code": "shutting_down", "message": "the daemon stopped"})
+                self._finish(job, JobStatus.CANCELLED, None, {"code": "shutting_down", "message": "the daemon stopped"})
 
     def shutdown(self, timeout_s: float) -> None:
         """Stop accepting, let running jobs finish up to `timeout_s`, cancel the rest."""

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, assert_never
 
 from backupd import log as logsetup
+from backupd.core.vocab import JobStatus, Verdict
 from backupd.daemon.jobspec import BackupJob, JobSpec, PruneJob, ResyncJob, RestoreJob, ValidateJob
 from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import BackupdError, Cancelled
@@ -56,11 +57,13 @@ def run_job(config: Config, job_id: str, spec: JobSpec, conn: Connection, log_le
     try:
         status, result, error = _run(config, job_id, spec, sink)
     except Cancelled as exc:
-        status, result, error = "cancelled", None, {"code": exc.code, "message": str(exc)}
+        status, result, error = JobStatus.CANCELLED, None, {"code": exc.code, "message": str(exc)}
     except BackupdError as exc:
-        status, result, error = "failed", None, {"code": exc.code, "message": str(exc), "retryable": exc.retryable}
+        status, result, error = JobStatus.FAILED, None, {"code": exc.code, "message": str(exc),
+                                                         "retryable": exc.retryable}
     except Exception as exc:  # a bug: reported as a failed job, the daemon keeps running
-        status, result, error = "failed", None, {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
+        status, result, error = JobStatus.FAILED, None, {"code": "internal_error",
+                                                         "message": f"{type(exc).__name__}: {exc}"}
     conn.send(("done", status, result, error))
     conn.close()
 
@@ -95,8 +98,8 @@ def _backup(ctx: EngineContext, job_id: str, spec: BackupJob, sink: ProgressSink
     backup = run_backup(ctx, spec.source, spec.strategy, tags=spec.tags, description=spec.description,
                         metadata=spec.metadata, progress=sink, job_id=job_id, destinations=spec.destinations)
     result = backup.to_json()
-    if backup.status == "partial":
-        return "partial", result, {"code": "partial", "message": "copies failed on "
+    if backup.status == JobStatus.PARTIAL:
+        return JobStatus.PARTIAL, result, {"code": "partial", "message": "copies failed on "
                                    + ", ".join(f"{d} ({why})" for d, why in backup.failed.items())}
     if not spec.validate_level:
         return backup.status, result, None
@@ -117,7 +120,7 @@ def _restore(ctx: EngineContext, config: Config, spec: RestoreJob, sink: Progres
     res = run_restore(ctx, spec.source, Path(spec.to), backup_id=spec.backup_id, at=at,
                       tables=list(spec.tables) if spec.tables is not None else None, overwrite=spec.overwrite,
                       progress=sink)
-    return "completed", res.to_json(), None
+    return JobStatus.COMPLETED, res.to_json(), None
 
 
 def _prune(ctx: EngineContext, spec: PruneJob) -> Outcome:
@@ -125,8 +128,8 @@ def _prune(ctx: EngineContext, spec: PruneJob) -> Outcome:
 
     report = run_prune(ctx, spec.source, dry_run=False)
     if report["errors"]:
-        return "partial", report, {"code": "partial", "message": "; ".join(report["errors"])}
-    return "completed", report, None
+        return JobStatus.PARTIAL, report, {"code": "partial", "message": "; ".join(report["errors"])}
+    return JobStatus.COMPLETED, report, None
 
 
 def _resync(ctx: EngineContext, spec: ResyncJob) -> Outcome:
@@ -134,17 +137,18 @@ def _resync(ctx: EngineContext, spec: ResyncJob) -> Outcome:
 
     report = resync(ctx, spec.source).to_json()
     if report["failed"]:
-        return "partial", report, {"code": "partial", "message": "; ".join(
+        return JobStatus.PARTIAL, report, {"code": "partial", "message": "; ".join(
             f"{f['destination']}: {f['error']}" for f in report["failed"])}
-    return "completed", report, None
+    return JobStatus.COMPLETED, report, None
 
 
 def _judged(report: dict[str, Any], result: Any, backup_id: str, level: str) -> Outcome:
     """The job's outcome from a validation `report` of `backup_id`: failed, with warnings, or completed."""
-    if report["verdict"] == "fail":
-        return "failed", result, {"code": "verification_failed",
+    if report["verdict"] == Verdict.FAIL:
+        return JobStatus.FAILED, result, {"code": "verification_failed",
                                   "message": f"backup {backup_id} failed {level} validation"}
-    return ("completed_with_warnings" if report["verdict"] == "warn" else "completed"), result, None
+    warned = report["verdict"] == Verdict.WARN
+    return (JobStatus.COMPLETED_WITH_WARNINGS if warned else JobStatus.COMPLETED), result, None
 
 
 def _validate(ctx: EngineContext, backup_id: str, level: str, choice: CopyChoice | None = None) -> dict[str, Any]:
