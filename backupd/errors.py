@@ -72,6 +72,8 @@ _ALL = (
          "the restore could not be completed; the target is left untouched"),
     Code("verification_failed", WIRE, EXIT_FAILED, True, "the backup failed validation (a new backup may pass)"),
     Code("state_corrupt", WIRE, EXIT_FAILED, False, "catalog.db is damaged; run `backupd catalog rebuild`"),
+    Code("state_too_new", WIRE, EXIT_FAILED, False,
+         "catalog.db was written by a newer backupd; run that release (nothing was changed)"),
     # the source
     Code("snapshot_failed", WIRE, EXIT_FAILED, True, "the source database could not be snapshotted"),
     Code("source_busy", WIRE, EXIT_FAILED, True, "another process holds the source's lock"),
@@ -244,6 +246,13 @@ class StateCorrupt(BackupdError):
     """The state database (catalog.db) is damaged; `backupd catalog rebuild` moves it aside and recreates it."""
 
     code = "state_corrupt"
+
+
+class StateTooNew(BackupdError):
+    """The state database was written by a newer backupd (its schema version is past the known ones);
+    it is refused before anything is written."""
+
+    code = "state_too_new"
 
 
 class CorruptArtifact(BackupdError):

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from backupd.errors import UnsupportedVersion
+from backupd.errors import StateTooNew
 from backupd.sqlite_uri import connect as sqlite_connect
 from backupd.state.connection import Rows, StateConnection
 from backupd.state.migrations import MIGRATIONS, Step
@@ -28,19 +28,15 @@ DAEMON_LOCK = "daemon.lock"  # held by `backupd run` for as long as it runs (see
 log = structlog.get_logger("backupd.state")
 
 
-class StateTooNew(UnsupportedVersion):
-    """The state database was written by a newer backupd: its schema version is past the known ones."""
-
-    retryable = False
-
-    def __init__(self, path: Path, version: int, known: int):
-        super().__init__(
-            f"the state database {path} has schema version {version}; this backupd knows versions up to {known}"
-            " (a newer backupd wrote it)",
-            hint="run the backupd release that wrote it (or a newer one); to start over with this one, move"
-                 " the file aside and run `backupd catalog rebuild -c CONFIG`, which recreates the catalog from"
-                 " the destinations (run-time destinations, schedules and job history are not kept)",
-            details={"path": str(path), "version": version, "known": known})
+def too_new(path: Path, version: int, known: int) -> StateTooNew:
+    """The refusal of a state database whose schema version is past `known`."""
+    return StateTooNew(
+        f"the state database {path} has schema version {version}; this backupd knows versions up to {known}"
+        " (a newer backupd wrote it)",
+        hint="run the backupd release that wrote it (or a newer one); to start over with this one, move"
+             " the file aside and run `backupd catalog rebuild -c CONFIG`, which recreates the catalog from"
+             " the destinations (run-time destinations, schedules and job history are not kept)",
+        details={"path": str(path), "version": version, "known": known})
 
 
 class StateDB:
@@ -103,7 +99,7 @@ def _migrate(db: StateConnection, steps: Sequence[Step]) -> tuple[int, int] | No
     try:
         version = schema_version(db)  # again, under the write lock: another process may have done it
         if version > known:
-            raise StateTooNew(db.path, version, known)
+            raise too_new(db.path, version, known)
         for step in steps[version:]:
             step(db)
         db.execute(f"PRAGMA user_version = {known}")

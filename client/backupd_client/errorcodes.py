@@ -41,6 +41,7 @@ class ErrorCode(str, Enum):
     FORBIDDEN = "forbidden"
     TIMED_OUT = "timed_out"  # a job ran longer than its timeout and was cancelled
     STATE_CORRUPT = "state_corrupt"
+    STATE_TOO_NEW = "state_too_new"
     PARTIAL = "partial"  # a job's error: some copies failed
     WORKER_DIED = "worker_died"  # a job's error: its process died
     INTERRUPTED = "interrupted"  # a job's error: the daemon stopped while it ran

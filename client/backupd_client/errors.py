@@ -185,6 +185,12 @@ class StateCorruptError(_Coded):
     code = ErrorCode.STATE_CORRUPT.value
 
 
+class StateTooNewError(_Coded):
+    """The daemon's state database was written by a newer backupd; run that release."""
+
+    code = ErrorCode.STATE_TOO_NEW.value
+
+
 class PartialError(_Coded):
     """A job stored its work but some copies failed (a job's error, not a reply's)."""
 

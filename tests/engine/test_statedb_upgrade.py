@@ -23,9 +23,9 @@ import pytest
 from backupd.config.overlay import Change, DestinationOverlay
 from backupd.daemon.store import DaemonStore
 from backupd.engine.catalog import Catalog
-from backupd.errors import StateCorrupt
+from backupd.errors import StateCorrupt, StateTooNew
 from backupd.state.connection import StateConnection
-from backupd.state.db import StateDB, StateTooNew, schema_version
+from backupd.state.db import StateDB, schema_version
 from backupd.state.migrations import MIGRATIONS
 from backupd.state.repair import repair
 
@@ -150,7 +150,7 @@ def test_a_state_database_from_a_newer_backupd_is_refused_naming_the_fix(old_sta
         with pytest.raises(StateTooNew) as exc:
             open_it()
         err = exc.value
-        assert (err.code, err.exit_code, err.retryable) == ("unsupported_format_version", 1, False)
+        assert (err.code, err.exit_code, err.retryable) == ("state_too_new", 1, False)
         assert f"schema version {LATEST + 1}" in str(err) and f"up to {LATEST}" in str(err)
         assert "newer backupd" in str(err) and "backupd catalog rebuild" in str(err)
         assert err.details == {"path": str(old_state), "version": LATEST + 1, "known": LATEST}
@@ -160,7 +160,7 @@ def test_a_state_database_from_a_newer_backupd_is_refused_naming_the_fix(old_sta
     env.state.mkdir()
     shutil.copyfile(old_state, env.state / "catalog.db")
     err = assert_clean_error(cli("list", "-c", env.config, "--json"), 1, as_json=True)
-    assert err["code"] == "unsupported_format_version" and "newer backupd" in err["error"], err
+    assert err["code"] == "state_too_new" and "newer backupd" in err["error"], err
 
 
 def _boom(db: StateConnection) -> None:
