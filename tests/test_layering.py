@@ -111,3 +111,23 @@ def test_the_checker_sees_relative_and_hidden_imports(tmp_path, monkeypatch):
     assert imported(fake / "x.py") == {
         "__future__", "typing", "backupd.core", "backupd.core.ids", "backupd", "backupd.errors", "sqlite3", "zstandard",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("path", modules("state"), ids=rel)
+def test_the_state_database_sits_below_the_engine_and_the_daemon(path):
+    above = ("backupd.engine", "backupd.cli", "backupd.daemon", "backupd.config", "backupd.destinations")
+    bad = sorted(m for m in imported(path) if m.startswith(above))
+    assert not bad, f"{rel(path)} imports {bad}: backupd/state is the one owner of catalog.db, under its users"
+
+
+def test_only_the_state_package_names_the_state_database_file():
+    """catalog.db is opened through backupd/state alone (`state_db_path`): no other module builds its path.
+    (Messages may still name the file to a user.)"""
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "state":
+            continue
+        spelled += [f"{rel(path)}:{n.lineno}" for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    and (n.value == "catalog.db" or n.value.endswith("/catalog.db"))]
+    assert not spelled, f"these spell catalog.db instead of using backupd.state.db.state_db_path: {spelled}"

@@ -26,6 +26,7 @@ from backupd.core.vocab import HealthStatus
 from backupd.destinations.base import Health
 from backupd.destinations.registry import open_destination
 from backupd.engine.catalog import Catalog
+from backupd.state.db import state_db_path
 
 log = structlog.get_logger("backupd.health")
 TICK_S = 1.0
@@ -124,7 +125,7 @@ class HealthMonitor:
 
     # -- the monitor thread ---------------------------------------------------------------------
     def _loop(self) -> None:
-        catalog = Catalog(Path(self._config().state.dir) / "catalog.db")
+        catalog = Catalog(state_db_path(self._config().state.dir))
         try:
             while not self._stop.is_set():
                 try:

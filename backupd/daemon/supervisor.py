@@ -27,6 +27,7 @@ from backupd.daemon.probes import LoadProbe
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.worker import run_job
 from backupd.engine.catalog import Catalog
+from backupd.state.db import state_db_path
 from backupd.errors import BackupdError, NotFound, code_retryable
 
 log = structlog.get_logger("backupd.supervisor")
@@ -72,7 +73,7 @@ class Supervisor:
         self.log_level = log_level
         self.state = "running"
         self.started_at = clock()
-        self.catalog = Catalog(config.state.dir / "catalog.db")
+        self.catalog = Catalog(state_db_path(config.state.dir))
         self._lock = threading.RLock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._workers: dict[str, _Worker] = {}

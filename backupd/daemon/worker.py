@@ -19,10 +19,11 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, assert_never
 
 from backupd import log as logsetup
-from backupd.core.vocab import JobStatus, Verdict
+from backupd.core.vocab import CheckStatus, JobStatus, Verdict
 from backupd.daemon.jobspec import BackupJob, JobSpec, PruneJob, ResyncJob, RestoreJob, ValidateJob
 from backupd.engine.copy_choice import CopyChoice
-from backupd.errors import BackupdError, Cancelled
+from backupd.engine.rules import BLOCKING
+from backupd.errors import BackupdError, Cancelled, code_retryable
 
 if TYPE_CHECKING:
     from backupd.config import Config
@@ -81,7 +82,7 @@ def _run(config: Config, job_id: str, spec: JobSpec, sink: ProgressSink) -> Outc
                 return _restore(ctx, config, spec, sink)
             case ValidateJob():
                 report = _validate(ctx, spec.backup_id, spec.level, spec.choice)
-                return _judged(report, report, spec.backup_id, spec.level)
+                return judge_validation(report, report, spec.backup_id, spec.level, new_backup=False)
             case PruneJob():
                 return _prune(ctx, spec)
             case ResyncJob():
@@ -105,7 +106,7 @@ def _backup(ctx: EngineContext, job_id: str, spec: BackupJob, sink: ProgressSink
         return backup.status, result, None
     report = _validate(ctx, backup.backup_id, spec.validate_level)
     result["validation"] = report
-    return _judged(report, result, backup.backup_id, spec.validate_level)
+    return judge_validation(report, result, backup.backup_id, spec.validate_level, new_backup=True)
 
 
 def _restore(ctx: EngineContext, config: Config, spec: RestoreJob, sink: ProgressSink) -> Outcome:
@@ -142,11 +143,18 @@ def _resync(ctx: EngineContext, spec: ResyncJob) -> Outcome:
     return JobStatus.COMPLETED, report, None
 
 
-def _judged(report: dict[str, Any], result: Any, backup_id: str, level: str) -> Outcome:
-    """The job's outcome from a validation `report` of `backup_id`: failed, with warnings, or completed."""
+def judge_validation(report: dict[str, Any], result: Any, backup_id: str, level: str, *, new_backup: bool) -> Outcome:
+    """The job's outcome from a validation `report` of `backup_id`: failed, with warnings, or completed.
+
+    A failed validation is worth retrying when the job makes a new backup (the next one may pass), or
+    when every blocking failure is itself transient (a destination that could not be reached); a
+    damaged copy or a wrong key fails the same way however often it is read again."""
     if report["verdict"] == Verdict.FAIL:
+        blocking = [c for c in report["checks"] if c["status"] == CheckStatus.FAIL and c["severity"] in BLOCKING]
+        transient = all(code_retryable(c["details"].get("code")) for c in blocking)
         return JobStatus.FAILED, result, {"code": "verification_failed",
-                                  "message": f"backup {backup_id} failed {level} validation"}
+                                          "message": f"backup {backup_id} failed {level} validation",
+                                          "retryable": new_backup or transient}
     warned = report["verdict"] == Verdict.WARN
     return (JobStatus.COMPLETED_WITH_WARNINGS if warned else JobStatus.COMPLETED), result, None
 

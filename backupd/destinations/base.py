@@ -53,6 +53,16 @@ _OS_ERRORS: dict[int, tuple[type[DestinationError], str, str]] = {
     errno.ENOTCONN: (DestinationUnavailable, "not connected", "check the share's connection; the next run retries"),
     errno.ETIMEDOUT: (DestinationUnavailable, "timed out", "check the share's connection; the next run retries"),
     errno.EHOSTDOWN: (DestinationUnavailable, "host is down", "check the server; the next run retries"),
+    errno.EHOSTUNREACH: (DestinationUnavailable, "no route to host", "check the network; the next run retries"),
+    errno.ENETUNREACH: (DestinationUnavailable, "network is unreachable", "check the network; the next run retries"),
+    errno.ENETDOWN: (DestinationUnavailable, "network is down", "check the network; the next run retries"),
+    errno.ECONNREFUSED: (DestinationUnavailable, "connection refused", "check the server is running; the next run retries"),
+    errno.ECONNRESET: (DestinationUnavailable, "connection reset by peer", "check the server; the next run retries"),
+    errno.ECONNABORTED: (DestinationUnavailable, "connection aborted", "check the connection; the next run retries"),
+    errno.EPIPE: (DestinationUnavailable, "broken pipe (the connection closed)", "check the connection; the next run retries"),
+    errno.EAGAIN: (DestinationUnavailable, "resource temporarily unavailable", "the next run retries"),
+    errno.EBUSY: (DestinationUnavailable, "device or resource busy", "the next run retries"),
+    errno.EINTR: (DestinationUnavailable, "interrupted system call", "the next run retries"),
 }
 
 

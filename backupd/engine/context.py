@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from backupd.destinations.base import Destination
 from backupd.destinations.registry import open_destination
 from backupd.engine.catalog import Catalog
+from backupd.state.db import state_db_path
 from backupd.engine.crypto import Keyring
 from backupd.engine.pagecache import PageHashCache
 from backupd.errors import SourceBusy, UsageError
@@ -118,7 +119,7 @@ def open_context(config: Config, *, copy_selection: str | None = None,
     }
     return EngineContext(
         config=config,
-        catalog=Catalog(state_dir / "catalog.db"),
+        catalog=Catalog(state_db_path(state_dir)),
         targets=targets,
         pagecache=PageHashCache(state_dir),
         state_dir=state_dir,

@@ -25,6 +25,12 @@ from backupd.state.migrations import MIGRATIONS, Step
 STATE_DB = "catalog.db"
 DAEMON_LOCK = "daemon.lock"  # held by `backupd run` for as long as it runs (see daemon.main)
 
+
+def state_db_path(state_dir: str | Path) -> Path:
+    """Where the state database of `state_dir` is: the one place that names the file."""
+    return Path(state_dir) / STATE_DB
+
+
 log = structlog.get_logger("backupd.state")
 
 

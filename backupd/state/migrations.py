@@ -116,7 +116,7 @@ def release_7c53354_made_whole(db: StateConnection) -> None:
 
 JOBS = """
 CREATE TABLE one_job_table (
-    job_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
     runner TEXT NOT NULL CHECK (runner IN ('daemon', 'process')),
     kind TEXT NOT NULL,
     source TEXT,
@@ -126,7 +126,8 @@ CREATE TABLE one_job_table (
     created_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT,
-    job TEXT NOT NULL        -- the whole record (JSON)
+    job TEXT NOT NULL,       -- the whole record (JSON)
+    PRIMARY KEY (runner, job_id)
 )
 """
 
@@ -135,16 +136,15 @@ def one_job_table(db: StateConnection) -> None:
     """Step 2: the daemon's jobs (`daemon_jobs`) and the one-shot commands' (`jobs`) in one table.
 
     Both are the record of one run of a job kind on a source; `runner` says who runs it, so that each
-    recovers only its own after a crash (the daemon at its start, a one-shot run by its pid). A one-shot
-    run's record keeps its columns (its `error` the message, its `result` decoded); an id both tables
-    hold (one chance in 16 million a second) keeps the daemon's, the one-shot one gaining `-oneshot`."""
+    recovers only its own after a crash (the daemon at its start, a one-shot run by its pid), and a
+    record is keyed by runner and id, so an id both runners drew (one chance in 16 million a second)
+    never overwrites the other's. A one-shot run's record keeps its columns (its `error` the message,
+    its `result` decoded)."""
     db.execute(JOBS)
     db.execute("INSERT INTO one_job_table SELECT job_id, 'daemon', kind, source, schedule, status, NULL, created_at,"
                " started_at, finished_at, job FROM daemon_jobs")
-    taken = {r[0] for r in db.execute("SELECT job_id FROM one_job_table")}
     rows = db.execute("SELECT job_id, kind, source, status, pid, started_at, finished_at, error, result FROM jobs")
     for job_id, kind, source, status, pid, started_at, finished_at, error, result in rows:
-        job_id = f"{job_id}-oneshot" if job_id in taken else job_id
         record = {"job_id": job_id, "kind": kind, "source": source, "schedule": None, "status": status, "pid": pid,
                   "created_at": started_at, "started_at": started_at, "finished_at": finished_at, "error": error,
                   "result": json.loads(result) if result is not None else None}

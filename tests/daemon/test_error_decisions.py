@@ -63,7 +63,8 @@ def test_an_unusable_key_is_not_retried(installation, daemon_for):
 
 def test_a_wrong_key_neither_fails_nor_retries_a_backup_it_starts_a_new_chain(installation, daemon_for):
     """A backup never reads with the key but to extend a chain: with another key configured the chain
-    cannot grow, so the backup is a new full at the first attempt; validating the old one names wrong_key."""
+    cannot grow, so the backup is a new full at the first attempt; validating the old one names wrong_key
+    and is not retryable (a validation failing only on an unreachable destination is, see test_worker_outcomes)."""
     inst = installation(demo="small", daemon=FAST)
     d = daemon_for(inst).start()
     c = d.client()
@@ -81,9 +82,11 @@ def test_a_wrong_key_neither_fails_nor_retries_a_backup_it_starts_a_new_chain(in
     assert done["result"]["strategy"] == "full" and "wrong key" in done["result"]["strategy_reason"], done
     assert not d.events("job_retry_scheduled", job_id=fired["job_id"])
     report = c.job_wait(c.validate(first["result"]["id"], level="standard")["job_id"], timeout_s=60)
-    assert report["status"] == "failed" and report["attempt"] == 1, report
     codes = {ch["details"].get("code") for ch in report["result"]["checks"] if ch["status"] == "fail"}
-    assert "wrong_key" in codes, report["result"]["checks"]
+    assert report["status"] == "failed" and "wrong_key" in codes, report["result"]["checks"]
+    # reading again with the same wrong key fails the same way: the job's error says not to retry it
+    assert report["error"] == {"code": "verification_failed", "retryable": False,
+                               "message": f"backup {first['result']['id']} failed standard validation"}, report
     d.stop()
 
 

@@ -148,11 +148,17 @@ def test_a_read_that_fails_with_eio_is_a_classified_retryable_error():
     (errno.EROFS, DestinationReadOnly, False), (errno.EACCES, DestinationPermissionDenied, False),
     (errno.EPERM, DestinationPermissionDenied, False), (errno.ESTALE, DestinationStale, True),
     (errno.EIO, DestinationIOError, True), (errno.ENOTCONN, DestinationUnavailable, True),
+    # a dropped or refused connection (a share's, a server's) is retried, whichever errno says so
+    (errno.ECONNRESET, DestinationUnavailable, True), (errno.ECONNREFUSED, DestinationUnavailable, True),
+    (errno.ECONNABORTED, DestinationUnavailable, True), (errno.EPIPE, DestinationUnavailable, True),
+    (errno.EHOSTUNREACH, DestinationUnavailable, True), (errno.ENETUNREACH, DestinationUnavailable, True),
+    (errno.ENETDOWN, DestinationUnavailable, True), (errno.EAGAIN, DestinationUnavailable, True),
+    (errno.EBUSY, DestinationUnavailable, True), (errno.EINTR, DestinationUnavailable, True),
 ])
 def test_every_destination_classifies_os_errors_by_one_table(code, cls, retryable):
     err = classify_os_error(OSError(code, os.strerror(code)), "destination 'nas': writing kb/a.bkpd")
     assert type(err) is cls and err.retryable is retryable and err.hint
     assert str(err).startswith("destination 'nas': writing kb/a.bkpd: ")
     other = classify_os_error(OSError(errno.EMLINK, os.strerror(errno.EMLINK)), "destination 'nas': writing x")
-    assert type(other) is DestinationError and "Too many links" in str(other)
+    assert type(other) is DestinationError and "Too many links" in str(other) and not other.retryable
 

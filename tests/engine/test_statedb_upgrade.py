@@ -251,3 +251,16 @@ def test_two_processes_opening_an_old_file_at_once_migrate_it_once(old_state, tm
     assert said == sorted([f"upgraded: (0, {LATEST + 1})", "upgraded: None"]), outs
     assert version_of(old_state) == LATEST + 1
     assert len(raw(old_state)["jobs"]) == 3  # each job moved once
+
+
+def test_the_two_runners_records_never_overwrite_each_other(tmp_path):
+    """A daemon job and a one-shot run that drew the same id are two records (the key is runner and id)."""
+    from backupd.state.jobs import JobHistory
+
+    state = StateDB(tmp_path / "catalog.db")
+    record = {"job_id": "j20261204T030000-abcdef", "kind": "backup", "source": "app", "created_at": "2026-12-04"}
+    JobHistory(state, "daemon").save({**record, "status": "completed"})
+    JobHistory(state, "process").save({**record, "status": "running", "pid": 4242})
+    assert JobHistory(state, "daemon").get(record["job_id"])["status"] == "completed"
+    assert JobHistory(state, "process").get(record["job_id"])["status"] == "running"
+    state.close()
