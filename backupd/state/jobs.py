@@ -11,10 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES
 from backupd.state.db import StateDB
 
 Runner = Literal["daemon", "process"]
-UNFINISHED = ("queued", "waiting", "running")
+UNFINISHED = tuple(s for s in JOB_STATUSES if s in ACTIVE_STATUSES)  # in a fixed order, for the SQL
 
 
 class JobHistory:
