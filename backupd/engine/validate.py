@@ -80,7 +80,7 @@ def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: Copy
 def _check_choice(ctx: EngineContext, level: str, choice: CopyChoice) -> None:
     choice.check(level)
     if choice.destination is not None and choice.destination not in {t.name for t in ctx.enabled_targets()}:
-        ctx.config.destination(choice.destination)  # NotFound naming the configured ones
+        ctx.config.destination(choice.destination)  # UnknownDestination naming the configured ones
         raise UsageError(f"destination {choice.destination!r} is disabled: its copies are not read",
                          hint=f"enable it (`backupctl dest enable {choice.destination}`) to verify its copies")
 
