@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import structlog
 
+from backupd.config import Config
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
 from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind, JobKind, JobStatus, Priority
@@ -63,7 +64,7 @@ def _retryable(error: dict[str, Any] | None) -> bool:
 
 
 class Supervisor:
-    def __init__(self, config: Any, *, probe: LoadProbe, store: DaemonStore, clock: Callable[[], datetime],
+    def __init__(self, config: Config, *, probe: LoadProbe, store: DaemonStore, clock: Callable[[], datetime],
                  log_level: str = "info"):
         self.config = config
         self.probe = probe

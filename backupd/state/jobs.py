@@ -35,6 +35,7 @@ class JobHistory:
         )
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        """The record of job `job_id` of this runner, or None."""
         row = self._state.execute("SELECT job FROM jobs WHERE job_id = ? AND runner = ?",
                                   (job_id, self._runner)).fetchone()
         return json.loads(row[0]) if row else None
