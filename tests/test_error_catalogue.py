@@ -12,7 +12,6 @@ import pytest
 
 import backupd.daemon.main  # noqa: F401 - defines AlreadyRunning
 from backupd import errors as E
-from backupd import errors as codes
 from backupd.daemon.supervisor import _retryable  # importing it defines ShuttingDown, Conflict
 from backupd_client import errors as client_errors
 from backupd_client.protocol import CLIENT_SIDE_CODES, ErrorCode
@@ -42,32 +41,32 @@ def emitted_codes() -> dict[str, str]:
 
 
 def test_docs_errors_md_is_generated_from_the_catalogue():
-    assert (ROOT / "docs" / "ERRORS.md").read_text(encoding="utf-8") == codes.render_markdown(), \
+    assert (ROOT / "docs" / "ERRORS.md").read_text(encoding="utf-8") == E.render_markdown(), \
         "regenerate: python -m backupd.errors > docs/ERRORS.md"
 
 
 def test_every_code_the_code_base_emits_is_catalogued():
     found = emitted_codes()
     assert {"partial", "worker_died", "interrupted", "timed_out", "key_unusable", "source_corrupt"} <= set(found)
-    assert {c: where for c, where in found.items() if c not in codes.CATALOGUE} == {}
+    assert {c: where for c, where in found.items() if c not in E.CATALOGUE} == {}
 
 
 def test_the_clients_error_codes_are_the_catalogues_wire_and_client_codes():
-    assert {c.value for c in ErrorCode} == codes.WIRE_CODES | codes.CLIENT_CODES
-    assert {c.value for c in CLIENT_SIDE_CODES} == codes.CLIENT_CODES
+    assert {c.value for c in ErrorCode} == E.WIRE_CODES | E.CLIENT_CODES
+    assert {c.value for c in CLIENT_SIDE_CODES} == E.CLIENT_CODES
 
 
-@pytest.mark.parametrize("code", sorted(codes.WIRE_CODES | codes.CLIENT_CODES))
+@pytest.mark.parametrize("code", sorted(E.WIRE_CODES | E.CLIENT_CODES))
 def test_backupctl_exits_as_backupd_does_for_each_code(code):
-    assert client_errors.error_for(code, "why").exit_code == codes.entry(code).exit_code
+    assert client_errors.error_for(code, "why").exit_code == E.entry(code).exit_code
 
 
 def test_every_error_class_takes_exit_code_and_retryability_from_the_catalogue():
     classes = [E.BackupdError, *_subclasses(E.BackupdError)]
     assert len(classes) > 30
     for cls in classes:
-        entry = codes.entry(cls.code)
-        assert entry.scope in (codes.WIRE, codes.LOCAL), cls
+        entry = E.entry(cls.code)
+        assert entry.scope in (E.WIRE, E.LOCAL), cls
         assert (cls.exit_code, cls.retryable) == (entry.exit_code, entry.retryable), cls
 
 
@@ -110,5 +109,5 @@ def test_an_aggregate_of_causes_is_retryable_if_any_cause_is():
 
 
 def test_validation_does_not_blame_a_copy_for_destination_or_key_errors():
-    assert codes.NOT_THE_COPY == {c.code for c in [E.WrongKey, E.UnsupportedVersion, E.DestinationError,
+    assert E.NOT_THE_COPY == {c.code for c in [E.WrongKey, E.UnsupportedVersion, E.DestinationError,
                                                    *_subclasses(E.DestinationError)]}

@@ -16,7 +16,8 @@ from backupd import log as logsetup
 from backupd.core.metadata import parse_meta
 from backupd.core.sampling import check_percent
 from backupd.core.units import parse_instant
-from backupd.core.vocab import COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATION_LEVELS, RequestedStrategy
+from backupd.core.vocab import (COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATION_LEVELS, JobStatus, RequestedStrategy,
+                                Verdict)
 from backupd.errors import BackupdError, UsageError
 
 
@@ -189,19 +190,19 @@ def run(args) -> tuple[Any, str, int]:
             if b.failed:
                 lines = [f"  {c.destination}: stored" for c in b.copies]
                 lines += [f"  {name}: FAILED: {why}" for name, why in b.failed.items()]
-                head = (f"partial: success policy {b.policy!r} not met" if b.status == "partial"
+                head = (f"partial: success policy {b.policy!r} not met" if b.status == JobStatus.PARTIAL
                         else f"success policy {b.policy!r} met, with failed copies")
                 text += "\n" + head + "\n" + "\n".join(lines)
             for warning in b.manifest.warnings:  # stored anyway, but the operator must hear of it
                 sys.stderr.write(f"backupd: warning: {warning}\n")
-            if b.status == "partial":
+            if b.status == JobStatus.PARTIAL:
                 return j, text, 1
             if args.validate:
                 from backupd.engine.validate import validate_backup
 
                 j["validation"] = report = validate_backup(ctx, b.backup_id, args.validate).to_json()
                 text += "\n" + _report_text(report)
-                return j, text, 1 if report["verdict"] == "fail" else 0
+                return j, text, 1 if report["verdict"] == Verdict.FAIL else 0
             return j, text, 0
         if args.command == "list":
             if args.source:
@@ -241,7 +242,7 @@ def run(args) -> tuple[Any, str, int]:
 
             choice = CopyChoice(args.destination, args.all_copies, args.sample)
             j = validate_backup(ctx, args.backup_id, args.level or ctx.config.validation.default_level, choice).to_json()
-            return j, _report_text(j), 1 if j["verdict"] == "fail" else 0
+            return j, _report_text(j), 1 if j["verdict"] == Verdict.FAIL else 0
         if args.command == "prune":
             from backupd.engine.prune import run_prune
 

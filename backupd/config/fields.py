@@ -45,11 +45,13 @@ def show_value(value: object) -> str:
 
 
 def problem(message: str) -> PydanticCustomError:
+    """A validation error whose message is `message`, reported as `path: message`."""
     # The message goes in as context: a literal "{" in it must not be read as a placeholder.
     return PydanticCustomError(PROBLEM, "{problem}", {"problem": message})
 
 
 def check_path_text(value: object) -> object:
+    """`value`, refused when it is an empty path or contains a NUL character."""
     if value == "":
         raise PydanticCustomError(PROBLEM, "must not be empty")
     if isinstance(value, str) and "\0" in value:

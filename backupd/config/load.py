@@ -25,7 +25,7 @@ from backupd.config.destination import DestinationConfig
 from backupd.config.fields import PROBLEM, show_value
 from backupd.config.schedule import ScheduleConfig
 from backupd.config.schema import Config, ConfigDocument
-from backupd.core.vocab import VALIDATION_LEVELS
+from backupd.core.vocab import VALIDATION_LEVELS, ValidationLevel
 from backupd.errors import ConfigError
 
 KEY_SIZE = 32
@@ -70,7 +70,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 def parse_schedule(
     mapping: Mapping[str, Any], sources: Set[str], *, destinations: Set[str] = frozenset(),
-    default_validation_level: str = "standard",
+    default_validation_level: str = ValidationLevel.STANDARD,
 ) -> ScheduleConfig:
     """Validate one schedule given at run time (e.g. over the control socket), as a [[schedules]] table.
 
@@ -121,8 +121,8 @@ def _relocate(problem: str) -> str:
 def _default_level(data: dict[str, Any]) -> str:
     """validation.default_level as written, for `validate_after_backup = true` (its own errors come later)."""
     validation = data.get("validation")
-    level = validation.get("default_level", "standard") if isinstance(validation, dict) else "standard"
-    return level if level in VALIDATION_LEVELS else "standard"
+    level = validation.get("default_level", ValidationLevel.STANDARD) if isinstance(validation, dict) else None
+    return level if level in VALIDATION_LEVELS else ValidationLevel.STANDARD
 
 
 def _read_toml(path: Path, source: str) -> dict[str, Any]:

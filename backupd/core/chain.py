@@ -10,21 +10,28 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
+from backupd.core.vocab import Strategy
 from backupd.errors import MissingChainMember, NoRestorePoint
 
 
-class BackupLike(Protocol):
+class Link(Protocol):
+    """What a parent walk reads of a backup."""
+
     @property
     def backup_id(self) -> str: ...
     @property
     def strategy(self) -> str: ...
     @property
     def parent_id(self) -> str | None: ...
+
+
+class BackupLike(Link, Protocol):
     @property
     def created_at(self) -> str: ...
 
 
 B = TypeVar("B", bound="BackupLike")
+L = TypeVar("L", bound="Link")
 
 
 def created(b: BackupLike) -> datetime:
@@ -41,12 +48,12 @@ def resolve_chain(target_id: str, by_id: Mapping[str, B]) -> list[B]:
     return members
 
 
-def walk(target: B, by_id: Mapping[str, B]) -> tuple[list[B], MissingChainMember | None]:
+def walk(target: L, by_id: Mapping[str, L]) -> tuple[list[L], MissingChainMember | None]:
     """The chain of `target` full first, as far as the parent walk gets, and the gap that stopped it
     (None when the chain is complete)."""
     target_id = target.backup_id
     chain = [target]
-    while chain[-1].strategy != "full":
+    while chain[-1].strategy != Strategy.FULL:
         parent = chain[-1].parent_id
         if parent is None or parent not in by_id:
             chain.reverse()

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from backupd.core.ids import is_backup_id
-from backupd.core.vocab import STRATEGIES
+from backupd.core.vocab import STRATEGIES, Strategy
 from backupd.errors import CorruptArtifact
 
 
@@ -76,7 +76,7 @@ class Manifest:
             problems.append(f"bad backup id {self.backup_id!r}")
         if self.strategy not in STRATEGIES:
             problems.append(f"unknown strategy {self.strategy!r}")
-        if (self.strategy == "full") != (self.parent_id is None):
+        if (self.strategy == Strategy.FULL) != (self.parent_id is None):
             problems.append("a full backup has no parent; a delta has one")
         for name in ("parent_id", "base_id"):
             value = getattr(self, name)

@@ -79,6 +79,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from backupd.core.chain import walk
 from backupd.core.vocab import STRATEGIES
 
 from .retention_copies import plan_copies
@@ -200,20 +201,18 @@ def _order(b: BackupInfo) -> tuple[datetime, str]:
 
 def _chain(b: BackupInfo, by_id: Mapping[str, BackupInfo]) -> tuple[list[str], str | None]:
     """(chain ids, full first, None), or (the members found, oldest first, why the chain is broken)."""
-    walk = [b.backup_id]
-    current = b
-    while current.strategy != "full":
-        parent = current.parent_id
-        if parent is None:
-            return walk[::-1], f"chain broken: {current.backup_id} ({current.strategy}) names no parent"
-        if parent in walk:
-            return walk[::-1], f"chain broken: {current.backup_id} needs {parent}, which forms a cycle"
-        if parent not in by_id:
-            return walk[::-1], f"chain broken: {current.backup_id} needs {parent}, which is missing"
-        walk.append(parent)
-        current = by_id[parent]
-    walk.reverse()
-    return walk, None
+    members, gap = walk(b, by_id)
+    if gap is None:
+        return [m.backup_id for m in members], None
+    # a cycle repeats members: keep each once, in the order the walk from b first reached them
+    found = list(dict.fromkeys(m.backup_id for m in reversed(members)))
+    current = by_id[found[-1]]
+    parent = current.parent_id
+    if parent is None:
+        return found[::-1], f"chain broken: {current.backup_id} ({current.strategy}) names no parent"
+    if parent in found:
+        return found[::-1], f"chain broken: {current.backup_id} needs {parent}, which forms a cycle"
+    return found[::-1], f"chain broken: {current.backup_id} needs {parent}, which is missing"
 
 
 def plan_retention(backups: Iterable[BackupInfo], policy: RetentionPolicy, now: datetime) -> RetentionPlan:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from backupd.core.vocab import RequestedStrategy, Strategy
+
 SHRINK_RATIO = 0.5  # less than half the pages or rows of the previous backup
 
 
@@ -55,9 +57,9 @@ def flagged_strategy(strategy: str, reason: str, warnings: Sequence[str], reques
     if not warnings:
         return strategy, reason
     flagged = f"the source is flagged ({', '.join(codes(warnings))})"
-    if strategy != "full":
+    if strategy != Strategy.FULL:
         return strategy, f"{reason}; {flagged}"
-    if requested == "auto" and extendable is not None:
+    if requested == RequestedStrategy.AUTO and extendable is not None:
         return extendable, f"{reason}, but {flagged}: {extendable} on the existing chain instead of a new chain on it"
     return "full", (f"{reason}; {flagged}: this full starts no chain in place of the last good one, "
                     "which retention keeps")

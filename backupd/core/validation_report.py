@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backupd.core.vocab import SEVERITIES, CheckStatus, Verdict
+from backupd.core.vocab import BLOCKING_SEVERITIES, SEVERITIES, CheckStatus, Severity, Verdict
 from backupd.core.vocab import VALIDATION_LEVELS as LEVELS
 from backupd.errors import BackupdError
-
 
 
 @dataclass(frozen=True)
@@ -150,9 +149,9 @@ def skipped(rule: Rule, reason: str, where: dict[str, Any] | None = None) -> Che
 def verdict_of(results: Iterable[CheckResult]) -> str:
     """fail if a failed check is error or critical, warn if a failed check is a warning, else pass."""
     failed = {r.rule.severity for r in results if r.failed}
-    if failed & {"error", "critical"}:
+    if failed & BLOCKING_SEVERITIES:
         return Verdict.FAIL
-    return Verdict.WARN if "warning" in failed else Verdict.PASS
+    return Verdict.WARN if Severity.WARNING in failed else Verdict.PASS
 
 
 @dataclass(frozen=True)

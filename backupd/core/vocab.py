@@ -175,3 +175,4 @@ SUCCESS_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARN
 FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.TIMED_OUT})  # a CLI waiting on one exits 1
 BACKUP_OUTCOMES = SUCCESS_STATUSES | {JobStatus.PARTIAL}  # what a backup that stored a restore point ends as
 PROBE_STATUSES = frozenset({HealthStatus.OK, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY})  # a probe's verdicts
+BLOCKING_SEVERITIES = frozenset({Severity.ERROR, Severity.CRITICAL})  # a failed check of these fails the verdict

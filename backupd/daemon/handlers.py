@@ -19,7 +19,7 @@ from backupd.config import Config
 from backupd.core.access import Peer, Role
 from backupd.core.chain import restore_point_at
 from backupd.core.units import parse_instant
-from backupd.core.vocab import PROBE_STATUSES, Priority
+from backupd.core.vocab import PROBE_STATUSES, HealthStatus, Priority
 from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.health import HealthMonitor
@@ -122,9 +122,10 @@ class Handlers:
         judged = [h for h in dests if h["status"] in PROBE_STATUSES]  # not disabled, nor unknown (just started)
         problems = [f"{h['name']}: {p}" for h in judged for p in h["problems"]]
         statuses = {h["status"] for h in judged}
-        status = "unhealthy" if "unhealthy" in statuses else "degraded" if statuses - {"ok"} or problems else "ok"
+        status = (HealthStatus.UNHEALTHY if HealthStatus.UNHEALTHY in statuses
+                  else HealthStatus.DEGRADED if statuses - {HealthStatus.OK} or problems else HealthStatus.OK)
         if self.supervisor.state != "running":
-            status, problems = "degraded", [*problems, "the daemon is stopping"]
+            status, problems = HealthStatus.DEGRADED, [*problems, "the daemon is stopping"]
         return {"status": status, "problems": problems, "destinations": dests}
 
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:

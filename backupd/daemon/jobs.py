@@ -11,7 +11,7 @@ from typing import Any
 
 from backupd.core.backoff import RetryPolicy
 from backupd.core.gate import Conditions
-from backupd.core.vocab import FINAL_STATUSES, PENDING_STATUSES, JobStatus, Priority
+from backupd.core.vocab import FINAL_STATUSES, PENDING_STATUSES, JobKind, JobStatus, Priority
 from backupd.daemon.jobspec import JobSpec
 
 PENDING = PENDING_STATUSES
@@ -51,11 +51,13 @@ class Job:
     error: dict[str, Any] | None = None
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> JobKind:
+        """What the job does: its spec's kind."""
         return self.spec.kind
 
     @property
     def source(self) -> str:
+        """The source the job works on."""
         return self.spec.source
 
     @property

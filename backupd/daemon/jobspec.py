@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 from backupd.core.metadata import check_metadata
-from backupd.core.vocab import COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATION_LEVELS, JobKind, RequestedStrategy
+from backupd.core.vocab import (COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATION_LEVELS, CopySelection, JobKind,
+                                RequestedStrategy, ValidationLevel, Word)
 from backupd.engine.copy_choice import CopyChoice
 from backupd.errors import UsageError
 
@@ -20,6 +21,15 @@ from backupd.errors import UsageError
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UsageError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _set_word(spec: object, name: str, word: type[Word], allowed: tuple[str, ...]) -> None:
+    """Check the field `name` of the frozen `spec` (when set) against `allowed`, and store it as a `word`
+    member, so a spec built from plain strings holds the vocabulary's types."""
+    value = getattr(spec, name)
+    if value is not None:
+        _one_of(name, value, allowed)
+        object.__setattr__(spec, name, word(value))
 
 
 @dataclass(frozen=True)
@@ -56,17 +66,16 @@ class BackupJob(_Spec):
     validate the new backup at `validate_level` when one is given."""
 
     kind: ClassVar[JobKind] = JobKind.BACKUP
-    strategy: str = RequestedStrategy.AUTO
+    strategy: RequestedStrategy = RequestedStrategy.AUTO
     tags: tuple[str, ...] = ()
     description: str = ""
     destinations: tuple[str, ...] | None = None
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
-    validate_level: str | None = None
+    validate_level: ValidationLevel | None = None
 
     def __post_init__(self) -> None:
-        _one_of("strategy", self.strategy, REQUESTED_STRATEGIES)
-        if self.validate_level is not None:
-            _one_of("validate_level", self.validate_level, VALIDATION_LEVELS)
+        _set_word(self, "strategy", RequestedStrategy, REQUESTED_STRATEGIES)
+        _set_word(self, "validate_level", ValidationLevel, VALIDATION_LEVELS)
         try:
             check_metadata(self.metadata)
         except ValueError as exc:
@@ -84,13 +93,12 @@ class RestoreJob(_Spec):
     at: str | None = None
     tables: tuple[str, ...] | None = None
     overwrite: bool = False
-    copy_selection: str | None = None
+    copy_selection: CopySelection | None = None
 
     def __post_init__(self) -> None:
         if (self.backup_id is None) == (self.at is None):
             raise UsageError("restore: give a backup id or an instant (at), not both or neither")
-        if self.copy_selection is not None:
-            _one_of("copy_selection", self.copy_selection, COPY_SELECTIONS)
+        _set_word(self, "copy_selection", CopySelection, COPY_SELECTIONS)
 
 
 @dataclass(frozen=True)
@@ -99,13 +107,13 @@ class ValidateJob(_Spec):
 
     kind: ClassVar[JobKind] = JobKind.VALIDATE
     backup_id: str
-    level: str
+    level: ValidationLevel
     destination: str | None = None
     all_copies: bool = False
     sample_percent: float | None = None
 
     def __post_init__(self) -> None:
-        _one_of("level", self.level, VALIDATION_LEVELS)
+        _set_word(self, "level", ValidationLevel, VALIDATION_LEVELS)
         self.choice.check(self.level)
 
     @property

@@ -18,7 +18,8 @@ from apscheduler.triggers.base import BaseTrigger
 
 from backupd.config import ScheduleConfig, parse_schedule
 from backupd.core.cron import missed_runs
-from backupd.core.vocab import ACTIVE_STATUSES, FAILED_STATUSES, SUCCESS_STATUSES, JobStatus
+from backupd.core.vocab import ACTIVE_STATUSES, FAILED_STATUSES, SUCCESS_STATUSES, JobStatus, ScheduleJob
+from backupd.core.windows import DAY_NAMES
 from backupd.daemon.jobspec import BackupJob, PruneJob
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Conflict, Supervisor
@@ -186,7 +187,7 @@ class ScheduleBook:
         next_run = job.next_run_time.isoformat() if job is not None and job.next_run_time else None
         return {
             "name": sc.name, "job": sc.job, "source": sc.source, "cron": sc.cron,
-            "strategy": sc.strategy if sc.job == "backup" else None,
+            "strategy": sc.strategy if sc.job == ScheduleJob.BACKUP else None,
             "timezone": sc.timezone, "enabled": sc.enabled, "paused": paused, "origin": origin,
             "next_run": next_run, "description": sc.description, "tags": list(sc.tags),
             "destinations": list(sc.destinations),
@@ -225,13 +226,10 @@ class ScheduleBook:
 
 def _spec(sc: ScheduleConfig) -> BackupJob | PruneJob:
     """The job a schedule's fire runs."""
-    if sc.job == "backup":
+    if sc.job == ScheduleJob.BACKUP:
         return BackupJob(sc.source, strategy=sc.strategy, tags=tuple(sc.tags), description=sc.description,
                          destinations=tuple(sc.destinations) or None, validate_level=sc.validate_after_backup)
     return PruneJob(sc.source)
-
-
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _retry_wire(retry: Any) -> dict[str, Any]:
@@ -242,7 +240,7 @@ def _retry_wire(retry: Any) -> dict[str, Any]:
 
 def _window_wire(window: Any) -> dict[str, Any]:
     end = "24:00" if window.end == time(0) else f"{window.end:%H:%M}"
-    return {"days": [_DAY_NAMES[d] for d in sorted(window.days)], "start": f"{window.start:%H:%M}", "end": end}
+    return {"days": [DAY_NAMES[d] for d in sorted(window.days)], "start": f"{window.start:%H:%M}", "end": end}
 
 
 def _conditions_wire(conditions: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from backupd.core.vocab import JobStatus
 from backupd.state.db import StateDB
 from backupd.state.jobs import JobHistory
 
@@ -40,8 +41,8 @@ class DaemonStore:
         """Jobs a previous daemon left queued, waiting or running: they end as failed (running) or cancelled."""
         ids = []
         for job in self._jobs.unfinished():
-            was_running = job["status"] == "running"
-            job["status"] = "failed" if was_running else "cancelled"
+            was_running = job["status"] == JobStatus.RUNNING
+            job["status"] = JobStatus.FAILED if was_running else JobStatus.CANCELLED
             job["error"] = {"code": "interrupted" if was_running else "cancelled", "message": reason}
             job["reason"] = reason
             self.save_job(job)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import structlog
 
+from backupd.config import Config
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
 from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind, JobKind, JobStatus, Priority
@@ -64,7 +65,7 @@ def _retryable(error: dict[str, Any] | None) -> bool:
 
 
 class Supervisor:
-    def __init__(self, config: Any, *, probe: LoadProbe, store: DaemonStore, clock: Callable[[], datetime],
+    def __init__(self, config: Config, *, probe: LoadProbe, store: DaemonStore, clock: Callable[[], datetime],
                  log_level: str = "info"):
         self.config = config
         self.probe = probe
@@ -150,7 +151,7 @@ class Supervisor:
             if job.status in PENDING:
                 self._finish(job, JobStatus.CANCELLED, None,
                              {"code": "cancelled", "message": "cancelled before it started"})
-            elif job.status == "running":
+            elif job.status == JobStatus.RUNNING:
                 self._signal_cancel(job_id)
                 job.reason = "cancelling"
                 self._changed(job)
@@ -169,9 +170,9 @@ class Supervisor:
                 return
             load = self.probe.sample()
             last_good = self._last_good_backups()
-            due.sort(key=lambda j: (j.priority != "high", j.created_at))
+            due.sort(key=lambda j: (j.priority != Priority.HIGH, j.created_at))
             for job in due:
-                running_jobs = [j for j in self._jobs.values() if j.status == "running"]
+                running_jobs = [j for j in self._jobs.values() if j.status == JobStatus.RUNNING]
                 running = Running(total=len(running_jobs), sources=frozenset(j.source for j in running_jobs))
                 request = JobRequest(source=job.source, priority=job.priority,
                                      conditions=job.conditions or Conditions(), max_staleness_s=job.max_staleness_s,
@@ -184,7 +185,7 @@ class Supervisor:
                     log.warning("job_skipped", job_id=job.job_id, source=job.source, schedule=job.schedule,
                                 reason=decision.reason)
                     self._finish(job, "skipped", None, None, reason=decision.reason)
-                elif isinstance(decision, Hold) and (job.status != "waiting" or job.reason != decision.reason):
+                elif isinstance(decision, Hold) and (job.status != JobStatus.WAITING or job.reason != decision.reason):
                     job.held_since = job.held_since or now
                     job.move("waiting", decision.reason)
                     log.info("job_held", job_id=job.job_id, source=job.source, reason=decision.reason)
@@ -280,13 +281,13 @@ class Supervisor:
         fields = dict(job_id=job.job_id, kind=job.kind, source=job.source, schedule=job.schedule, status=status,
                       attempt=job.attempt, duration_s=round(duration, 3) if duration is not None else None,
                       error=error)
-        if status == "failed":
+        if status == JobStatus.FAILED:
             log.error("job_failed", **fields)
-        elif status == "timed_out":
+        elif status == JobStatus.TIMED_OUT:
             log.error("job_timed_out", **fields)
-        elif status == "cancelled":
+        elif status == JobStatus.CANCELLED:
             log.info("job_cancelled", **fields)
-        elif status != "skipped":  # a skip was logged as job_skipped when decided
+        elif status != JobStatus.SKIPPED:  # a skip was logged as job_skipped when decided
             log.info("job_completed", **fields)
         self._changed(job)
         self._trim()

@@ -25,7 +25,7 @@ from backupd.core.manifest import Manifest
 from backupd.core.metadata import check_metadata
 from backupd.core.source_health import flagged_strategy, source_warnings
 from backupd.core.strategy import AutoPolicy, ChangeMeasure, choose_strategy, policy_met
-from backupd.core.vocab import REQUESTED_STRATEGIES, JobStatus
+from backupd.core.vocab import REQUESTED_STRATEGIES, JobKind, JobStatus, RequestedStrategy, Strategy
 from backupd.destinations.base import classify_os_error
 from backupd.engine.bases import Bases, find_bases, stream_cache
 from backupd.engine.catalog import CatalogBackup, Copy
@@ -65,16 +65,16 @@ def _measure(snap: Snapshot, bases: Bases, pages_per_chunk: int) -> ChangeMeasur
 
 
 def _decide(requested: str, snap: Snapshot, bases: Bases, policy: AutoPolicy, ppc: int) -> tuple[str, str]:
-    if requested == "full":
+    if requested == RequestedStrategy.FULL:
         return "full", "full requested"
-    if requested == "auto":
+    if requested == RequestedStrategy.AUTO:
         sizes = {h.page_size for h in (bases.last_hashes, bases.full_hashes) if h is not None}
         if sizes - {snap.info.page_size}:
             return "full", f"the page size changed to {snap.info.page_size} (VACUUM with a new page_size)"
         if bases.prev is not None and bases.full_hashes is None and bases.why_unusable:
             return "full", f"auto: {bases.why_unusable}; taking a full backup"
         return choose_strategy(_measure(snap, bases, ppc), policy)
-    compare = bases.last_hashes if requested == "incremental" else bases.full_hashes
+    compare = bases.last_hashes if requested == RequestedStrategy.INCREMENTAL else bases.full_hashes
     if compare is None:
         why = bases.why_unusable or "no usable base"
         return "full", f"{requested} requested, but {why}; taking a full backup"
@@ -96,7 +96,7 @@ def _extendable(bases: Bases, page_size: int) -> str | None:
 def run_backup(
     ctx: EngineContext,
     source: str,
-    strategy: str = "auto",
+    strategy: str = RequestedStrategy.AUTO,
     *,
     tags: tuple[str, ...] = (),
     description: str = "",
@@ -122,17 +122,17 @@ def run_backup(
     with ctx.source_lock(source):
         ctx.catalog.fail_interrupted_jobs()
         own_job = job_id is None
-        jid = ctx.catalog.job_started("backup", source) if job_id is None else job_id
+        jid = ctx.catalog.job_started(JobKind.BACKUP, source) if job_id is None else job_id
         with bound_contextvars(job_id=jid, source=source):
             try:
                 result = _backup(writing, src, strategy, tags, description, metadata, chosen, Reporter(progress))
             except BaseException as exc:
                 if own_job:
-                    ctx.catalog.job_finished(jid, "failed", error=str(exc))
+                    ctx.catalog.job_finished(jid, JobStatus.FAILED, error=str(exc))
                 log.error("backup_failed", error=str(exc), code=getattr(exc, "code", type(exc).__name__))
                 raise
             if own_job:
-                ctx.catalog.job_finished(jid, "completed", result=result.to_json())
+                ctx.catalog.job_finished(jid, JobStatus.COMPLETED, result=result.to_json())
     _prune_after(ctx, source)
     return result
 
@@ -240,13 +240,13 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
         rep.phase("measuring", info.page_size * info.page_count)
         strategy, reason = _decide(requested, snap, bases, policy, ppc)
         strategy, reason = flagged_strategy(strategy, reason, warnings, requested, _extendable(bases, info.page_size))
-        if strategy != "full":
+        if strategy != Strategy.FULL:
             reason = _skip_lacking(copies, bases.lacking, reason)
         backup_id = new_backup_id(info.created_at, secrets.token_hex(3))
-        if strategy == "full":
+        if strategy == Strategy.FULL:
             parent_id = base_id = None
             compare = None
-        elif strategy == "incremental":
+        elif strategy == Strategy.INCREMENTAL:
             assert bases.prev is not None and bases.full is not None  # a delta is chosen only on top of both
             parent_id, base_id, compare = bases.prev.backup_id, bases.full.backup_id, bases.last_hashes
         else:
@@ -280,7 +280,7 @@ def _backup(ctx, src, requested, tags, description, metadata, chosen: tuple[str,
     ctx.catalog.record_backup(manifest, done)
     cache = stream_cache(chosen)
     ctx.pagecache.save(src.name, "last" + cache, new_hashes)
-    if strategy == "full":
+    if strategy == Strategy.FULL:
         ctx.pagecache.save(src.name, "full" + cache, new_hashes)
     result = BackupResult(manifest, tuple(done), failed, fanout.success_policy)
     log.info("backup_completed", backup_id=backup_id, strategy=strategy, parent_id=parent_id,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from backupd.core.manifest import Manifest, Sidecar
+from backupd.core.vocab import JobStatus
 from backupd.state.db import StateDB
 from backupd.state.jobs import JobHistory
 
@@ -261,7 +262,7 @@ class Catalog:
         """Record a job this process runs; returns its id."""
         job_id = datetime.now(timezone.utc).strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         now = utcnow_iso()
-        self._jobs.save({"job_id": job_id, "kind": kind, "source": source, "schedule": None, "status": "running",
+        self._jobs.save({"job_id": job_id, "kind": kind, "source": source, "schedule": None, "status": JobStatus.RUNNING,
                          "pid": os.getpid(), "created_at": now, "started_at": now, "finished_at": None,
                          "error": None, "result": None})
         return job_id
@@ -277,9 +278,9 @@ class Catalog:
         """Jobs left 'running' by a process that no longer exists become failed; returns their ids."""
         with self._tx():
             stale = [j for j in self._jobs.unfinished()
-                     if j["status"] == "running" and (j["pid"] is None or not pid_alive(j["pid"]))]
+                     if j["status"] == JobStatus.RUNNING and (j["pid"] is None or not pid_alive(j["pid"]))]
             for job in stale:
-                self._jobs.save({**job, "status": "failed", "finished_at": utcnow_iso(),
+                self._jobs.save({**job, "status": JobStatus.FAILED, "finished_at": utcnow_iso(),
                                  "error": "interrupted: the process running it died"})
         return [j["job_id"] for j in stale]
 

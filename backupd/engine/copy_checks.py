@@ -17,6 +17,7 @@ from backupd.core import validation_report as R
 from backupd.core.manifest import Manifest, Sidecar
 from backupd.core.sampling import Sample
 from backupd.core.validation_report import MAX_LISTED
+from backupd.core.vocab import Strategy
 from backupd.engine.catalog import CatalogBackup, Copy
 from backupd.engine.context import Target
 from backupd.engine.copystore import CopyReader, decode_manifest
@@ -227,7 +228,7 @@ def page_numbers(m: ChainMember, corrupt: str) -> R.Outcome:
     whole = m.blocks_ok and m.sample is None  # a sampled run did not read every block's pages
     if whole and scan.total != man.changed_pages:
         problems.append(f"{scan.total} pages stored, the manifest records {man.changed_pages}")
-    missing = scan.first_missing() if whole and man.strategy == "full" else None
+    missing = scan.first_missing() if whole and man.strategy == Strategy.FULL else None
     if missing is not None:
         problems.append(f"the full backup lacks page {missing} of {man.page_count}")
         details["missing_page"] = missing

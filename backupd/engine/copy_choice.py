@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backupd.core.sampling import check_percent
+from backupd.core.vocab import ValidationLevel
 from backupd.errors import UsageError
 
 
@@ -27,5 +28,5 @@ class CopyChoice:
                 check_percent(self.sample_percent)
             except ValueError as exc:
                 raise UsageError(f"--sample: {exc}") from None
-            if level == "quick":
+            if level == ValidationLevel.QUICK:
                 raise UsageError("--sample needs level standard or deep: the quick level reads no block in depth")

@@ -107,6 +107,7 @@ class CopyReader:
 
     @property
     def header(self) -> dict[str, Any]:
+        """The artifact's header, checked to describe this copy's backup."""
         return self.reader.header
 
     def page_blocks(self, prefetch: bool = False, sample: Collection[int] | None = None

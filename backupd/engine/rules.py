@@ -15,15 +15,14 @@ from typing import Any
 
 from backupd.core import validation_report as R
 from backupd.core.copy_order import FAILED, CopyState
-from backupd.core.vocab import CheckStatus
 from backupd.core.validation_report import CheckResult, ErrorAdvice, Outcome, Rule, failure_from_error
+from backupd.core.vocab import CheckStatus
 from backupd.engine.catalog import CatalogBackup
 from backupd.engine.context import EngineContext
 from backupd.engine.copy_checks import ChainMember
 from backupd.engine.reading import copies_in_order
-from backupd.errors import NOT_THE_COPY
-from backupd.errors import (BackupdError, CorruptArtifact, DestinationError, MissingChainMember, UnsupportedVersion,
-                            WrongKey)
+from backupd.errors import (NOT_THE_COPY, BackupdError, CorruptArtifact, DestinationError, MissingChainMember,
+                            UnsupportedVersion, WrongKey)
 
 
 def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any] | None = None,
@@ -47,7 +46,6 @@ def run_check(rule: Rule, check: Callable[[], Outcome], *, where: dict[str, Any]
 
 COPY_RULES = frozenset({R.SIDECAR_INTACT, R.ARTIFACT_HEADER, R.ARTIFACT_SIZE, R.ARTIFACT_CHECKSUM,
                         R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE})
-BLOCKING = ("error", "critical")
 
 
 def failed_copies(results: Iterable[CheckResult], keep: Callable[[CheckResult], bool]) -> set[tuple[Any, Any]]:

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from backupd.core.vocab import SourceCheck
 from backupd.errors import SnapshotFailed
 from backupd.sqlite_uri import connect as sqlite_connect
 
@@ -68,13 +69,13 @@ def schema_and_counts(conn: sqlite3.Connection) -> tuple[str, dict[str, int]]:
     return h.hexdigest(), counts
 
 
-CHECK_PRAGMAS = {"quick": "quick_check", "full": "integrity_check"}
+CHECK_PRAGMAS: dict[str, str] = {SourceCheck.QUICK: "quick_check", SourceCheck.FULL: "integrity_check"}
 MAX_PROBLEMS = 20
 
 
 def check_source(conn: sqlite3.Connection, mode: str) -> tuple[str, ...]:
     """What `PRAGMA quick_check` ('quick') or `integrity_check` ('full') finds, in `conn`'s transaction."""
-    if mode == "off":
+    if mode == SourceCheck.OFF:
         return ()
     try:
         rows = conn.execute(f"PRAGMA {CHECK_PRAGMAS[mode]}({MAX_PROBLEMS})").fetchall()

@@ -35,7 +35,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from backupd.core import validation_report as R
-from backupd.core.vocab import VALIDATION_LEVELS
+from backupd.core.vocab import BLOCKING_SEVERITIES, VALIDATION_LEVELS, ValidationLevel, Verdict
 from backupd.core.ids import is_backup_id, sidecar_key
 from backupd.core.sampling import sample_blocks
 from backupd.engine import copy_checks as C
@@ -47,7 +47,7 @@ from backupd.engine.copy_choice import CopyChoice
 from backupd.engine.deep_checks import deep_checks
 from backupd.engine.inventory import read_sidecar, reconcile, unreadable_error
 from backupd.engine.reading import copies_in_order
-from backupd.engine.rules import BLOCKING, COPY_RULES, Advice, damaged_copies, failed_copies, run_check
+from backupd.engine.rules import COPY_RULES, Advice, damaged_copies, failed_copies, run_check
 from backupd.errors import NotFound, UsageError
 
 log = structlog.get_logger("backupd.validate")
@@ -80,7 +80,7 @@ def validate_backup(ctx: EngineContext, backup_id: str, level: str, choice: Copy
 def _check_choice(ctx: EngineContext, level: str, choice: CopyChoice) -> None:
     choice.check(level)
     if choice.destination is not None and choice.destination not in {t.name for t in ctx.enabled_targets()}:
-        ctx.config.destination(choice.destination)  # NotFound naming the configured ones
+        ctx.config.destination(choice.destination)  # UnknownDestination naming the configured ones
         raise UsageError(f"destination {choice.destination!r} is disabled: its copies are not read",
                          hint=f"enable it (`backupctl dest enable {choice.destination}`) to verify its copies")
 
@@ -135,17 +135,17 @@ class Validation:
             self.checked = [c for m in self.members for c in self._every_copy(m)]
         for m in self.checked:
             self._member_checks(m)
-        if self.level == "deep":
+        if self.level == ValidationLevel.DEEP:
             deep_checks(self)
         if self.choice.all_copies:  # a copy found good later makes a better recommendation
             self.results[:] = self.advice.revised(self._checked)
 
     def record(self, verdict: str) -> None:
         """Copies that passed become verified, damaged ones failed; sampled copies move their rotation on."""
-        blocking = [r for r in self.results if r.failed and r.rule.severity in BLOCKING]
+        blocking = [r for r in self.results if r.failed and r.rule.severity in BLOCKING_SEVERITIES]
         chain_wide = any(r.rule not in COPY_RULES for r in blocking)
-        about = failed_copies(self.results, lambda r: r.rule.severity in BLOCKING)
-        if self.level != "quick" and not chain_wide and (self.choice.all_copies or verdict != "fail"):
+        about = failed_copies(self.results, lambda r: r.rule.severity in BLOCKING_SEVERITIES)
+        if self.level != ValidationLevel.QUICK and not chain_wide and (self.choice.all_copies or verdict != Verdict.FAIL):
             for m in self.checked:  # a warning (custom rule, foreign keys) is no fault of the copy
                 if m.target is not None and (m.id, m.target.name) not in about:
                     self.ctx.catalog.mark_verified(m.id, m.target.name)
@@ -201,7 +201,7 @@ class Validation:
         self.run_check(R.ARTIFACT_HEADER, lambda: C.header(m), m)
         self.run_check(R.ARTIFACT_SIZE, lambda: C.size(m, self.advice.corrupt(m)), m)
         self.run_check(R.ARTIFACT_CHECKSUM, lambda: C.checksum(m, self.advice.corrupt(m)), m)
-        if self.level == "quick":
+        if self.level == ValidationLevel.QUICK:
             return
         if not m.header_ok:
             for r in (R.BLOCKS_AUTHENTIC, R.MANIFEST_MATCHES_SIDECAR, R.PAGE_NUMBERS_IN_RANGE):

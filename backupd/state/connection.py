@@ -38,9 +38,11 @@ class Rows:
         return iter(self._rows)
 
     def fetchall(self) -> list[Any]:
+        """Every row."""
         return self._rows
 
     def fetchone(self) -> Any:
+        """The first row, or None when there is none."""
         return self._rows[0] if self._rows else None
 
 

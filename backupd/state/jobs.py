@@ -11,10 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES
 from backupd.state.db import StateDB
 
 Runner = Literal["daemon", "process"]
-UNFINISHED = ("queued", "waiting", "running")
+UNFINISHED = tuple(s for s in JOB_STATUSES if s in ACTIVE_STATUSES)  # in a fixed order, for the SQL
 
 
 class JobHistory:
@@ -34,6 +35,7 @@ class JobHistory:
         )
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        """The record of job `job_id` of this runner, or None."""
         row = self._state.execute("SELECT job FROM jobs WHERE job_id = ? AND runner = ?",
                                   (job_id, self._runner)).fetchone()
         return json.loads(row[0]) if row else None

@@ -186,7 +186,6 @@ def check_args(op: Op, args: dict[str, Any], request_id: str | None = None) -> d
     return out
 
 
-
 def decode_request(frame: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Request:
     """Parse and check one request frame: the envelope, the op, and its arguments' names and types.
     Optional arguments sent as nil are dropped. Raises ProtocolError (bad_request, unknown_op,

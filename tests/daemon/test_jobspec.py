@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from backupd_client.protocol import JOB_KINDS
 
+from backupd.core.vocab import CopySelection, RequestedStrategy, ValidationLevel
 from backupd.daemon.jobs import Job
 from backupd.daemon.jobspec import BackupJob, JobSpec, PruneJob, RestoreJob, ResyncJob, ValidateJob
 from backupd.engine.copy_choice import CopyChoice
@@ -68,6 +69,16 @@ def test_lists_from_the_wire_become_tuples():
     spec = BackupJob.from_args("app", {"tags": ["a"], "destinations": ["nas", "usb"]})
     assert spec.tags == ("a",) and spec.destinations == ("nas", "usb")
     assert RestoreJob.from_args("app", {"to": "/r.db", "at": "2026-01-01", "tables": ["t"]}).tables == ("t",)
+
+
+def test_words_from_the_wire_become_vocabulary_members():
+    backup = BackupJob.from_args("app", {"strategy": "full", "validate_level": "deep"})
+    assert type(backup.strategy) is RequestedStrategy and type(backup.validate_level) is ValidationLevel
+    assert BackupJob("app").validate_level is None
+    restore = RestoreJob("app", "/r.db", backup_id="b1", copy_selection="most_reliable")
+    assert type(restore.copy_selection) is CopySelection
+    assert type(ValidateJob("app", "b1", "quick").level) is ValidationLevel
+    assert backup.to_wire()["strategy"] == "full" and pickle.loads(pickle.dumps(backup)) == backup
 
 
 def test_a_job_on_the_wire_takes_its_kind_source_and_args_from_its_spec():
