@@ -19,10 +19,9 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, assert_never
 
 from backupd import log as logsetup
-from backupd.core.vocab import CheckStatus, JobStatus, Verdict
+from backupd.core.vocab import BLOCKING_SEVERITIES, CheckStatus, JobStatus, Verdict
 from backupd.daemon.jobspec import BackupJob, JobSpec, PruneJob, ResyncJob, RestoreJob, ValidateJob
 from backupd.engine.copy_choice import CopyChoice
-from backupd.engine.rules import BLOCKING
 from backupd.errors import BackupdError, Cancelled, code_retryable
 
 if TYPE_CHECKING:
@@ -150,7 +149,7 @@ def judge_validation(report: dict[str, Any], result: Any, backup_id: str, level:
     when every blocking failure is itself transient (a destination that could not be reached); a
     damaged copy or a wrong key fails the same way however often it is read again."""
     if report["verdict"] == Verdict.FAIL:
-        blocking = [c for c in report["checks"] if c["status"] == CheckStatus.FAIL and c["severity"] in BLOCKING]
+        blocking = [c for c in report["checks"] if c["status"] == CheckStatus.FAIL and c["severity"] in BLOCKING_SEVERITIES]
         transient = all(code_retryable(c["details"].get("code")) for c in blocking)
         return JobStatus.FAILED, result, {"code": "verification_failed",
                                           "message": f"backup {backup_id} failed {level} validation",
