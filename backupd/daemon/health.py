@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable
 
 import structlog
