@@ -48,7 +48,8 @@ def too_new(path: Path, version: int, known: int) -> StateTooNew:
 class StateDB:
     """An open handle on the state database, its schema current; usable from any thread, one at a time.
 
-    Opening creates the file if it is missing. `upgraded` is (from, to) when this open migrated it."""
+    Opening creates the file if it is missing (`created`). `upgraded` is (from, to) when this open
+    migrated a file an older backupd wrote."""
 
     def __init__(self, path: Path, *, steps: Sequence[Step] = MIGRATIONS):
         self.path = Path(path)
@@ -62,11 +63,13 @@ class StateDB:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA synchronous=FULL")
-            self.upgraded = _migrate(db, steps)
+            self.created, self.upgraded = _migrate(db, steps)
         except BaseException:
             db.close()
             raise
-        if self.upgraded:
+        if self.created:
+            log.info("state_db_created", path=str(self.path), version=len(steps))
+        elif self.upgraded:
             log.info("state_db_upgraded", path=str(self.path), from_version=self.upgraded[0],
                      to_version=self.upgraded[1])
 
@@ -97,13 +100,16 @@ def schema_version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _migrate(db: StateConnection, steps: Sequence[Step]) -> tuple[int, int] | None:
+def _migrate(db: StateConnection, steps: Sequence[Step]) -> tuple[bool, tuple[int, int] | None]:
+    """Apply the missing steps in one transaction: (whether the file was new, (from, to) if an older one
+    was migrated)."""
     known = len(steps)
     if schema_version(db) == known:
-        return None
+        return False, None
     db.execute("BEGIN IMMEDIATE")
     try:
         version = schema_version(db)  # again, under the write lock: another process may have done it
+        fresh = version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
         if version > known:
             raise too_new(db.path, version, known)
         for step in steps[version:]:
@@ -114,4 +120,6 @@ def _migrate(db: StateConnection, steps: Sequence[Step]) -> tuple[int, int] | No
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-    return (version, known) if version < known else None
+    if fresh:
+        return True, None
+    return False, ((version, known) if version < known else None)

@@ -264,3 +264,12 @@ def test_the_two_runners_records_never_overwrite_each_other(tmp_path):
     assert JobHistory(state, "daemon").get(record["job_id"])["status"] == "completed"
     assert JobHistory(state, "process").get(record["job_id"])["status"] == "running"
     state.close()
+
+
+def test_a_new_state_database_is_created_not_upgraded(tmp_path):
+    state = StateDB(tmp_path / "state" / "catalog.db")
+    assert (state.created, state.upgraded) == (True, None) and version_of(state.path) == LATEST
+    state.close()
+    again = StateDB(tmp_path / "state" / "catalog.db")
+    assert (again.created, again.upgraded) == (False, None)
+    again.close()
