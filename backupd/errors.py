@@ -13,7 +13,8 @@ CLIENT ones here.
 Scopes: WIRE codes reach a client on the control socket (an error reply or a job's `error.code`) and
 `--json` output; CLIENT codes are made by `backupctl` itself; LOCAL ones only by `backupd` on this
 machine; CHECK codes name why a validation check failed (its `details.code`); WARNING codes prefix a
-backup's `warnings`. Check and warning codes do not end a command by themselves (no exit code).
+backup's `warnings`; ALERT codes name a problem `health` reports (its `problems[].code`). Check, warning
+and alert codes do not end a command by themselves (no exit code).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-WIRE, CLIENT, LOCAL, CHECK, WARNING = "wire", "client", "local", "check", "warning"
-SCOPES = (WIRE, CLIENT, LOCAL, CHECK, WARNING)
+WIRE, CLIENT, LOCAL, CHECK, WARNING, ALERT = "wire", "client", "local", "check", "warning", "alert"
+SCOPES = (WIRE, CLIENT, LOCAL, CHECK, WARNING, ALERT)
 EXIT_USAGE, EXIT_FAILED = 2, 1  # the CLI contract: 2 bad usage or config, 1 the operation failed
 
 
@@ -114,6 +115,18 @@ _ALL = (
     # a backup's warnings
     Code("source_corrupt", WARNING, None, False, "the source check found damage in the snapshot"),
     Code("source_shrunk", WARNING, None, False, "the source is empty or under half its previous pages or rows"),
+    # problems health reports (alerts)
+    Code("source_stale", ALERT, None, False,
+         "the source's newest restorable backup (on min_copies destinations) is older than its max_age"),
+    Code("schedule_last_run_failed", ALERT, None, False, "the schedule's last run failed"),
+    Code("schedule_failing", ALERT, None, False, "at least [alerts] failure_rate of the schedule's last runs failed"),
+    Code("run_too_long", ALERT, None, False,
+         "the schedule's latest run took over [alerts] duration_factor times its mean"),
+    Code("storage_nearly_full", ALERT, None, False,
+         "backups take at least [alerts] storage_usage of the space a destination has"),
+    Code("destination_unhealthy", ALERT, None, False, "a destination's probe failed (unreachable, not writable)"),
+    Code("destination_degraded", ALERT, None, False, "a destination answers but has a problem (little free space)"),
+    Code("daemon_stopping", ALERT, None, False, "the daemon is stopping"),
 )
 
 CATALOGUE: dict[str, Code] = {c.code: c for c in _ALL}
@@ -135,7 +148,8 @@ def code_retryable(code: str | None) -> bool:
 
 _TITLES = {WIRE: "Errors (`backupd`, `backupctl`, the control socket)", CLIENT: "Made by `backupctl` itself",
            LOCAL: "Made by `backupd` on this machine only", CHECK: "Why a validation check failed (`details.code`)",
-           WARNING: "A backup's warnings (prefix of each entry of `warnings`)"}
+           WARNING: "A backup's warnings (prefix of each entry of `warnings`)",
+           ALERT: "Problems `health` reports (`problems[].code`)"}
 
 
 def render_markdown() -> str:
@@ -149,7 +163,7 @@ def render_markdown() -> str:
     for scope in SCOPES:
         out += ["", f"## {_TITLES[scope]}", ""]
         rows = [c for c in _ALL if c.scope == scope]
-        if scope in (CHECK, WARNING):
+        if scope in (CHECK, WARNING, ALERT):
             out += ["| code | meaning |", "|---|---|"] + [f"| `{c.code}` | {c.meaning} |" for c in rows]
             continue
         out += ["| code | exit | retried | meaning |", "|---|---|---|---|"]

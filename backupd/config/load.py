@@ -209,6 +209,10 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
             configured = ", ".join(known) or "none"
             problems.append(f"schedules[{index}].source: unknown source {schedule.source!r} (configured: {configured})")
         problems += _unknown_destinations(f"schedules[{index}]", schedule, destinations)
+    for index, source in enumerate(document.sources):
+        if source.min_copies > len(destinations) > 0:
+            problems.append(f"sources[{index}].min_copies: {source.min_copies} copies asked for, but only"
+                            f" {len(destinations)} destination(s) are configured")
     return problems
 
 

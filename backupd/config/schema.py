@@ -38,6 +38,15 @@ class SourceConfig(Section):
         description="Check of the source inside the snapshot: 'quick' (PRAGMA quick_check: b-tree structure),"
         " 'full' (PRAGMA integrity_check: also every index against its rows) or 'off'.",
     )
+    max_age_s: PositiveDuration | None = Field(
+        None,
+        alias="max_age",
+        description="The source is stale (health unhealthy, freshness.violated) when its newest restorable backup"
+        " on at least `min_copies` destinations is older than this; unset: never stale.",
+    )
+    min_copies: int = Field(
+        1, ge=1, description="Destinations a backup must have a good copy on to count for `max_age`."
+    )
 
 
 class StrategyPolicy(Section):
@@ -199,6 +208,31 @@ class RestoreConfig(Section):
     )
 
 
+class AlertsConfig(Section):
+    """Alert thresholds, each off when unset; an alert is raised once and cleared once."""
+
+    failure_rate: float | None = Field(
+        None, ge=0, le=1,
+        description="A schedule is failing (alert schedule_failing) when at least this share of its last"
+        " `window` runs failed.",
+    )
+    window: int = Field(5, ge=1, description="The runs of a schedule `failure_rate` and `duration_factor` look at.")
+    duration_factor: float | None = Field(
+        None, gt=1,
+        description="A run is too long (alert run_too_long) when it takes more than this many times the mean of"
+        " its schedule's last `window` successful runs.",
+    )
+    storage_usage: float | None = Field(
+        None, gt=0, le=1,
+        description="A destination is nearly full (alert storage_nearly_full) when backups take at least this"
+        " share of the space they have there (their bytes plus the probe's free bytes).",
+    )
+    check_interval_s: PositiveDuration = Field(
+        30.0, alias="check_interval",
+        description="How often freshness and alerts are evaluated (also after every job).",
+    )
+
+
 class ConfigDocument(Section):
     """The TOML document as written; `Config` adds where it was loaded from."""
 
@@ -215,6 +249,7 @@ class ConfigDocument(Section):
     )
     fanout: FanoutConfig = Field(default_factory=FanoutConfig, description="How a backup goes to several destinations.")
     restore: RestoreConfig = Field(default_factory=RestoreConfig, description="Which copies a restore reads.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert thresholds and how often they are checked.")
 
 
 class Config(ConfigDocument):
