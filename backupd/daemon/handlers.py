@@ -17,6 +17,7 @@ from backupd_client.protocol import PROTOCOL_VERSION, Op
 
 from backupd.config import Config
 from backupd.core.access import Peer, Role
+from backupd.core.alerts import ERROR
 from backupd.core.chain import restore_point_at
 from backupd.core.units import parse_instant
 from backupd.core.vocab import PROBE_STATUSES, HealthStatus, Priority
@@ -26,6 +27,7 @@ from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, ValidateJob
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.supervisor import Supervisor
+from backupd.daemon.watchdog import Watchdog
 from backupd.engine.prune import plan_prune
 from backupd.engine.restore import check_target
 from backupd.errors import NotFound, UsageError
@@ -57,15 +59,17 @@ class ConfigHolder(Protocol):
 
 class Handlers:
     """The ops, on the collaborators they act on: the daemon's config, the supervisor (jobs and the
-    catalog), the schedules, the destinations changed at run time and the destinations' health."""
+    catalog), the schedules, the destinations changed at run time, the destinations' health and the
+    watchdog's alerts."""
 
     def __init__(self, *, daemon: ConfigHolder, supervisor: Supervisor, schedules: ScheduleBook,
-                 destinations: DestinationBook, health: HealthMonitor):
+                 destinations: DestinationBook, health: HealthMonitor, watchdog: Watchdog):
         self.daemon = daemon
         self.supervisor = supervisor
         self.schedules = schedules
         self.destinations = destinations
         self.monitor = health
+        self.watchdog = watchdog
         self.access = AccessControl(lambda: self.config)
         sup = supervisor
         self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {
@@ -117,15 +121,22 @@ class Handlers:
         }
 
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
-        """From the cached probes (the health monitor): never waits for a server."""
+        """From the cached probes and the watchdog's alerts: never waits for a server. Unhealthy when a
+        destination is, a source is stale or a schedule's last run failed; degraded on any other problem."""
         dests = self.monitor.snapshot()
         judged = [h for h in dests if h["status"] in PROBE_STATUSES]  # not disabled, nor unknown (just started)
-        problems = [f"{h['name']}: {p}" for h in judged for p in h["problems"]]
+        problems: list[dict[str, str]] = [
+            {"code": f"destination_{'unhealthy' if h['status'] == HealthStatus.UNHEALTHY else 'degraded'}",
+             "message": p, "destination": h["name"]} for h in judged for p in h["problems"]]
+        alerts = self.watchdog.active()
+        problems += [a.problem() for a in alerts]
         statuses = {h["status"] for h in judged}
-        status = (HealthStatus.UNHEALTHY if HealthStatus.UNHEALTHY in statuses
+        failing = HealthStatus.UNHEALTHY in statuses or any(a.severity == ERROR for a in alerts)
+        status = (HealthStatus.UNHEALTHY if failing
                   else HealthStatus.DEGRADED if statuses - {HealthStatus.OK} or problems else HealthStatus.OK)
         if self.supervisor.state != "running":
-            status, problems = HealthStatus.DEGRADED, [*problems, "the daemon is stopping"]
+            problems.append({"code": "daemon_stopping", "message": "the daemon is stopping"})
+            status = HealthStatus.DEGRADED
         return {"status": status, "problems": problems, "destinations": dests}
 
     def backup_create(self, a: dict[str, Any]) -> dict[str, Any]:

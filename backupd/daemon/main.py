@@ -34,6 +34,7 @@ from backupd.daemon.probes import default_probe
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Supervisor
+from backupd.daemon.watchdog import Watchdog, log_event
 from backupd.errors import BackupdError, ConfigError
 from backupd.state.db import DAEMON_LOCK, STATE_DB
 
@@ -86,9 +87,11 @@ class Daemon:
         self.destinations = DestinationBook(cfg, self.supervisor.catalog, self._use, lambda d: self.schedules.using(d))
         self._use(self.destinations.config)
         self.supervisor.add_listener(self._job_changed)
+        self.watchdog = Watchdog(lambda: self.config, utc_now, self.health, publish=log_event)
+        self.supervisor.add_listener(self.watchdog.check_soon)
         self.schedules = ScheduleBook(self.supervisor, self.store)
         handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
-                            destinations=self.destinations, health=self.health)
+                            destinations=self.destinations, health=self.health, watchdog=self.watchdog)
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
                                 handlers=handlers, supervisor=self.supervisor,
                                 max_peers=peer_bound(cfg.control.max_peers, fd_limit))
@@ -98,6 +101,7 @@ class Daemon:
             signal.signal(sig, self._record_signal)
         control.start()
         self.health.start()
+        self.watchdog.start()
         self.schedules.start()
         notifier.ready(f"listening on {cfg.control.socket}")
         log.info("daemon_ready", pid=os.getpid(), socket=str(cfg.control.socket), config=str(self.config_path),
@@ -127,6 +131,7 @@ class Daemon:
             self.schedules.stop()
             self.supervisor.shutdown(self.config.daemon.shutdown_timeout_s)
             control.stop()
+            self.watchdog.stop()
             self.health.stop()
             self.destinations.close()
             self.store.close()

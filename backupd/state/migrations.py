@@ -162,4 +162,10 @@ def version_in_the_header(db: StateConnection) -> None:
     db.execute("DROP TABLE meta")
 
 
-MIGRATIONS: tuple[Step, ...] = (release_7c53354_made_whole, one_job_table, version_in_the_header)
+def active_alerts(db: StateConnection) -> None:
+    """Step 4: the alerts active now (the daemon's watchdog), so a restart neither raises them again nor
+    misses the clearing of one that ended while the daemon was down."""
+    db.execute("CREATE TABLE alerts (key TEXT PRIMARY KEY, alert TEXT NOT NULL, raised_at TEXT NOT NULL)")
+
+
+MIGRATIONS: tuple[Step, ...] = (release_7c53354_made_whole, one_job_table, version_in_the_header, active_alerts)

@@ -267,11 +267,19 @@ def status_text(s: Mapping[str, Any]) -> str:
 
 def health_text(h: Mapping[str, Any]) -> str:
     lines = [f"health: {fmt(h.get('status'))}"]
-    lines.extend(f"problem: {fmt(p)}" for p in h.get("problems") or [])
+    lines.extend(f"problem: {problem_text(p)}" for p in h.get("problems") or [])
     dests = [d for d in h.get("destinations") or [] if isinstance(d, Mapping)]
     if dests:
         lines.extend(["", table(dests, DESTINATION_HEALTH_COLUMNS)])
     return "\n".join(lines)
+
+
+def problem_text(p: Any) -> str:
+    """One problem of `health`: `schedule nightly: its last run failed [schedule_last_run_failed]`."""
+    if not isinstance(p, Mapping):
+        return fmt(p)
+    subject = next((f"{k} {fmt(p[k])}: " for k in ("source", "schedule", "destination") if p.get(k)), "")
+    return f"{subject}{fmt(p.get('message'))} [{fmt(p.get('code'))}]"
 
 
 def plan_text(plan: Any, dry_run: bool) -> str:

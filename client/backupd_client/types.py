@@ -134,7 +134,15 @@ class Status(TypedDict, total=False):
     config: Any
 
 
+class Problem(TypedDict, total=False):
+    code: str  # an alert code (docs/ERRORS.md): source_stale, schedule_last_run_failed, destination_unhealthy...
+    message: str
+    source: str  # the one subject it names, if any: source, schedule or destination
+    schedule: str
+    destination: str
+
+
 class Health(TypedDict, total=False):
     status: str  # ok | degraded | unhealthy
-    problems: list[Any]
+    problems: list[Problem]
     destinations: list[Any]

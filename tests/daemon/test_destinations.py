@@ -148,7 +148,8 @@ def test_health_answers_at_once_while_a_probe_hangs(installation, daemon_for):
             assert report, c.destination_health("stuck")
             assert report[0]["problems"] == ["the probe has not answered in 1 s"] and report[0]["probing"]
             overall = c.health()
-            assert overall["status"] == "unhealthy" and "stuck: the probe has not answered in 1 s" in overall["problems"]
+            assert overall["status"] == "unhealthy" and {"code": "destination_unhealthy", "destination": "stuck",
+                                                         "message": "the probe has not answered in 1 s"} in overall["problems"]
         d.wait_event("destination_unhealthy", destination="stuck")
         assert d.ctl("dest", "health", "--cached").returncode == 1
     finally:

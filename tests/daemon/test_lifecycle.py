@@ -85,7 +85,7 @@ def test_sigterm_drains_a_running_backup_within_shutdown_timeout(installation, d
     assert c.status()["state"] == "stopping"
     with pytest.raises(ShuttingDownError):
         c.backup_create("demo")
-    assert "the daemon is stopping" in c.health()["problems"]
+    assert {"code": "daemon_stopping", "message": "the daemon is stopping"} in c.health()["problems"]
     d.close_clients()
     assert d.wait_exit(60) == 0, d.log_tail()
     assert d.events("job_completed", job_id=job["job_id"]) and not d.events("job_cancelled_at_shutdown")
