@@ -117,6 +117,7 @@ class Installation:
     control: dict[str, Any] = field(default_factory=dict)  # [control] keys besides socket
     schedules: list[dict[str, Any]] = field(default_factory=list)
     extra: str = ""  # more TOML, appended as is (e.g. a [validation] table)
+    source_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # source name -> more [[sources]] keys
     # the one [[destinations]] table, but for compression_level and encryption; `path` relative to root
     destination: dict[str, Any] = field(default_factory=lambda: dict(LOCAL_DESTINATION))
 
@@ -147,7 +148,8 @@ class Installation:
     def config_text(self) -> str:
         lines = ['[state]', 'dir = "state"', '']
         for name, path in self.sources.items():
-            lines += ['[[sources]]', f'name = "{name}"', 'kind = "sqlite"', f'path = {toml_value(path)}', '']
+            lines += ['[[sources]]', f'name = "{name}"', 'kind = "sqlite"', f'path = {toml_value(path)}']
+            lines += [f"{k} = {toml_value(v)}" for k, v in self.source_fields.get(name, {}).items()] + ['']
         lines += ['[[destinations]]'] + [f"{k} = {toml_value(v)}" for k, v in self.destination.items()]
         lines += [f'compression_level = {self.compression_level}', '',
                   '[destinations.encryption]', 'key_file = "backup.key"', '',
