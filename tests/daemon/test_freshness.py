@@ -75,3 +75,31 @@ def test_a_failing_schedule_makes_health_unhealthy_and_its_alerts_are_raised_and
         for code in ("schedule_last_run_failed", "schedule_failing"):
             assert len(d.events(event, schedule="tick", code=code)) == 1, (event, code, d.log_tail())
     d.stop()
+
+
+def test_a_nearly_full_destination_degrades_health_once_and_clears_when_the_threshold_moves(installation,
+                                                                                            daemon_for):
+    tight = '\n[alerts]\ncheck_interval = 0.2\nstorage_usage = 1e-9\n'
+    inst = installation(demo="small", daemon=FAST, extra=tight)
+    d = daemon_for(inst).start()
+    c = d.client()
+    job = c.backup_create("demo")
+    d.wait_job(job["job_id"], lambda j: j["status"] == "completed", 60, "completed")
+    raised = d.wait_event("alert_raised", timeout=15, destination="local", code="storage_nearly_full")
+    assert raised["details"]["severity"] == "warning" and "of the space there" in raised["message"], raised
+    assert wait_for(lambda: c.health()["status"] == "degraded", 5), c.health()
+    d.stop()
+
+    d.start()  # kept while the destination is not probed yet, and after: not raised again
+    c = d.client()
+    assert wait_for(lambda: [h for h in c.destination_health() if h["checked_at"]], 15)
+    time.sleep(1.0)
+    assert d.events("alert_raised") == [] and d.events("alert_cleared") == []
+    assert _problems(c, destination="local", code="storage_nearly_full")
+
+    inst.extra = '\n[alerts]\ncheck_interval = 0.2\nstorage_usage = 1\n'
+    inst.write_config()
+    c.config_reload()
+    d.wait_event("alert_cleared", timeout=10, destination="local", code="storage_nearly_full")
+    assert wait_for(lambda: c.health()["status"] == "ok", 5), c.health()
+    d.stop()
