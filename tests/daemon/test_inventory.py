@@ -1,8 +1,13 @@
 """`inventory` on a real daemon with two destinations: a backup taken while one was disabled is a copy
 missing there once it is enabled again, a verified copy counts towards the coverage, and `backupctl
-inventory` shows it all as tables."""
+inventory` shows it all as tables; `backupd inventory` answers the same from the catalog."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+
+from .harness import BACKUPD
 
 SECOND = '\n[[destinations]]\nname = "sure"\nkind = "local"\npath = "sure"\npriority = 2\n'
 
@@ -31,6 +36,10 @@ def test_inventory_counts_copies_chains_missing_copies_and_verification(installa
     assert (sure["backups"], sure["restore_points"], sure["missing"]) == (1, 1, [second["id"]])
     assert sure["chain_length"] == {"demo": 1} and local["stored_bytes"] + sure["stored_bytes"] == stored
     assert inv["verification"] == {"days": 30, "backups": 2, "verified": 1, "coverage": 0.5}
+
+    offline = subprocess.run([str(BACKUPD), "inventory", "-c", str(inst.config), "--json"], capture_output=True,
+                             text=True, timeout=60)
+    assert offline.returncode == 0 and json.loads(offline.stdout) == inv, offline.stderr
 
     text = d.ctl("inventory", "--days", "7")
     assert text.returncode == 0, text.stderr
