@@ -26,7 +26,7 @@ def redact_secrets(_logger: Any, _name: str, event: EventDict) -> EventDict:
 
 
 # syslog priorities (sd-daemon.h) of structlog's level names
-PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+SYSLOG_PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
 
 def is_journal_stream(stream: TextIO) -> bool:
@@ -43,7 +43,7 @@ def with_priority(renderer: Processor) -> Processor:
     """`renderer` whose lines start with the event's syslog priority prefix (`<N>`)."""
     def render(logger: Any, name: str, event: EventDict) -> str:
         line = renderer(logger, name, event)
-        return f"<{PRIORITIES.get(str(event.get('level', '')), 6)}>{line!s}"
+        return f"<{SYSLOG_PRIORITIES.get(str(event.get('level', '')), 6)}>{line!s}"
     return render
 
 
