@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = cmd("list", "list restore points")
     ls.add_argument("--source")
 
+    inv = cmd("inventory", "totals by source, strategy and destination; chains, missing copies, verification")
+    inv.add_argument("--days", type=int, default=30, help="verification coverage over the last N days")
+
     r = cmd("restore", "restore a backup to a new file")
     r.add_argument("--source", required=True)
     which = r.add_mutually_exclusive_group(required=True)
@@ -213,6 +216,14 @@ def run(args) -> tuple[Any, str, int]:
                              + "".join(f"\n    WARNING {w}" for w in r["warnings"]) for r in rows) or (
                 "no restore points in the catalog (on a new machine or state dir, run `backupd catalog rebuild` first)")
             return rows, text, 0
+        if args.command == "inventory":
+            from backupd.engine.holdings import inventory
+            from backupd_client.render_inventory import inventory_text
+
+            if args.days < 1:
+                raise UsageError("inventory: --days must be at least 1")
+            j = inventory(ctx.catalog, ctx.config, ctx.now(), args.days)
+            return j, inventory_text(j), 0
         if args.command == "restore" and args.plan:
             from backupd.engine.restore import describe_plan, plan_restore
 

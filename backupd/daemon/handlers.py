@@ -28,6 +28,7 @@ from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, V
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.supervisor import Supervisor
 from backupd.daemon.watchdog import Watchdog
+from backupd.engine.holdings import inventory
 from backupd.engine.prune import plan_prune
 from backupd.engine.restore import check_target
 from backupd.errors import NotFound, UsageError
@@ -37,7 +38,7 @@ _R, _A = Role.READER, Role.ADMIN
 OP_ROLES: dict[Op, Role] = {
     Op.STATUS: _R, Op.HEALTH: _R, Op.JOB_GET: _R, Op.JOB_LIST: _R, Op.JOB_WAIT: _R,
     Op.RESTORE_POINTS: _R, Op.RESTORE_NEAREST: _R, Op.SCHEDULE_LIST: _R, Op.SCHEDULE_STATS: _R,
-    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R,
+    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R, Op.INVENTORY: _R,
     Op.BACKUP_CREATE: _A, Op.JOB_CANCEL: _A, Op.RESTORE_CREATE: _A, Op.VALIDATE: _A,
     Op.SCHEDULE_ADD: _A, Op.SCHEDULE_REMOVE: _A, Op.SCHEDULE_PAUSE: _A, Op.SCHEDULE_RESUME: _A,
     Op.DESTINATION_RESYNC: _A, Op.DESTINATION_ADD: _A, Op.DESTINATION_ENABLE: _A, Op.DESTINATION_DISABLE: _A,
@@ -99,6 +100,7 @@ class Handlers:
             Op.DESTINATION_RESYNC: self.destination_resync,
             Op.PRUNE: self.prune,
             Op.CONFIG_RELOAD: lambda a: daemon.reload_config(),
+            Op.INVENTORY: lambda a: inventory(sup.catalog, self.config, sup.clock(), a.get("days", 30)),
         }
 
     @property

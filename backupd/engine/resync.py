@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -28,6 +30,9 @@ from backupd.engine.inventory import reconcile
 from backupd.engine.prune import _info, policy_from
 from backupd.engine.reading import copies_in_order
 from backupd.errors import BackupdError, Cancelled, CorruptArtifact, MissingChainMember
+
+if TYPE_CHECKING:
+    from backupd.config import Config
 
 log = structlog.get_logger("backupd.resync")
 
@@ -77,6 +82,14 @@ def meant_for(backups: list[CatalogBackup], enabled: set[str]) -> dict[str, set[
     return chain.spread_to_chains(sent, backups)
 
 
+def wanted_copies(backups: list[CatalogBackup], config: Config, enabled: set[str], now: datetime) -> dict[str, set[str]]:
+    """enabled destination -> the backups (of one source, oldest first) meant for it whose copy there its
+    retention keeps: what resync copies onto it when it lacks them (and the inventory calls missing)."""
+    meant = meant_for(backups, enabled)
+    infos, policy = [_info(b) for b in backups], policy_from(config)
+    return {name: kept_on(infos, policy, now, name, {i for i, d in meant.items() if name in d}) for name in enabled}
+
+
 def resync(ctx: EngineContext, source: str) -> ResyncReport:
     """Copy every backup of `source` that an enabled destination it was meant for, and whose retention
     keeps it, lacks onto it (oldest first)."""
@@ -85,10 +98,7 @@ def resync(ctx: EngineContext, source: str) -> ResyncReport:
         reconcile(ctx, source)
         broken: set[str] = set()  # a destination that failed once this run is left for the next one
         backups = ctx.catalog.backups(source)
-        meant = meant_for(backups, {t.name for t in ctx.enabled_targets()})
-        infos, policy, now = [_info(b) for b in backups], policy_from(ctx.config), ctx.now()
-        retained = {t.name: kept_on(infos, policy, now, t.name, {i for i, d in meant.items() if t.name in d})
-                for t in ctx.enabled_targets()}
+        retained = wanted_copies(backups, ctx.config, {t.name for t in ctx.enabled_targets()}, ctx.now())
         for backup in backups:
             healthy = {c.destination for c in backup.copies if not _damaged(c)}
             have = healthy if healthy else {c.destination for c in backup.copies}  # rewrite only from a sound copy

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
-from . import render
+from . import render, render_inventory
 from .cli_parser import PROG, build_parser
 from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
@@ -149,6 +149,9 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         jobs = [client.job_wait(j["job_id"]) for j in plan["jobs"]] if args.wait else plan["jobs"]
         failed = any(j.get("status") in FAILED_STATUSES for j in jobs)
         return Outcome(jobs if args.wait else plan, render.prune_jobs_text(jobs), 1 if failed else 0)
+    if command == "inventory":
+        inv = client.inventory(args.days)
+        return Outcome(inv, render_inventory.inventory_text(inv))
     if command == "reload":
         reply = client.config_reload()
         return Outcome(reply, "config reloaded")

@@ -167,5 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dry-run", action="store_true", help="only show what would be deleted, and why")
     pr.add_argument("--wait", action="store_true", help="wait for the prune jobs and show what they deleted")
 
+    inv = cmd(sub, "inventory", "what the backups hold: totals, restore points, chains, missing copies, verification")
+    inv.add_argument("--days", type=int, metavar="N", help="verification coverage over the last N days (default 30)")
     cmd(sub, "reload", "reload the daemon's config file (as SIGHUP does)")
     return p

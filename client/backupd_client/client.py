@@ -350,6 +350,11 @@ class Client:
         """Apply retention (or, by default, only plan it); returns the plan with a reason per backup."""
         return self.call(Op.PRUNE, {"dry_run": dry_run})
 
+    def inventory(self, days: int | None = None) -> dict[str, Any]:
+        """Totals by source, strategy and destination, chain lengths, missing copies, verification coverage
+        over the last `days` days (default 30)."""
+        return self.call(Op.INVENTORY, {"days": days})
+
     def config_reload(self) -> dict[str, Any]:
         return self.call(Op.CONFIG_RELOAD)
 

@@ -133,10 +133,11 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.DESTINATION_REMOVE: OpArgs({"name": (True, _STR), "force": (False, _BOOL)}),
     Op.PRUNE: OpArgs({"dry_run": (True, _BOOL)}),
     Op.CONFIG_RELOAD: OpArgs(),
+    Op.INVENTORY: OpArgs({"days": (False, _INT)}),
 }
 
 # Numeric arguments with a floor (and never NaN or infinite).
-ARG_MINIMUM: dict[str, float] = {"limit": 1, "timeout_s": 0, "max_staleness_s": 0}
+ARG_MINIMUM: dict[str, float] = {"limit": 1, "days": 1, "timeout_s": 0, "max_staleness_s": 0}
 # Arguments with a closed set of values.
 ARG_CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": STRATEGIES,

@@ -110,6 +110,7 @@ SAMPLE_ARGS = {
     Op.DESTINATION_ENABLE: {"name": "usb"}, Op.DESTINATION_DISABLE: {"name": "usb"},
     Op.DESTINATION_REMOVE: {"name": "usb", "force": True},
     Op.PRUNE: {"dry_run": True}, Op.CONFIG_RELOAD: {},
+    Op.INVENTORY: {"days": 7},
 }
 
 
