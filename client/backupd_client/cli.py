@@ -45,6 +45,7 @@ class Outcome:
     text: str  # what a person sees on stdout ("" for nothing)
     exit_code: int = 0
     error: str | None = None  # one stderr line in human mode (a failed job)
+    printed: bool = False  # already written as it came (a followed stream)
 
 
 def _dest(args: argparse.Namespace, client: Client) -> Outcome:
@@ -149,6 +150,8 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         jobs = [client.job_wait(j["job_id"]) for j in plan["jobs"]] if args.wait else plan["jobs"]
         failed = any(j.get("status") in FAILED_STATUSES for j in jobs)
         return Outcome(jobs if args.wait else plan, render.prune_jobs_text(jobs), 1 if failed else 0)
+    if command == "events":
+        return _events(args, client)
     if command == "reload":
         reply = client.config_reload()
         return Outcome(reply, "config reloaded")
@@ -174,6 +177,22 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
                           f"{render.short_time(s.get('next_run'))}")
     stats = client.schedule_stats(args.name)
     return Outcome(stats, render.table(stats, render.STATS_COLUMNS) or "no schedules")
+
+
+def _events(args: argparse.Namespace, client: Client) -> Outcome:
+    """The recent events; with --follow, each one as it happens (a JSON line under --json) until Ctrl-C."""
+    as_json = getattr(args, "json", False)
+    if not args.follow:
+        events = list(client.events(args.types, args.source, follow=False, history=500))
+        return Outcome(events, "\n".join(render.event_line(e) for e in events) or "no events")
+    try:
+        for event in client.events(args.types, args.source, history=0):
+            print(json.dumps(event) if as_json else render.event_line(event), flush=True)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `backupctl events -f | head -3`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return Outcome(None, "", printed=True)
 
 
 def _queued(job: Mapping[str, Any], what: str) -> Outcome:
@@ -240,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         _fail({"error": f"internal error: {type(exc).__name__}: {exc}", "code": "internal_error"}, as_json)
         return 1
     try:
-        if as_json:
+        if outcome.printed:
+            pass
+        elif as_json:
             print(json.dumps(outcome.result))
         elif outcome.text:
             print(outcome.text)
