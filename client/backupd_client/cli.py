@@ -23,6 +23,7 @@ from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
 from .protocol import FAILED_STATUSES
 
+FOLLOW_HISTORY = 10  # recent events `events --follow` prints first
 __all__ = ["PROG", "Outcome", "build_parser", "main", "run"]
 
 
@@ -180,13 +181,14 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
 
 
 def _events(args: argparse.Namespace, client: Client) -> Outcome:
-    """The recent events; with --follow, each one as it happens (a JSON line under --json) until Ctrl-C."""
+    """The recent events; with --follow, the last FOLLOW_HISTORY of them and then each one as it happens
+    (a JSON line each under --json), until Ctrl-C, as `journalctl -f` does."""
     as_json = getattr(args, "json", False)
     if not args.follow:
         events = list(client.events(args.types, args.source, follow=False, history=500))
         return Outcome(events, "\n".join(render.event_line(e) for e in events) or "no events")
     try:
-        for event in client.events(args.types, args.source, history=0):
+        for event in client.events(args.types, args.source, history=FOLLOW_HISTORY):
             print(json.dumps(event) if as_json else render.event_line(event), flush=True)
     except KeyboardInterrupt:
         pass

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd(sub, "reload", "reload the daemon's config file (as SIGHUP does)")
 
     ev = cmd(sub, "events", "the recent events (backup.failed, destination.unhealthy, ...), or follow them")
-    ev.add_argument("--follow", "-f", action="store_true", help="print events as they happen, until Ctrl-C")
+    ev.add_argument("--follow", "-f", action="store_true", help="the last 10 events, then each one as it happens, until Ctrl-C")
     ev.add_argument("--type", action="append", default=[], dest="types", metavar="PATTERN",
                     help="only these types: backup.failed, backup.*, *.failed (repeatable)")
     ev.add_argument("--source", metavar="NAME", help="only this source's events")

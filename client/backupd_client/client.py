@@ -392,7 +392,7 @@ class Client:
                history: int = 0, timeout_s: float | None = None,
                queue_size: int | None = None) -> Iterator[StreamedEvent]:
         """Events as they happen (`types`: patterns such as `backup.*` or `*.failed`; none: all), after up
-        to `history` recent ones; each carries `dropped`, the events lost just before it because this
+        to `history` recent ones; each carries `dropped`, the events lost since the previous one because this
         subscriber's queue (`queue_size`, at most 1000) was full. Without `follow`, only the recent ones.
         The stream is asked for in slices of WAIT_SLICE_S (the daemon keeps the subscription between
         them) and ends after `timeout_s`, or never."""

@@ -142,7 +142,7 @@ class Health(TypedDict, total=False):
 
 class StreamedEvent(TypedDict, total=False):
     """An event of `events.subscribe` (docs/PROTOCOL.md, Objects), with `dropped`: how many events
-    the daemon dropped for this subscriber (its queue was full) just before this one."""
+    the daemon dropped for this subscriber (its queue was full) since the one delivered before it."""
 
     id: str
     type: str  # backup.started, backup.failed, ... (`subject.state`)
