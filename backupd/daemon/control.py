@@ -265,9 +265,10 @@ class ControlServer:
             sub = self.events.subscribe(EventFilter(types, args.get("source")), size=size,
                                         history=min(int(args.get("history") or 0), RECENT_SIZE))
         slice_s = float(args["timeout_s"]) if args.get("timeout_s") is not None else STREAM_SLICE_S
+        follow = args.get("follow", True)
+        cap = STREAM_MAX_EVENTS if follow else RECENT_SIZE  # without follow, the recent events in one go
         self._streams.append(_Stream(identity, request_id, sub, time.monotonic() + slice_s,
-                                     min(int(args.get("max_events") or STREAM_MAX_EVENTS), STREAM_MAX_EVENTS),
-                                     args.get("follow", True)))
+                                     min(int(args.get("max_events") or cap), cap), follow))
 
     def _pump_streams(self) -> None:
         """Send each stream what its queue holds; end a slice when it is full, past its deadline, or (not

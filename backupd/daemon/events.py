@@ -112,7 +112,13 @@ class EventBus:
     # -- the daemon's sources of events -------------------------------------------------------------
     def job_changed(self, job: dict[str, Any]) -> None:
         """Supervisor listener: `backup.started` once per attempt that starts running, the outcome
-        events when a job ends."""
+        events when a job ends. It never raises into the supervisor: a job's outcome stands."""
+        try:
+            self._job_events(job)
+        except Exception as exc:  # a bug here must not change or stop a job
+            log.error("event_derivation_failed", job_id=job.get("job_id"), error=f"{type(exc).__name__}: {exc}")
+
+    def _job_events(self, job: dict[str, Any]) -> None:
         at = self.clock().isoformat()
         if job["status"] == JobStatus.RUNNING:
             attempt = (job["job_id"], job.get("attempt"))

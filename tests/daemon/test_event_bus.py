@@ -120,3 +120,10 @@ def test_emit_stamps_a_fresh_id_and_time():
     b = bus()
     one, two = b.emit("freshness.violated", source="app"), b.emit(EventType.FRESHNESS_VIOLATED, source="app")
     assert one.id != two.id and one.at == NOW.isoformat() and one.type == EventType.FRESHNESS_VIOLATED
+
+
+def test_a_job_whose_events_cannot_be_derived_does_not_raise_into_the_supervisor():
+    b = bus()
+    sub = b.subscribe(EventFilter())
+    b.job_changed(job("completed", started_at="not a time", finished_at="nor this"))
+    assert sub.take() is None
