@@ -144,11 +144,12 @@ def _duration(job: Mapping[str, Any]) -> float | None:
 
 
 def log_tail(job: Mapping[str, Any]) -> tuple[str, ...]:
-    """A failed job's short tail: its last progress, why it waited, and its error."""
+    """A failed job's short tail: its last progress, the worker's last log lines, why it waited, its error."""
     lines: list[str] = []
     progress = job.get("progress") or {}
     if progress:
         lines.append("last progress: " + ", ".join(f"{k}={v}" for k, v in progress.items() if v is not None))
+    lines.extend(str(line) for line in job.get("log_tail") or ())
     if job.get("reason"):
         lines.append(f"reason: {job['reason']}")
     error = job.get("error") or {}

@@ -95,6 +95,8 @@ def test_a_failing_backup_publishes_backup_failed_with_its_error(installation, d
     assert e["source"] == "junk" and e["error_code"] == job["error"]["code"] and e["error_code"]
     assert e["message"] == job["error"]["message"] and e["id"].startswith(job["job_id"])
     assert e["log_tail"][-1] == f"error {e['error_code']}: {e['message']}"
+    assert any(line.startswith("error backup_failed ") for line in e["log_tail"]), e["log_tail"]  # the worker's log
+    assert job["log_tail"] and job["log_tail"] == [x for x in e["log_tail"] if x in job["log_tail"]]
     assert d.ctl_json("events", "--type", "backup.*", "--source", "junk") == \
         [{**s, "dropped": 0} for s in d.ctl_json("events", "--source", "junk")]
     assert [x["type"] for x in d.ctl_json("events", "--source", "junk")] == ["backup.started", "backup.failed"]
