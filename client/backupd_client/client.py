@@ -136,13 +136,7 @@ class Client:
             op = Op(op)
         except ValueError:
             raise errors.UnknownOpError(f"unknown op {op!r}") from None
-        args = {name: value for name, value in (args or {}).items() if value is not None}
-        request_id = uuid.uuid4().hex
-        try:
-            check_args(op, args)
-            frame = encode_request(request_id, op, args)
-        except ProtocolError as exc:
-            raise error_for(exc.code, exc.message, exc.details) from None
+        request_id, frame = _frame(op, args or {})
         wait = self.timeout if timeout is None else max(0.001, timeout)
         tries = 1 if op in RESEND_UNSAFE_OPS else 1 + self.retries
         for _ in range(tries):
@@ -203,13 +197,7 @@ class Client:
     def _stream(self, op: Op, args: dict[str, Any], wait: float) -> Generator[Event, None, Any]:
         """Send one streaming request, yield its events as they come, return its final result; sent
         once (a stream is not resent), `wait` being the longest silence between two frames."""
-        args = {name: value for name, value in args.items() if value is not None}
-        request_id = uuid.uuid4().hex
-        try:
-            check_args(op, args)
-            frame = encode_request(request_id, op, args)
-        except ProtocolError as exc:
-            raise error_for(exc.code, exc.message, exc.details) from None
+        request_id, frame = _frame(op, args)
         sock = self._connected()
         try:
             sock.send(frame, zmq.DONTWAIT)
@@ -413,6 +401,17 @@ class Client:
             if not follow or (deadline is not None and time.monotonic() >= deadline):
                 return
             args = {"subscription": reply["subscription"]}
+
+
+def _frame(op: Op, args: dict[str, Any]) -> tuple[str, bytes]:
+    """A new request id and the request's frame, its arguments checked (nil ones left out)."""
+    args = {name: value for name, value in args.items() if value is not None}
+    request_id = uuid.uuid4().hex
+    try:
+        check_args(op, args)
+        return request_id, encode_request(request_id, op, args)
+    except ProtocolError as exc:
+        raise error_for(exc.code, exc.message, exc.details) from None
 
 
 def iso_time(at: str | datetime) -> str:
