@@ -55,15 +55,16 @@ def run_job(config: Config, job_id: str, spec: JobSpec, conn: Connection, log_le
     sending = threading.Lock()  # the engine's threads log and report progress too
 
     def send(message: tuple[Any, ...]) -> None:
+        """Raises when the pipe broke: a job whose daemon died stops at its next progress report."""
         with sending:
-            try:
-                conn.send(message)
-            except (OSError, ValueError):  # closed: the job is done
-                pass
+            conn.send(message)
 
     def tail(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in _TAIL_SKIP)
-        send(("log", f"{event.get('level', _method)} {event.get('event')} {fields}".strip()[:LOG_LINE_CHARS]))
+        try:
+            send(("log", f"{event.get('level', _method)} {event.get('event')} {fields}".strip()[:LOG_LINE_CHARS]))
+        except (OSError, ValueError):  # closed (the job is done) or broken: logging goes on
+            pass
         return event
 
     processors = structlog.get_config()["processors"]
