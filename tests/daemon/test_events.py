@@ -106,3 +106,21 @@ def test_a_failing_backup_publishes_backup_failed_with_its_error(installation, d
     assert human.returncode == 0 and "backup.failed" in human.stdout and e["error_code"] in human.stdout
     bad = d.ctl("events", "--type", "backup.exploded")
     assert bad.returncode == 2 and "matches no event type" in bad.stderr
+
+
+def test_a_destination_going_bad_and_back_is_one_event_each_way(installation, daemon_for):
+    inst = installation(demo="small", daemon={"health_interval": "0.2s"},
+                        control={"allow_unencrypted_destinations": True})
+    blocker = inst.root / "nas"
+    blocker.write_text("not a directory")
+    d = daemon_for(inst).start()
+    c = d.client()
+    c.destination_add({"name": "nas", "kind": "local", "path": str(blocker / "backupd")})
+    d.wait_event("destination_unhealthy", destination="nas")
+    time.sleep(1.0)  # more failing probes: still one event
+    blocker.unlink()
+    d.wait_event("destination_recovered", destination="nas", was="unhealthy")
+    events = d.ctl_json("events", "--type", "destination.*")
+    assert [(e["type"], e["destinations"]) for e in events] == [("destination.unhealthy", ["nas"]),
+                                                                ("destination.recovered", ["nas"])], events
+    assert events[0]["message"] and events[1]["details"]["was"] == "unhealthy"
