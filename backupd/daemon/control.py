@@ -21,17 +21,22 @@ from typing import Any
 
 import structlog
 import zmq
-from backupd_client.protocol import (EVENT_PROGRESS, ErrorCode, Op, ProtocolError, decode_request, encode_event,
+from backupd_client.protocol import (EVENT_EVENT, EVENT_PROGRESS, ErrorCode, Op, ProtocolError, decode_request, encode_event,
                                      encode_reply_error, encode_reply_ok)
 
+from backupd.core.events import EventFilter, check_pattern
+from backupd.daemon.events import QUEUE_SIZE, RECENT_SIZE, EventBus, Subscription
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.jobs import FINAL
 from backupd.daemon.peers import PeerLimit
 from backupd.daemon.supervisor import Supervisor
-from backupd.errors import BackupdError
+from backupd.errors import BackupdError, NotFound, UsageError
 
 log = structlog.get_logger("backupd.control")
 HANDSHAKE_MS = 5000  # a connection that has not completed the ZMTP greeting by then is closed
+STREAM_SLICE_S = 30.0  # an events.subscribe stream's default length; the client asks again to go on
+STREAM_MAX_EVENTS = 100  # events sent per slice at most: a client that stops reading holds no more in ZMQ
+IDLE_S = 60.0  # a subscription not resumed this long after its last slice is dropped
 
 
 @dataclass
@@ -42,10 +47,22 @@ class _Waiter:
     deadline: float | None
 
 
+@dataclass
+class _Stream:
+    identity: bytes
+    request_id: str
+    sub: Subscription
+    deadline: float
+    remaining: int
+    follow: bool
+    delivered: int = 0
+
+
 class ControlServer:
     def __init__(self, path: Path, *, group: str | None, max_bytes: int, handlers: Handlers, supervisor: Supervisor,
-                 max_peers: int = 256):
-        """`handlers` answer the ops; `supervisor` gives the job snapshots `job.wait` replies with."""
+                 events: EventBus, max_peers: int = 256):
+        """`handlers` answer the ops; `supervisor` gives the job snapshots `job.wait` replies with;
+        `events` the subscriptions `events.subscribe` streams."""
         self.path = Path(path)
         self.group = group
         self.max_bytes = max_bytes
@@ -56,6 +73,9 @@ class ControlServer:
         self.rejected = 0
         self._updates: queue.Queue[dict[str, Any]] = queue.Queue()
         self._waiters: dict[str, list[_Waiter]] = {}
+        self.events = events
+        self._streams: list[_Stream] = []
+        self._idle: dict[str, float] = {}  # subscription id -> monotonic time its last slice ended
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ctx = zmq.Context()
@@ -128,6 +148,7 @@ class ControlServer:
                         self._handle([f.bytes for f in frames], peer_address(frames[-1]))
                 self._drain_updates()
                 self._expire_waiters()
+                self._pump_streams()
             except Exception as exc:  # the loop must survive anything
                 log.error("control_loop_error", error=f"{type(exc).__name__}: {exc}")
 
@@ -165,6 +186,9 @@ class ControlServer:
             self.handlers.authorize(req.op, peer)
             if req.op == Op.JOB_WAIT:
                 self._wait(identity, req.id, req.args)
+                return
+            if req.op == Op.EVENTS_SUBSCRIBE:
+                self._subscribe(identity, req.id, req.args)
                 return
             result = self.handlers.table[req.op](req.args)
             frame = encode_reply_ok(req.id, result)
@@ -219,6 +243,58 @@ class ControlServer:
                 waiters.remove(w)
             if not waiters:
                 del self._waiters[job_id]
+
+
+    # -- events.subscribe ------------------------------------------------------------------------
+    def _subscribe(self, identity: bytes, request_id: str, args: dict[str, Any]) -> None:
+        """Start a slice of an event stream: a new subscription, or the one `subscription` names."""
+        if args.get("subscription"):
+            sub = self.events.subscription(args["subscription"])
+            if sub is None or args["subscription"] not in self._idle:
+                raise NotFound(f"no idle subscription {args['subscription']} (expired after {IDLE_S:g}s, or in use)",
+                               hint="subscribe again")
+            del self._idle[sub.id]
+        else:
+            try:
+                types = tuple(check_pattern(p) for p in args.get("types") or ())
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            if args.get("source"):
+                self.handlers.config.source(args["source"])
+            size = min(int(args.get("queue_size") or QUEUE_SIZE), QUEUE_SIZE)
+            sub = self.events.subscribe(EventFilter(types, args.get("source")), size=size,
+                                        history=min(int(args.get("history") or 0), RECENT_SIZE))
+        slice_s = float(args["timeout_s"]) if args.get("timeout_s") is not None else STREAM_SLICE_S
+        follow = args.get("follow", True)
+        cap = STREAM_MAX_EVENTS if follow else RECENT_SIZE  # without follow, the recent events in one go
+        self._streams.append(_Stream(identity, request_id, sub, time.monotonic() + slice_s,
+                                     min(int(args.get("max_events") or cap), cap), follow))
+
+    def _pump_streams(self) -> None:
+        """Send each stream what its queue holds; end a slice when it is full, past its deadline, or (not
+        following) when the queue is empty; forget subscriptions left idle too long."""
+        now = time.monotonic()
+        for st in list(self._streams):
+            while st.remaining > 0 and (taken := st.sub.take()) is not None:
+                event, dropped = taken
+                self._send(st.identity, encode_event(st.request_id, EVENT_EVENT,
+                                                     {"event": event.to_wire(), "dropped": dropped}))
+                st.remaining -= 1
+                st.delivered += 1
+            if st.remaining > 0 and st.deadline > now and (st.follow or len(st.sub)):
+                continue
+            self._streams.remove(st)
+            if st.follow:
+                self._idle[st.sub.id] = now
+            else:
+                self.events.unsubscribe(st.sub.id)
+            self._send(st.identity, encode_reply_ok(st.request_id, {
+                "subscription": st.sub.id if st.follow else None, "delivered": st.delivered,
+                "dropped": st.sub.dropped, "dropped_total": st.sub.dropped_total}))
+        for sid, since in list(self._idle.items()):
+            if now - since > IDLE_S:
+                del self._idle[sid]
+                self.events.unsubscribe(sid)
 
 
 def peer_address(frame: zmq.Frame) -> str | None:

@@ -81,9 +81,12 @@ def _mib(n: int) -> str:
 
 
 class HealthMonitor:
-    def __init__(self, config: Callable[[], Any], clock: Callable[[], datetime]):
+    def __init__(self, config: Callable[[], Any], clock: Callable[[], datetime],
+                 on_change: Callable[[str, str, str, list[str]], None] | None = None):
+        """`on_change(name, before, after, problems)` is told of every change of a destination's status."""
         self._config = config
         self._clock = clock
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._states: dict[str, _State] = {}
         self._usage = _Usage()
@@ -191,6 +194,8 @@ class HealthMonitor:
             log.warning("destination_unhealthy", destination=name, status=health.status, problems=list(health.problems))
         elif health.status == HealthStatus.OK and before not in _WELL:
             log.info("destination_recovered", destination=name, was=before)
+        if self._on_change is not None and health.status != before:
+            self._on_change(name, before, health.status, list(health.problems))
 
     @staticmethod
     def _entry(d: Any, state: _State, usage: _Usage, now: datetime) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     error: dict[str, Any] | None = None
+    log_tail: list[str] = field(default_factory=list)  # the worker's last log lines, of a failed attempt
 
     @property
     def kind(self) -> JobKind:
@@ -82,4 +83,5 @@ class Job:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "attempt": self.attempt,
             "max_attempts": self.max_attempts, "timeout_s": self.timeout_s, "reason": self.reason,
             "progress": self.progress, "result": self.result, "error": self.error, "args": self.spec.to_wire(),
+            "log_tail": self.log_tail,
         }

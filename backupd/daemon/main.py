@@ -25,6 +25,7 @@ from backupd.config.schema import RESTORE_AREA
 from backupd.core.vocab import JobKind
 from backupd.daemon.control import ControlServer
 from backupd.daemon.destinations import DestinationBook
+from backupd.daemon.events import EventBus
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobs import FINAL
@@ -83,17 +84,20 @@ class Daemon:
         (cfg.state.dir / RESTORE_AREA).mkdir(mode=0o700, exist_ok=True)  # a restore through the daemon may write here
         self.supervisor = Supervisor(cfg, probe=default_probe(), store=self.store, clock=utc_now,
                                      log_level=self.log_level)
-        self.health = HealthMonitor(lambda: self.config, utc_now)
+        self.events = EventBus(utc_now)
+        self.publish = self.events.publish  # for the watchdogs: publish(core.events.Event)
+        self.supervisor.add_listener(self.events.job_changed)
+        self.health = HealthMonitor(lambda: self.config, utc_now, on_change=self.events.health_changed)
         self.destinations = DestinationBook(cfg, self.supervisor.catalog, self._use, lambda d: self.schedules.using(d))
         self._use(self.destinations.config)
         self.supervisor.add_listener(self._job_changed)
-        self.watchdog = Watchdog(lambda: self.config, utc_now, self.health, publish=log_event)
+        self.watchdog = Watchdog(lambda: self.config, utc_now, self.health, publish=self._watchdog_event)
         self.supervisor.add_listener(self.watchdog.check_soon)
         self.schedules = ScheduleBook(self.supervisor, self.store)
         handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
                             destinations=self.destinations, health=self.health, watchdog=self.watchdog)
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
-                                handlers=handlers, supervisor=self.supervisor,
+                                handlers=handlers, supervisor=self.supervisor, events=self.events,
                                 max_peers=peer_bound(cfg.control.max_peers, fd_limit))
         control.bind()
         self.supervisor.add_listener(control.job_changed)
@@ -139,6 +143,15 @@ class Daemon:
                 os.close(fd)
             log.info("daemon_stopped")
         return 0
+
+    def _watchdog_event(self, event_type: str, fields: dict[str, Any]) -> None:
+        """A freshness or alert transition: logged (`freshness_violated`, `alert_raised`, ...) and published
+        on the event bus, where subscribers (and later notifiers) read it."""
+        log_event(event_type, fields)
+        self.events.emit(event_type, source=fields.get("source"), schedule=fields.get("schedule"),
+                         destinations=(fields["destination"],) if fields.get("destination") else (),
+                         error_code=fields.get("code"), message=fields.get("message"),
+                         details=dict(fields.get("details") or {}))
 
     def _record_signal(self, signum: int, _frame: object) -> None:
         """The signal handler: only record, and wake the main loop to act."""

@@ -11,7 +11,7 @@ import random
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -21,7 +21,9 @@ import structlog
 from backupd.config import Config
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
-from backupd.core.vocab import ACTIVE_STATUSES, JOB_STATUSES, DestinationKind, JobKind, JobStatus, Priority
+from backupd.core.events import LOG_TAIL_LINES
+from backupd.core.vocab import (ACTIVE_STATUSES, FAILED_STATUSES, JOB_STATUSES, DestinationKind, JobKind, JobStatus,
+                                Priority)
 from backupd.daemon.jobs import PENDING, Job
 from backupd.daemon.jobspec import JobSpec, ResyncJob
 from backupd.daemon.probes import LoadProbe
@@ -216,6 +218,7 @@ class Supervisor:
         """Follow one worker's pipe until it reports done or dies."""
         outcome = None
         last_note = 0.0
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         while outcome is None:
             try:
                 msg = receiver.recv()
@@ -228,6 +231,8 @@ class Supervisor:
                     if time.monotonic() - last_note >= 0.2:
                         last_note = time.monotonic()
                         self._notify(job)
+            elif msg[0] == "log":
+                tail.append(msg[1])
             elif msg[0] == "done":
                 outcome = msg[1:]
         receiver.close()
@@ -241,6 +246,7 @@ class Supervisor:
             if worker is not None and worker.timed_out and outcome[0] in (JobStatus.FAILED, JobStatus.CANCELLED):
                 outcome = (JobStatus.TIMED_OUT, None, {"code": "timed_out", "message": (
                     f"the job did not finish within its timeout ({job.timeout_s:g}s) and was cancelled")})
+            job.log_tail = list(tail) if outcome[0] in FAILED_STATUSES else []
             self._finish(job, *outcome)
         self.wake.set()
 

@@ -2,7 +2,9 @@
 and cancels it with SIGTERM: the engine then stops at its next progress report, aborting uploads,
 so no partial artifact is left.
 
-Messages to the daemon: ("progress", dict) ... then exactly one ("done", status, result, error).
+Messages to the daemon: ("progress", dict) and ("log", line) ... then exactly one ("done", status,
+result, error). Each structlog event of the job is also sent as one short `log` line, so the daemon
+keeps the last ones (the log tail of a failure's event) without reading the job's stdout.
 
 A job is throughput work: its process (and every thread the engine starts in it, since Linux
 threads inherit the nice value of the thread that creates them) runs WORKER_NICE steps below the
@@ -15,8 +17,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import MutableMapping
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, assert_never
+
+import structlog
 
 from backupd import log as logsetup
 from backupd.core.vocab import BLOCKING_SEVERITIES, CheckStatus, JobStatus, Verdict
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 # Measured with bench/bench_control.py on 2 cores with two backups running: `status` p99 ~10 ms with
 # the workers at the daemon's priority, ~0.3-1 ms with them 10 steps nicer.
 WORKER_NICE = 10
+LOG_LINE_CHARS = 300
+_TAIL_SKIP = frozenset({"event", "level", "timestamp", "job_id", "source"})
 Outcome = tuple[str, Any, dict[str, Any] | None]  # the job's status, result and error
 
 
@@ -45,9 +52,26 @@ def run_job(config: Config, job_id: str, spec: JobSpec, conn: Connection, log_le
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sending = threading.Lock()  # the engine's threads log and report progress too
+
+    def send(message: tuple[Any, ...]) -> None:
+        """Raises when the pipe broke: a job whose daemon died stops at its next progress report."""
+        with sending:
+            conn.send(message)
+
+    def tail(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in _TAIL_SKIP)
+        try:
+            send(("log", f"{event.get('level', _method)} {event.get('event')} {fields}".strip()[:LOG_LINE_CHARS]))
+        except (OSError, ValueError):  # closed (the job is done) or broken: logging goes on
+            pass
+        return event
+
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[*processors[:-1], tail, processors[-1]])  # before the renderer
 
     def sink(progress: Progress) -> None:
-        conn.send(("progress", progress.to_dict()))
+        send(("progress", progress.to_dict()))
         if stop.is_set():
             raise Cancelled("the job was cancelled")
 
@@ -64,8 +88,9 @@ def run_job(config: Config, job_id: str, spec: JobSpec, conn: Connection, log_le
     except Exception as exc:  # a bug: reported as a failed job, the daemon keeps running
         status, result, error = JobStatus.FAILED, None, {"code": "internal_error",
                                                          "message": f"{type(exc).__name__}: {exc}"}
-    conn.send(("done", status, result, error))
-    conn.close()
+    send(("done", status, result, error))
+    with sending:
+        conn.close()
 
 
 def _run(config: Config, job_id: str, spec: JobSpec, sink: ProgressSink) -> Outcome:

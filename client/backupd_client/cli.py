@@ -23,6 +23,7 @@ from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
 from .protocol import FAILED_STATUSES
 
+FOLLOW_HISTORY = 10  # recent events `events --follow` prints first
 __all__ = ["PROG", "Outcome", "build_parser", "main", "run"]
 
 
@@ -45,6 +46,7 @@ class Outcome:
     text: str  # what a person sees on stdout ("" for nothing)
     exit_code: int = 0
     error: str | None = None  # one stderr line in human mode (a failed job)
+    printed: bool = False  # already written as it came (a followed stream)
 
 
 def _dest(args: argparse.Namespace, client: Client) -> Outcome:
@@ -152,6 +154,8 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
     if command == "inventory":
         inv = client.inventory(args.days)
         return Outcome(inv, render_inventory.inventory_text(inv))
+    if command == "events":
+        return _events(args, client)
     if command == "reload":
         reply = client.config_reload()
         return Outcome(reply, "config reloaded")
@@ -177,6 +181,23 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
                           f"{render.short_time(s.get('next_run'))}")
     stats = client.schedule_stats(args.name)
     return Outcome(stats, render.table(stats, render.STATS_COLUMNS) or "no schedules")
+
+
+def _events(args: argparse.Namespace, client: Client) -> Outcome:
+    """The recent events; with --follow, the last FOLLOW_HISTORY of them and then each one as it happens
+    (a JSON line each under --json), until Ctrl-C, as `journalctl -f` does."""
+    as_json = getattr(args, "json", False)
+    if not args.follow:
+        events = list(client.events(args.types, args.source, follow=False, history=500))
+        return Outcome(events, "\n".join(render.event_line(e) for e in events) or "no events")
+    try:
+        for event in client.events(args.types, args.source, history=FOLLOW_HISTORY):
+            print(json.dumps(event) if as_json else render.event_line(event), flush=True)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `backupctl events -f | head -3`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return Outcome(None, "", printed=True)
 
 
 def _queued(job: Mapping[str, Any], what: str) -> Outcome:
@@ -243,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         _fail({"error": f"internal error: {type(exc).__name__}: {exc}", "code": "internal_error"}, as_json)
         return 1
     try:
-        if as_json:
+        if outcome.printed:
+            pass
+        elif as_json:
             print(json.dumps(outcome.result))
         elif outcome.text:
             print(outcome.text)

@@ -170,4 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     inv = cmd(sub, "inventory", "what the backups hold: totals, restore points, chains, missing copies, verification")
     inv.add_argument("--days", type=int, metavar="N", help="verification coverage over the last N days (default 30)")
     cmd(sub, "reload", "reload the daemon's config file (as SIGHUP does)")
+
+    ev = cmd(sub, "events", "the recent events (backup.failed, destination.unhealthy, ...), or follow them")
+    ev.add_argument("--follow", "-f", action="store_true", help="the last 10 events, then each one as it happens, until Ctrl-C")
+    ev.add_argument("--type", action="append", default=[], dest="types", metavar="PATTERN",
+                    help="only these types: backup.failed, backup.*, *.failed (repeatable)")
+    ev.add_argument("--source", metavar="NAME", help="only this source's events")
     return p

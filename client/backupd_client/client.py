@@ -17,7 +17,7 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,9 +26,9 @@ import zmq
 from . import errors
 from .errors import FIX_DAEMON, BadUsageError, DaemonUnreachable, RequestTimeout, error_for
 from .protocol import (DEFAULT_SOCKET, FINAL_STATUSES, MAX_REPLY_BYTES, RESEND_UNSAFE_OPS, SOCKET_ENV, ErrorCode,
-                       Event, Op, ProtocolError, check_args, decode_reply, encode_request)
+                       Event, Op, ProtocolError, Reply, check_args, decode_reply, encode_request)
 from .types import (Backup, Destination, DestinationHealth, Health, Job, Nearest, Schedule, ScheduleStats,
-                    Status)
+                    Status, StreamedEvent)
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RETRIES = 2  # so three tries in all
@@ -136,13 +136,7 @@ class Client:
             op = Op(op)
         except ValueError:
             raise errors.UnknownOpError(f"unknown op {op!r}") from None
-        args = {name: value for name, value in (args or {}).items() if value is not None}
-        request_id = uuid.uuid4().hex
-        try:
-            check_args(op, args)
-            frame = encode_request(request_id, op, args)
-        except ProtocolError as exc:
-            raise error_for(exc.code, exc.message, exc.details) from None
+        request_id, frame = _frame(op, args or {})
         wait = self.timeout if timeout is None else max(0.001, timeout)
         tries = 1 if op in RESEND_UNSAFE_OPS else 1 + self.retries
         for _ in range(tries):
@@ -171,19 +165,8 @@ class Client:
         while (remaining := deadline - time.monotonic()) > 0:
             if not sock.poll(max(1, int(remaining * 1000)), zmq.POLLIN):
                 break
-            frames = sock.recv_multipart()
-            if len(frames) != 1:
-                continue
-            try:
-                message = decode_reply(frames[0])
-            except ProtocolError as exc:
-                if exc.code is ErrorCode.UNSUPPORTED_PROTOCOL_VERSION:
-                    raise errors.UnsupportedProtocolVersionError(
-                        f"backupd at {self.socket_path} answered in another protocol version: {exc.message}; "
-                        "install the backupd-client that matches the daemon", exc.details) from None
-                raise errors.InternalError(f"unreadable reply from backupd at {self.socket_path}: {exc.message}",
-                                           {"socket": self.socket_path}) from None
-            if message.id != request_id:
+            message = self._receive(sock)
+            if message is None or message.id != request_id:
                 continue  # a late reply to an earlier request (or to another client's resend)
             if isinstance(message, Event):
                 if on_event is not None:
@@ -195,6 +178,46 @@ class Client:
             assert message.error is not None
             raise error_for(message.error.code, message.error.message, message.error.details)
         return False, None
+
+    def _receive(self, sock: zmq.Socket) -> Reply | Event | None:
+        """The next frame from the daemon, decoded (None: not a single frame)."""
+        frames = sock.recv_multipart()
+        if len(frames) != 1:
+            return None
+        try:
+            return decode_reply(frames[0])
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.UNSUPPORTED_PROTOCOL_VERSION:
+                raise errors.UnsupportedProtocolVersionError(
+                    f"backupd at {self.socket_path} answered in another protocol version: {exc.message}; "
+                    "install the backupd-client that matches the daemon", exc.details) from None
+            raise errors.InternalError(f"unreadable reply from backupd at {self.socket_path}: {exc.message}",
+                                       {"socket": self.socket_path}) from None
+
+    def _stream(self, op: Op, args: dict[str, Any], wait: float) -> Generator[Event, None, Any]:
+        """Send one streaming request, yield its events as they come, return its final result; sent
+        once (a stream is not resent), `wait` being the longest silence between two frames."""
+        request_id, frame = _frame(op, args)
+        sock = self._connected()
+        try:
+            sock.send(frame, zmq.DONTWAIT)
+        except zmq.Again:
+            self.close()
+            raise RequestTimeout(f"cannot send to backupd at {self.socket_path}", {"socket": self.socket_path})
+        while sock.poll(max(1, int(wait * 1000)), zmq.POLLIN):
+            message = self._receive(sock)
+            if message is None or message.id != request_id:
+                continue
+            if isinstance(message, Event):
+                yield message
+                continue
+            if message.ok:
+                return message.result
+            assert message.error is not None
+            raise error_for(message.error.code, message.error.message, message.error.details)
+        self.close()
+        raise RequestTimeout(f"no answer from backupd at {self.socket_path} within {wait:g}s; is backupd healthy?",
+                             {"socket": self.socket_path, "op": op.value, "timeout_s": wait})
 
     # -- ops ---------------------------------------------------------------------------------------------
 
@@ -357,6 +380,43 @@ class Client:
 
     def config_reload(self) -> dict[str, Any]:
         return self.call(Op.CONFIG_RELOAD)
+
+    def events(self, types: Iterable[str] = (), source: str | None = None, *, follow: bool = True,
+               history: int = 0, timeout_s: float | None = None,
+               queue_size: int | None = None) -> Iterator[StreamedEvent]:
+        """Events as they happen (`types`: patterns such as `backup.*` or `*.failed`; none: all), after up
+        to `history` recent ones; each carries `dropped`, the events lost since the previous one because this
+        subscriber's queue (`queue_size`, at most 1000) was full. Without `follow`, only the recent ones.
+        The stream is asked for in slices of WAIT_SLICE_S (the daemon keeps the subscription between
+        them) and ends after `timeout_s`, or never."""
+        deadline = None if timeout_s is None else time.monotonic() + max(0.0, timeout_s)
+        args: dict[str, Any] = {"types": list(types) or None, "source": source, "history": history or None,
+                                "follow": follow, "queue_size": queue_size}
+        while True:
+            slice_s = WAIT_SLICE_S if deadline is None else max(0.0, min(WAIT_SLICE_S, deadline - time.monotonic()))
+            stream = self._stream(Op.EVENTS_SUBSCRIBE, {**args, "timeout_s": slice_s}, slice_s + self.timeout)
+            while True:
+                try:
+                    event = next(stream)
+                except StopIteration as end:
+                    reply = end.value
+                    break
+                if isinstance(event.data, dict) and isinstance(event.data.get("event"), dict):
+                    yield {**event.data["event"], "dropped": event.data.get("dropped", 0)}
+            if not follow or (deadline is not None and time.monotonic() >= deadline):
+                return
+            args = {"subscription": reply["subscription"]}
+
+
+def _frame(op: Op, args: dict[str, Any]) -> tuple[str, bytes]:
+    """A new request id and the request's frame, its arguments checked (nil ones left out)."""
+    args = {name: value for name, value in args.items() if value is not None}
+    request_id = uuid.uuid4().hex
+    try:
+        check_args(op, args)
+        return request_id, encode_request(request_id, op, args)
+    except ProtocolError as exc:
+        raise error_for(exc.code, exc.message, exc.details) from None
 
 
 def iso_time(at: str | datetime) -> str:

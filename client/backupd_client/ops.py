@@ -33,6 +33,7 @@ class Op(str, Enum):
     PRUNE = "prune"
     CONFIG_RELOAD = "config.reload"
     INVENTORY = "inventory"
+    EVENTS_SUBSCRIBE = "events.subscribe"
 
     def __str__(self) -> str:
         return self.value
@@ -44,4 +45,4 @@ class Op(str, Enum):
 RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE, Op.DESTINATION_RESYNC,
                                Op.SCHEDULE_ADD, Op.SCHEDULE_REMOVE, Op.DESTINATION_ADD, Op.DESTINATION_REMOVE})
 # Ops whose reply may be preceded by streamed events.
-STREAMING_OPS = frozenset({Op.JOB_WAIT})
+STREAMING_OPS = frozenset({Op.JOB_WAIT, Op.EVENTS_SUBSCRIBE})

@@ -33,7 +33,7 @@ __all__ = [
     "SUPPORTED_VERSIONS", "Event", "ProtocolError", "Reply", "ReplyError", "Request", "decode_envelope",
     "decode_reply", "encode_event", "encode_reply_error", "encode_reply_ok", "encode_request", "valid_id",
     "CLIENT_SIDE_CODES", "ErrorCode", "RESEND_UNSAFE_OPS", "STREAMING_OPS", "Op",
-    "DEFAULT_SOCKET", "SOCKET_ENV", "EVENT_PROGRESS", "JobStatus", "ACTIVE_STATUSES", "FINAL_STATUSES",
+    "DEFAULT_SOCKET", "SOCKET_ENV", "EVENT_PROGRESS", "EVENT_EVENT", "JobStatus", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "SUCCESS_STATUSES", "FAILED_STATUSES", "JOB_KINDS", "PRIORITIES", "STRATEGIES", "VALIDATION_LEVELS",
     "COPY_SELECTIONS", "SCHEDULE_JOBS", "OpArgs", "OP_ARGS", "ARG_MINIMUM", "ARG_CHOICES", "check_args",
     "decode_request",
@@ -43,6 +43,7 @@ DEFAULT_SOCKET = "/run/backupd/control.sock"
 SOCKET_ENV = "BACKUPD_SOCKET"
 
 EVENT_PROGRESS = "progress"
+EVENT_EVENT = "event"  # a streamed event of events.subscribe: {"event": <event>, "dropped": n}
 
 
 class JobStatus(str, Enum):
@@ -134,10 +135,14 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.PRUNE: OpArgs({"dry_run": (True, _BOOL)}),
     Op.CONFIG_RELOAD: OpArgs(),
     Op.INVENTORY: OpArgs({"days": (False, _INT)}),
+    Op.EVENTS_SUBSCRIBE: OpArgs({"types": (False, _STRS), "source": (False, _STR), "history": (False, _INT),
+                                "follow": (False, _BOOL), "timeout_s": (False, _NUM), "max_events": (False, _INT),
+                                "queue_size": (False, _INT), "subscription": (False, _STR)}),
 }
 
 # Numeric arguments with a floor (and never NaN or infinite).
-ARG_MINIMUM: dict[str, float] = {"limit": 1, "days": 1, "timeout_s": 0, "max_staleness_s": 0}
+ARG_MINIMUM: dict[str, float] = {"limit": 1, "days": 1, "timeout_s": 0, "max_staleness_s": 0, "history": 0,
+                                 "max_events": 1, "queue_size": 1}
 # Arguments with a closed set of values.
 ARG_CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": STRATEGIES,

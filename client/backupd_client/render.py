@@ -316,3 +316,18 @@ def prune_jobs_text(jobs: Iterable[Mapping[str, Any]]) -> str:
         if isinstance(result, Mapping) and ("delete" in result or "keep" in result):
             lines.extend(f"  {line}" for line in plan_text(result, False).splitlines())
     return "\n".join(lines) or "nothing to prune"
+
+
+def event_line(e: Mapping[str, Any]) -> str:
+    """One event on one line: time, type, source, job, then the message and error code."""
+    parts = [short_time(e.get("at")), fmt(e.get("type"))]
+    parts += [f"{k}={fmt(e.get(k))}" for k in ("source", "job_id", "backup_id") if e.get(k)]
+    dests = e.get("destinations") or []
+    if dests and not e.get("source"):
+        parts.append(f"destination={fmt(dests)}")
+    if e.get("message"):
+        code = f" ({fmt(e.get('error_code'))})" if e.get("error_code") else ""
+        parts.append(f"- {fmt(e.get('message'))}{code}")
+    if e.get("dropped"):
+        parts.append(f"[{e['dropped']} earlier events dropped]")
+    return "  ".join(parts)

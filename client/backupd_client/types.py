@@ -146,3 +146,24 @@ class Health(TypedDict, total=False):
     status: str  # ok | degraded | unhealthy
     problems: list[Problem]
     destinations: list[Any]
+
+
+class StreamedEvent(TypedDict, total=False):
+    """An event of `events.subscribe` (docs/PROTOCOL.md, Objects), with `dropped`: how many events
+    the daemon dropped for this subscriber (its queue was full) since the one delivered before it."""
+
+    id: str
+    type: str  # backup.started, backup.failed, ... (`subject.state`)
+    at: str
+    source: str | None
+    schedule: str | None
+    job_id: str | None
+    backup_id: str | None
+    destinations: list[str]
+    error_code: str | None
+    message: str | None
+    duration_s: float | None
+    bytes: int | None
+    log_tail: list[str]
+    details: dict[str, Any]
+    dropped: int

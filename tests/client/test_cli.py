@@ -63,6 +63,9 @@ VALID = [
     (["prune", "--wait"], {"dry_run": False, "wait": True}),
     (["prune", "--dry-run"], {"dry_run": True}),
     (["reload"], {"command": "reload"}),
+    (["events"], {"command": "events", "follow": False, "types": [], "source": None}),
+    (["events", "-f", "--type", "backup.*", "--type", "*.failed", "--source", "app"],
+     {"follow": True, "types": ["backup.*", "*.failed"], "source": "app"}),
 ]
 
 

@@ -111,6 +111,8 @@ SAMPLE_ARGS = {
     Op.DESTINATION_REMOVE: {"name": "usb", "force": True},
     Op.PRUNE: {"dry_run": True}, Op.CONFIG_RELOAD: {},
     Op.INVENTORY: {"days": 7},
+    Op.EVENTS_SUBSCRIBE: {"types": ["backup.*", "*.failed"], "source": "app", "history": 10, "follow": True,
+                          "timeout_s": 30, "max_events": 100, "queue_size": 1000},
 }
 
 

@@ -59,3 +59,13 @@ def test_small_formatters():
     plan = {"delete": [{"id": "b1", "reason": "older than 30 days"}], "keep": ["b2"], "reasons": {"b2": "last 1"}}
     assert render.plan_text(plan, dry_run=True).splitlines() == [
         "would delete b1: older than 30 days", "keep b2: last 1", "dry run: 1 to delete, 1 kept"]
+
+
+def test_event_line_names_type_source_job_and_error_and_says_when_events_were_dropped():
+    line = render.event_line({"at": "2026-12-04T03:00:00+00:00", "type": "backup.failed", "source": "app",
+                              "job_id": "j1", "message": "no such table", "error_code": "snapshot_failed",
+                              "dropped": 3, "destinations": []})
+    assert "backup.failed" in line and "source=app" in line and "job_id=j1" in line
+    assert "no such table (snapshot_failed)" in line and "[3 earlier events dropped]" in line
+    dest = render.event_line({"type": "destination.unhealthy", "destinations": ["usb"], "dropped": 0})
+    assert "destination=usb" in dest and "dropped" not in dest
