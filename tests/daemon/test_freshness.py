@@ -29,6 +29,9 @@ def test_a_source_older_than_max_age_is_stale_once_until_a_new_backup(installati
     assert stale["code"] == "source_stale" and stale["message"] == violated["message"]
     time.sleep(1.5)  # several watchdog rounds: still stale, not announced again
     assert len(d.events("freshness_violated")) == 1
+    [streamed] = list(c.events(types=["freshness.*"], follow=False, history=10))  # on the event bus too, once
+    assert (streamed["type"], streamed["source"], streamed["error_code"]) == ("freshness.violated", "demo",
+                                                                            "source_stale"), streamed
 
     job = c.backup_create("demo")
     d.wait_job(job["job_id"], lambda j: j["status"] == "completed", 60, "completed")
