@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 from backupd import __version__
 from backupd_client.protocol import PROTOCOL_VERSION, Op
+from prometheus_client import CollectorRegistry
 
 from backupd.config import Config
 from backupd.core.access import Peer, Role
@@ -24,6 +25,7 @@ from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, ValidateJob
+from backupd.daemon.metrics import exposition, summary
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.supervisor import Supervisor
 from backupd.engine.prune import plan_prune
@@ -35,7 +37,7 @@ _R, _A = Role.READER, Role.ADMIN
 OP_ROLES: dict[Op, Role] = {
     Op.STATUS: _R, Op.HEALTH: _R, Op.JOB_GET: _R, Op.JOB_LIST: _R, Op.JOB_WAIT: _R,
     Op.RESTORE_POINTS: _R, Op.RESTORE_NEAREST: _R, Op.SCHEDULE_LIST: _R, Op.SCHEDULE_STATS: _R,
-    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R,
+    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R, Op.METRICS: _R,
     Op.BACKUP_CREATE: _A, Op.JOB_CANCEL: _A, Op.RESTORE_CREATE: _A, Op.VALIDATE: _A,
     Op.SCHEDULE_ADD: _A, Op.SCHEDULE_REMOVE: _A, Op.SCHEDULE_PAUSE: _A, Op.SCHEDULE_RESUME: _A,
     Op.DESTINATION_RESYNC: _A, Op.DESTINATION_ADD: _A, Op.DESTINATION_ENABLE: _A, Op.DESTINATION_DISABLE: _A,
@@ -60,12 +62,13 @@ class Handlers:
     catalog), the schedules, the destinations changed at run time and the destinations' health."""
 
     def __init__(self, *, daemon: ConfigHolder, supervisor: Supervisor, schedules: ScheduleBook,
-                 destinations: DestinationBook, health: HealthMonitor):
+                 destinations: DestinationBook, health: HealthMonitor, metrics: CollectorRegistry):
         self.daemon = daemon
         self.supervisor = supervisor
         self.schedules = schedules
         self.destinations = destinations
         self.monitor = health
+        self.metrics_registry = metrics
         self.access = AccessControl(lambda: self.config)
         sup = supervisor
         self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {
@@ -95,6 +98,7 @@ class Handlers:
             Op.DESTINATION_RESYNC: self.destination_resync,
             Op.PRUNE: self.prune,
             Op.CONFIG_RELOAD: lambda a: daemon.reload_config(),
+            Op.METRICS: lambda a: {"summary": summary(metrics), "text": exposition(metrics)},
         }
 
     @property

@@ -27,7 +27,9 @@ from backupd.daemon.control import ControlServer
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.health import HealthMonitor
+from backupd.daemon.exposition import HttpListener, TextfileWriter
 from backupd.daemon.jobs import FINAL
+from backupd.daemon.metrics import DaemonCollector, registry_of
 from backupd.daemon.notify import Notifier
 from backupd.daemon.peers import peer_bound, raise_fd_limit
 from backupd.daemon.probes import default_probe
@@ -70,6 +72,7 @@ class Daemon:
         self.log_level = log_level
         self.config = load_config(self.config_path)  # with the run-time destination changes once running
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._textfiles: list[TextfileWriter] = []  # kicked at the end of every job
 
     def run(self) -> int:
         cfg = self.config
@@ -87,8 +90,12 @@ class Daemon:
         self._use(self.destinations.config)
         self.supervisor.add_listener(self._job_changed)
         self.schedules = ScheduleBook(self.supervisor, self.store)
+        metrics = registry_of(DaemonCollector(cfg.state.dir / STATE_DB, destinations=self.health.snapshot,
+                                              schedules=self.schedules.list, jobs=self.supervisor.counts))
         handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
-                            destinations=self.destinations, health=self.health)
+                            destinations=self.destinations, health=self.health, metrics=metrics)
+        outlets = _metric_outlets(cfg, metrics, lambda: handlers.health({}))
+        self._textfiles = [o for o in outlets if isinstance(o, TextfileWriter)]
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
                                 handlers=handlers, supervisor=self.supervisor,
                                 max_peers=peer_bound(cfg.control.max_peers, fd_limit))
@@ -99,6 +106,8 @@ class Daemon:
         control.start()
         self.health.start()
         self.schedules.start()
+        for outlet in outlets:
+            outlet.start()
         notifier.ready(f"listening on {cfg.control.socket}")
         log.info("daemon_ready", pid=os.getpid(), socket=str(cfg.control.socket), config=str(self.config_path),
                  schedules=self.schedules.names())
@@ -128,6 +137,8 @@ class Daemon:
             self.supervisor.shutdown(self.config.daemon.shutdown_timeout_s)
             control.stop()
             self.health.stop()
+            for outlet in outlets:
+                outlet.stop()
             self.destinations.close()
             self.store.close()
             for fd in locks:
@@ -179,6 +190,24 @@ class Daemon:
     def _job_changed(self, job: dict[str, Any]) -> None:
         if job["status"] in FINAL and job["kind"] in _CATALOG_WRITERS:
             self.health.catalog_changed()
+        if job["status"] in FINAL:
+            for textfile in self._textfiles:
+                textfile.kick()
+
+
+def _metric_outlets(cfg: Any, registry: Any, health: Any) -> list[TextfileWriter | HttpListener]:
+    """The textfile writer and HTTP listener `[monitoring]` asks for (the listener bound now: a port
+    in use fails the start, as the control socket does)."""
+    outlets: list[TextfileWriter | HttpListener] = []
+    if cfg.monitoring.textfile is not None:
+        outlets.append(TextfileWriter(registry, cfg.monitoring.textfile))
+    if cfg.monitoring.listen_address is not None:
+        try:
+            outlets.append(HttpListener(registry, cfg.monitoring.listen_address, health))
+        except OSError as exc:
+            raise ConfigError([f"monitoring.listen: cannot listen on {cfg.monitoring.listen}: {exc.strerror or exc}"],
+                              source=str(cfg.path)) from None
+    return outlets
 
 
 def run(config_path: Path, log_level: str = "info") -> int:

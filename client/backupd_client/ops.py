@@ -32,6 +32,7 @@ class Op(str, Enum):
     DESTINATION_REMOVE = "destination.remove"
     PRUNE = "prune"
     CONFIG_RELOAD = "config.reload"
+    METRICS = "metrics"
 
     def __str__(self) -> str:
         return self.value
