@@ -1,0 +1,101 @@
+"""The metrics, end to end on a real daemon: the control op and `backupctl metrics`, the textfile and
+the HTTP listener; each passes `promtool check metrics` and follows the catalog as backups are made."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.promtool import check_metrics
+
+from .harness import wait_for
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """(sample name, labels) -> value of an exposition text, parsed by prometheus_client's own parser."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LAST = "backupd_backup_last_success_timestamp_seconds"
+KEY = (LAST, frozenset({"source": "demo", "destination": "local"}.items()))
+
+
+def test_op_and_backupctl_metrics_follow_backups(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    c = d.client()
+    before = c.metrics()
+    check_metrics(before["text"])
+    assert KEY not in samples(before["text"])
+    assert samples(before["text"])[("backupd_build_info", frozenset({"version": c.status()["version"]}.items()))] == 1
+    first = c.job_wait(c.backup_create("demo", "full")["job_id"], timeout_s=60)
+    assert first["status"] == "completed"
+    one = samples(c.metrics()["text"])
+    assert one[("backupd_backup_runs_total", frozenset({"source": "demo", "strategy": "full",
+                                                        "outcome": "completed"}.items()))] == 1
+    assert one[("backupd_backup_duration_seconds_count", frozenset({"source": "demo", "strategy": "full"}.items()))] == 1
+    assert one[("backupd_chain_length", KEY[1])] == 1
+    second = c.job_wait(c.backup_create("demo", "incremental")["job_id"], timeout_s=60)
+    assert second["status"] == "completed"
+    got = c.metrics()
+    two = samples(got["text"])
+    assert two[KEY] > one[KEY]
+    assert two[("backupd_chain_length", KEY[1])] == 2
+    assert two[("backupd_backup_stored_bytes", KEY[1])] > one[("backupd_backup_stored_bytes", KEY[1])]
+    assert got["summary"][LAST] == [{"labels": {"source": "demo", "destination": "local"}, "value": two[KEY]}]
+    text = d.ctl("metrics", "--prometheus")
+    assert text.returncode == 0, text.stderr
+    check_metrics(text.stdout)
+    assert samples(text.stdout) == two | {k: v for k, v in samples(text.stdout).items() if k[0] == "backupd_jobs"}
+    human = d.ctl("metrics")
+    assert human.returncode == 0 and "demo" in human.stdout and "local" in human.stdout, human.stderr
+    d.stop()
+
+
+def test_textfile_is_written_atomically_after_jobs_and_the_listener_serves(installation, daemon_for):
+    port = free_port()
+    inst = installation(demo="small", extra=f'\n[monitoring]\ntextfile = "prom/backupd.prom"\n'
+                                            f'listen = "127.0.0.1:{port}"\n')
+    (inst.root / "prom").mkdir()
+    d = daemon_for(inst).start()
+    textfile = inst.root / "prom" / "backupd.prom"
+    wait_for(textfile.exists, timeout=10)
+    check_metrics(textfile.read_text())
+    assert KEY not in samples(textfile.read_text())
+    c = d.client()
+    assert c.job_wait(c.backup_create("demo")["job_id"], timeout_s=60)["status"] == "completed"
+    wait_for(lambda: KEY in samples(textfile.read_text()), timeout=10)  # after the job, not after 60 s
+    assert sorted(p.name for p in textfile.parent.iterdir()) == ["backupd.prom"]  # no temp file left
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        served = r.read().decode()
+        assert r.headers["Content-Type"].startswith("text/plain")
+    check_metrics(served)
+    assert samples(served)[KEY] == samples(textfile.read_text())[KEY]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+        assert json.loads(r.read())["status"] in ("ok", "unknown", "degraded")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/nothing", timeout=10)
+        raise AssertionError("a 404 was expected")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+    d.stop()
+
+
+def test_the_listener_is_off_by_default(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    assert d.events("metrics_listening") == []
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", 9847)) != 0
+    d.stop()
