@@ -4,6 +4,7 @@ the HTTP listener; each passes `promtool check metrics` and follows the catalog 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -11,6 +12,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.promtool import check_metrics
+from tests.test_metrics_docs import documented
 
 from .harness import wait_for
 
@@ -53,6 +55,10 @@ def test_op_and_backupctl_metrics_follow_backups(installation, daemon_for):
     assert two[KEY] > one[KEY]
     assert two[("backupd_chain_length", KEY[1])] == 2
     assert two[("backupd_backup_stored_bytes", KEY[1])] > one[("backupd_backup_stored_bytes", KEY[1])]
+    table = documented()
+    for name, labels in two:  # every sample carries the labels docs/METRICS.md names, and no other
+        family = next(n for n in (name, re.sub(r"_(bucket|sum|count)$", "", name)) if n in table)
+        assert {k for k, _ in labels} - {"le"} == table[family][1], name
     assert got["summary"][LAST] == [{"labels": {"source": "demo", "destination": "local"}, "value": two[KEY]}]
     text = d.ctl("metrics", "--prometheus")
     assert text.returncode == 0, text.stderr
