@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from backupd import __version__
 from backupd.core.vocab import HealthStatus
@@ -115,7 +116,7 @@ def _catalog_families(fig: Figures) -> Iterator[Metric]:
     hist = HistogramMetricFamily("backupd_backup_duration_seconds", "Wall time of the finished backup jobs in the"
                                  " job history.", labels=["source", "strategy"])
     for source, strategy, counts, n, total in fig.durations(DURATION_BUCKETS):
-        buckets = [(f"{b:g}", float(k)) for b, k in zip(DURATION_BUCKETS, counts)] + [("+Inf", float(n))]
+        buckets = [(floatToGoString(b), float(k)) for b, k in zip(DURATION_BUCKETS, counts)] + [("+Inf", float(n))]
         hist.add_metric([source, strategy], buckets, total)
     yield hist
 

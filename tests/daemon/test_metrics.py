@@ -8,8 +8,13 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from backupd.daemon.metrics import DaemonCollector, exposition, registry_of
+from backupd.daemon.store import DaemonStore
 
 from tests.promtool import check_metrics
 from tests.test_metrics_docs import documented
@@ -105,3 +110,52 @@ def test_the_listener_is_off_by_default(installation, daemon_for):
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", 9847)) != 0
     d.stop()
+
+
+def test_a_taken_port_stops_the_start_with_a_config_error(installation, daemon_for):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        inst = installation(demo="small", extra=f'\n[monitoring]\nlisten = "127.0.0.1:{port}"\n')
+        d = daemon_for(inst).start(wait=False)
+        assert d.wait_exit() == 2
+    assert f"monitoring.listen: cannot listen on 127.0.0.1:{port}" in d.log_tail(), d.log_tail()
+
+
+def _run(store: DaemonStore, job_id: str, status: str, seconds: float, strategy: str | None = "full") -> None:
+    start = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc) + timedelta(hours=len(job_id))
+    store.save_job({"job_id": job_id, "kind": "backup", "source": "demo", "schedule": "nightly", "status": status,
+                    "created_at": start.isoformat(), "started_at": start.isoformat(),
+                    "finished_at": (start + timedelta(seconds=seconds)).isoformat(), "args": {"strategy": "auto"},
+                    "result": {"strategy": strategy} if strategy else None})
+
+
+def test_runs_and_durations_come_from_the_job_history(tmp_path):
+    """Outcomes by the strategy taken (the requested one when the run never chose), durations bucketed."""
+    store = DaemonStore(tmp_path / "catalog.db")
+    _run(store, "j1", "completed", 0.5)
+    _run(store, "j22", "completed", 70.25)
+    _run(store, "j333", "failed", 3.0, strategy=None)
+    store.save_job({"job_id": "j4444", "kind": "backup", "source": "demo", "status": "running",
+                    "created_at": "2026-11-02T00:00:00+00:00", "started_at": "2026-11-02T00:00:00+00:00"})
+    store.close()
+    registry = registry_of(DaemonCollector(tmp_path / "catalog.db", destinations=lambda: [], schedules=lambda: [],
+                                           jobs=lambda: {"running": 1}))
+    text = exposition(registry)
+    check_metrics(text)
+    got = samples(text)
+
+    def at(name: str, **labels: str) -> float:
+        return got[(name, frozenset(labels.items()))]
+
+    assert at("backupd_backup_runs_total", source="demo", strategy="full", outcome="completed") == 2
+    assert at("backupd_backup_runs_total", source="demo", strategy="auto", outcome="failed") == 1
+    assert at("backupd_backup_duration_seconds_count", source="demo", strategy="full") == 2
+    assert at("backupd_backup_duration_seconds_sum", source="demo", strategy="full") == pytest.approx(70.75, abs=0.01)
+    assert at("backupd_backup_duration_seconds_bucket", source="demo", strategy="full", le="1.0") == 1
+    assert at("backupd_backup_duration_seconds_bucket", source="demo", strategy="full", le="60.0") == 1
+    assert at("backupd_backup_duration_seconds_bucket", source="demo", strategy="full", le="300.0") == 2
+    assert at("backupd_backup_last_attempt_timestamp_seconds", source="demo") == \
+        datetime(2026, 11, 2, tzinfo=timezone.utc).timestamp()
+    assert at("backupd_jobs", state="running") == 1
