@@ -9,13 +9,14 @@ listen` from daemon threads; neither ever blocks the daemon's loop or control so
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from backupd.core.vocab import HealthStatus
 
@@ -46,7 +47,7 @@ class TextfileWriter:
         failing = False
         while not self._stop.is_set():
             try:
-                write_to_textfile(str(self._path), self._registry)  # temp file + os.replace
+                write_textfile(self._path, generate_latest(self._registry))
                 if failing:
                     log.info("metrics_textfile_recovered", path=str(self._path))
                 failing = False
@@ -56,6 +57,22 @@ class TextfileWriter:
                 failing = True
             self._kick.wait(self._interval)
             self._kick.clear()
+
+
+def write_textfile(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically: a hidden temp file beside it (not ending `.prom`, so the
+    collector skips it), flushed to disk, then renamed over it; readable by node_exporter's user (0644)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # whatever the daemon's umask
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 class HttpListener:

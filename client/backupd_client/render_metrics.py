@@ -9,6 +9,8 @@ from typing import Any
 from .render import col, human_duration, human_size, table
 
 _P = "backupd_"
+_OK = ("completed", "completed_with_warnings")
+_FAILED = ("failed", "partial", "timed_out")
 
 
 def _by(summary: Mapping[str, Any], name: str, *keys: str) -> dict[tuple[str, ...], float]:
@@ -37,8 +39,8 @@ def metrics_text(summary: Mapping[str, Any], now: float | None = None) -> str:
     sources = sorted({k[0] for k in [*last, *runs, *logical]})
     rows = [{
         "source": s, "last": _age(max((v for k, v in last.items() if k[0] == s), default=None), now),
-        "ok": int(sum(v for k, v in runs.items() if k[0] == s and k[1].startswith("completed"))),
-        "failed": int(sum(v for k, v in runs.items() if k[0] == s and not k[1].startswith("completed"))),
+        "ok": int(sum(v for k, v in runs.items() if k[0] == s and k[1] in _OK)),
+        "failed": int(sum(v for k, v in runs.items() if k[0] == s and k[1] in _FAILED)),
         "mean": human_duration(total[(s,)] / count[(s,)]) if count.get((s,)) else "-",
         "stored": human_size(stored.get((s,))), "logical": human_size(logical.get((s,))),
     } for s in sources]

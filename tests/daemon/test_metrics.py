@@ -88,6 +88,7 @@ def test_textfile_is_written_atomically_after_jobs_and_the_listener_serves(insta
     assert c.job_wait(c.backup_create("demo")["job_id"], timeout_s=60)["status"] == "completed"
     wait_for(lambda: KEY in samples(textfile.read_text()), timeout=10)  # after the job, not after 60 s
     assert sorted(p.name for p in textfile.parent.iterdir()) == ["backupd.prom"]  # no temp file left
+    assert textfile.stat().st_mode & 0o777 == 0o644  # node_exporter runs as another user
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         served = r.read().decode()
         assert r.headers["Content-Type"].startswith("text/plain")
@@ -100,6 +101,21 @@ def test_textfile_is_written_atomically_after_jobs_and_the_listener_serves(insta
         raise AssertionError("a 404 was expected")
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
+    d.stop()
+
+
+def test_a_textfile_that_cannot_be_written_is_logged_once_and_written_once_it_can(installation, daemon_for):
+    inst = installation(demo="small", extra='\n[monitoring]\ntextfile = "later/backupd.prom"\n')
+    d = daemon_for(inst).start()
+    d.wait_event("metrics_textfile_failed", timeout=10)
+    c = d.client()
+    assert c.job_wait(c.backup_create("demo")["job_id"], timeout_s=60)["status"] == "completed"
+    (inst.root / "later").mkdir()
+    assert c.job_wait(c.backup_create("demo")["job_id"], timeout_s=60)["status"] == "completed"
+    d.wait_event("metrics_textfile_recovered", timeout=10)
+    assert len(d.events("metrics_textfile_failed")) == 1
+    check_metrics((inst.root / "later" / "backupd.prom").read_text())
+    assert c.status()["state"] == "running"
     d.stop()
 
 
