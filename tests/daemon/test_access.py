@@ -28,7 +28,7 @@ def test_every_op_of_the_protocol_needs_a_named_role():
     assert set(OP_ROLES) == set(Op)
     readers = {op.value for op, role in OP_ROLES.items() if role is Role.READER}
     assert readers == {"status", "health", "job.get", "job.list", "job.wait", "restore.points", "restore.nearest",
-                       "schedule.list", "schedule.stats", "destination.list", "destination.health"}
+                       "schedule.list", "schedule.stats", "destination.list", "destination.health", "metrics"}
 
 
 @dataclass
