@@ -60,8 +60,8 @@ class Figures:
 
     def last_attempts(self) -> dict[str, float]:
         """source -> when its newest backup job started (epoch s), whoever ran it."""
-        rows = self._db.execute("SELECT source, max(COALESCE(started_at, created_at)) FROM jobs"
-                                " WHERE kind = 'backup' AND started_at IS NOT NULL GROUP BY source").fetchall()
+        rows = self._db.execute("SELECT source, max(started_at) FROM jobs WHERE kind = 'backup'"
+                                " AND started_at IS NOT NULL GROUP BY source").fetchall()
         return {s: float(_ts(at) or 0.0) for s, at in rows if s is not None}
 
     def runs(self) -> list[tuple[str, str, str, int]]:
