@@ -68,7 +68,6 @@ class Handlers:
         self.schedules = schedules
         self.destinations = destinations
         self.monitor = health
-        self.metrics_registry = metrics
         self.access = AccessControl(lambda: self.config)
         sup = supervisor
         self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {

@@ -15,19 +15,20 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from backupd import log as logsetup
-from backupd.config import load_config
+from backupd.config import Config, load_config
 from backupd.config.schema import RESTORE_AREA
 from backupd.core.vocab import JobKind
 from backupd.daemon.control import ControlServer
 from backupd.daemon.destinations import DestinationBook
+from backupd.daemon.exposition import HttpListener, TextfileWriter
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.health import HealthMonitor
-from backupd.daemon.exposition import HttpListener, TextfileWriter
 from backupd.daemon.jobs import FINAL
 from backupd.daemon.metrics import DaemonCollector, registry_of
 from backupd.daemon.notify import Notifier
@@ -174,8 +175,9 @@ class Daemon:
             log.error("config_reload_failed", config=str(self.config_path), problems=exc.problems,
                       note="the previous config keeps running")
             raise
-        if new.control != self.config.control or new.state != self.config.state:
-            log.warning("config_reload_partial", note="[state] and [control] changes take effect at the next start")
+        if (new.control, new.state, new.monitoring) != (self.config.control, self.config.state, self.config.monitoring):
+            log.warning("config_reload_partial",
+                        note="[state], [control] and [monitoring] changes take effect at the next start")
         self._use(self.destinations.reload(new))
         self.schedules.reload(self.config)
         log.info("config_reloaded", config=str(self.config_path), schedules=self.schedules.names())
@@ -195,7 +197,8 @@ class Daemon:
                 textfile.kick()
 
 
-def _metric_outlets(cfg: Any, registry: Any, health: Any) -> list[TextfileWriter | HttpListener]:
+def _metric_outlets(cfg: Config, registry: CollectorRegistry,
+                    health: Callable[[], dict[str, Any]]) -> list[TextfileWriter | HttpListener]:
     """The textfile writer and HTTP listener `[monitoring]` asks for (the listener bound now: a port
     in use fails the start, as the control socket does)."""
     outlets: list[TextfileWriter | HttpListener] = []
