@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 from backupd import __version__
 from backupd_client.protocol import PROTOCOL_VERSION, Op
+from prometheus_client import CollectorRegistry
 
 from backupd.config import Config
 from backupd.core.access import Peer, Role
@@ -25,6 +26,7 @@ from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, ValidateJob
+from backupd.daemon.metrics import exposition, summary
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.supervisor import Supervisor
 from backupd.daemon.watchdog import Watchdog
@@ -38,7 +40,7 @@ _R, _A = Role.READER, Role.ADMIN
 OP_ROLES: dict[Op, Role] = {
     Op.STATUS: _R, Op.HEALTH: _R, Op.JOB_GET: _R, Op.JOB_LIST: _R, Op.JOB_WAIT: _R,
     Op.RESTORE_POINTS: _R, Op.RESTORE_NEAREST: _R, Op.SCHEDULE_LIST: _R, Op.SCHEDULE_STATS: _R,
-    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R, Op.INVENTORY: _R,
+    Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R, Op.INVENTORY: _R, Op.METRICS: _R,
     Op.EVENTS_SUBSCRIBE: _R,  # streamed by the control server (control.py), as job.wait
     Op.BACKUP_CREATE: _A, Op.JOB_CANCEL: _A, Op.RESTORE_CREATE: _A, Op.VALIDATE: _A,
     Op.SCHEDULE_ADD: _A, Op.SCHEDULE_REMOVE: _A, Op.SCHEDULE_PAUSE: _A, Op.SCHEDULE_RESUME: _A,
@@ -65,7 +67,8 @@ class Handlers:
     watchdog's alerts."""
 
     def __init__(self, *, daemon: ConfigHolder, supervisor: Supervisor, schedules: ScheduleBook,
-                 destinations: DestinationBook, health: HealthMonitor, watchdog: Watchdog):
+                 destinations: DestinationBook, health: HealthMonitor, watchdog: Watchdog,
+                 metrics: CollectorRegistry):
         self.daemon = daemon
         self.supervisor = supervisor
         self.schedules = schedules
@@ -102,6 +105,7 @@ class Handlers:
             Op.PRUNE: self.prune,
             Op.CONFIG_RELOAD: lambda a: daemon.reload_config(),
             Op.INVENTORY: lambda a: inventory(sup.catalog, self.config, sup.clock(), a.get("days", 30)),
+            Op.METRICS: lambda a: {"summary": summary(metrics), "text": exposition(metrics)},
         }
 
     @property

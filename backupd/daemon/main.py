@@ -15,20 +15,23 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from backupd import log as logsetup
-from backupd.config import load_config
+from backupd.config import Config, load_config
 from backupd.config.schema import RESTORE_AREA
 from backupd.core.vocab import JobKind
 from backupd.daemon.control import ControlServer
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.events import EventBus
+from backupd.daemon.exposition import HttpListener, TextfileWriter
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobs import FINAL
+from backupd.daemon.metrics import DaemonCollector, registry_of
 from backupd.daemon.notify import Notifier
 from backupd.daemon.peers import peer_bound, raise_fd_limit
 from backupd.daemon.probes import default_probe
@@ -72,6 +75,7 @@ class Daemon:
         self.log_level = log_level
         self.config = load_config(self.config_path)  # with the run-time destination changes once running
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._textfiles: list[TextfileWriter] = []  # kicked at the end of every job
 
     def run(self) -> int:
         cfg = self.config
@@ -94,8 +98,13 @@ class Daemon:
         self.watchdog = Watchdog(lambda: self.config, utc_now, self.health, publish=self._watchdog_event)
         self.supervisor.add_listener(self.watchdog.check_soon)
         self.schedules = ScheduleBook(self.supervisor, self.store)
+        metrics = registry_of(DaemonCollector(cfg.state.dir / STATE_DB, destinations=self.health.snapshot,
+                                              schedules=self.schedules.list, jobs=self.supervisor.counts,
+                                              stale=self.watchdog.stale_sources))
         handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
-                            destinations=self.destinations, health=self.health, watchdog=self.watchdog)
+                            destinations=self.destinations, health=self.health, watchdog=self.watchdog, metrics=metrics)
+        outlets = _metric_outlets(cfg, metrics, lambda: handlers.health({}))
+        self._textfiles = [o for o in outlets if isinstance(o, TextfileWriter)]
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
                                 handlers=handlers, supervisor=self.supervisor, events=self.events,
                                 max_peers=peer_bound(cfg.control.max_peers, fd_limit))
@@ -107,6 +116,8 @@ class Daemon:
         self.health.start()
         self.watchdog.start()
         self.schedules.start()
+        for outlet in outlets:
+            outlet.start()
         notifier.ready(f"listening on {cfg.control.socket}")
         log.info("daemon_ready", pid=os.getpid(), socket=str(cfg.control.socket), config=str(self.config_path),
                  schedules=self.schedules.names())
@@ -137,6 +148,8 @@ class Daemon:
             control.stop()
             self.watchdog.stop()
             self.health.stop()
+            for outlet in outlets:
+                outlet.stop()
             self.destinations.close()
             self.store.close()
             for fd in locks:
@@ -181,8 +194,9 @@ class Daemon:
             log.error("config_reload_failed", config=str(self.config_path), problems=exc.problems,
                       note="the previous config keeps running")
             raise
-        if new.control != self.config.control or new.state != self.config.state:
-            log.warning("config_reload_partial", note="[state] and [control] changes take effect at the next start")
+        if (new.control, new.state, new.monitoring) != (self.config.control, self.config.state, self.config.monitoring):
+            log.warning("config_reload_partial",
+                        note="[state], [control] and [monitoring] changes take effect at the next start")
         self._use(self.destinations.reload(new))
         self.schedules.reload(self.config)
         log.info("config_reloaded", config=str(self.config_path), schedules=self.schedules.names())
@@ -197,6 +211,25 @@ class Daemon:
     def _job_changed(self, job: dict[str, Any]) -> None:
         if job["status"] in FINAL and job["kind"] in _CATALOG_WRITERS:
             self.health.catalog_changed()
+        if job["status"] in FINAL:
+            for textfile in self._textfiles:
+                textfile.kick()
+
+
+def _metric_outlets(cfg: Config, registry: CollectorRegistry,
+                    health: Callable[[], dict[str, Any]]) -> list[TextfileWriter | HttpListener]:
+    """The textfile writer and HTTP listener `[monitoring]` asks for (the listener bound now: a port
+    in use fails the start, as the control socket does)."""
+    outlets: list[TextfileWriter | HttpListener] = []
+    if cfg.monitoring.textfile is not None:
+        outlets.append(TextfileWriter(registry, cfg.monitoring.textfile))
+    if cfg.monitoring.listen_address is not None:
+        try:
+            outlets.append(HttpListener(registry, cfg.monitoring.listen_address, health))
+        except OSError as exc:
+            raise ConfigError([f"monitoring.listen: cannot listen on {cfg.monitoring.listen}: {exc.strerror or exc}"],
+                              source=str(cfg.path)) from None
+    return outlets
 
 
 def run(config_path: Path, log_level: str = "info") -> int:

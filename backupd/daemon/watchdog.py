@@ -82,6 +82,11 @@ class Watchdog:
             alerts = list(self._active.values())
         return sorted(alerts, key=lambda a: (a.severity != ERROR, a.key))
 
+    def stale_sources(self) -> dict[str, bool]:
+        """Each configured source: whether a `source_stale` alert is active for it now."""
+        stale = {a.subject for a in self.active() if a.code == _STALE}
+        return {s.name: s.name in stale for s in self._config().sources}
+
     # -- the watchdog thread ------------------------------------------------------------------------
     def _loop(self) -> None:
         path = state_db_path(self._config().state.dir)

@@ -22,6 +22,7 @@ from .cli_parser import PROG, build_parser
 from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
 from .protocol import FAILED_STATUSES
+from .render_metrics import metrics_text
 
 FOLLOW_HISTORY = 10  # recent events `events --follow` prints first
 __all__ = ["PROG", "Outcome", "build_parser", "main", "run"]
@@ -101,6 +102,11 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
     if command == "health":
         h = client.health()
         return Outcome(h, render.health_text(h), 1 if h.get("status") == "unhealthy" else 0)
+    if command == "metrics":
+        m = client.metrics()
+        if args.prometheus:
+            return Outcome(m["text"], m["text"].rstrip("\n"))
+        return Outcome(m, metrics_text(m["summary"]))
     if command == "backup":
         job = client.backup_create(args.source, args.strategy, args.priority, args.tags, args.description,
                                    args.destinations, metadata=_meta(args.meta), validate_level=args.validate)

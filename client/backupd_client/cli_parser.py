@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd(sub, "status", "the daemon's version, uptime and job counts")
     cmd(sub, "health", "overall health and each destination's (exit 1 when unhealthy)")
+    m = cmd(sub, "metrics", "service and performance figures per source and destination")
+    m.add_argument("--prometheus", action="store_true", help="the Prometheus text exposition instead")
 
     b = cmd(sub, "backup", "back up one source now")
     b.add_argument("--source", required=True)

@@ -227,6 +227,10 @@ class Client:
     def health(self) -> Health:
         return self.call(Op.HEALTH)
 
+    def metrics(self) -> dict[str, Any]:
+        """The daemon's metrics: `summary` (samples by name: labels and value) and `text` (the exposition)."""
+        return self.call(Op.METRICS)
+
     def backup_create(self, source: str, strategy: str = "auto", priority: str = "normal",
                       tags: Iterable[str] = (), description: str = "",
                       destinations: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None,

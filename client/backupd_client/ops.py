@@ -34,6 +34,7 @@ class Op(str, Enum):
     CONFIG_RELOAD = "config.reload"
     INVENTORY = "inventory"
     EVENTS_SUBSCRIBE = "events.subscribe"
+    METRICS = "metrics"
 
     def __str__(self) -> str:
         return self.value

@@ -98,6 +98,7 @@ class OpArgs:
 OP_ARGS: dict[Op, OpArgs] = {
     Op.STATUS: OpArgs(),
     Op.HEALTH: OpArgs(),
+    Op.METRICS: OpArgs(),
     Op.BACKUP_CREATE: OpArgs({"source": (True, _STR), "strategy": (False, _STR), "priority": (False, _STR),
                              "tags": (False, _STRS), "description": (False, _STR), "destinations": (False, _STRS),
                              "metadata": (False, _MAP), "validate_level": (False, _STR)}),

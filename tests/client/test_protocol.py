@@ -88,7 +88,7 @@ def test_importing_the_protocol_does_not_import_zmq():
 
 
 SAMPLE_ARGS = {
-    Op.STATUS: {}, Op.HEALTH: {},
+    Op.STATUS: {}, Op.HEALTH: {}, Op.METRICS: {},
     Op.BACKUP_CREATE: {"source": "app", "strategy": "incremental", "priority": "high", "tags": ["a", "b"],
                        "description": "before upgrade"},
     Op.JOB_GET: {"job_id": "j1"}, Op.JOB_CANCEL: {"job_id": "j1"},

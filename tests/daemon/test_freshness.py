@@ -32,12 +32,14 @@ def test_a_source_older_than_max_age_is_stale_once_until_a_new_backup(installati
     [streamed] = list(c.events(types=["freshness.*"], follow=False, history=10))  # on the event bus too, once
     assert (streamed["type"], streamed["source"], streamed["error_code"]) == ("freshness.violated", "demo",
                                                                             "source_stale"), streamed
+    assert 'backupd_source_stale{source="demo"} 1.0' in c.metrics()["text"]
 
     job = c.backup_create("demo")
     d.wait_job(job["job_id"], lambda j: j["status"] == "completed", 60, "completed")
     d.wait_event("freshness_restored", timeout=10, source="demo")
     healthy = wait_for(lambda: (h := c.health())["status"] == "ok" and h, 15)
     assert healthy and healthy["problems"] == [], c.health()
+    assert 'backupd_source_stale{source="demo"} 0.0' in c.metrics()["text"]
 
     again = wait_for(lambda: d.events("freshness_violated", source="demo")[1:], 15)  # the backup ages past 3s
     assert again and "old (max_age 3s)" in again[0]["message"], again
