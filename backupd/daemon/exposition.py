@@ -19,29 +19,20 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from backupd.core.vocab import HealthStatus
+from backupd.daemon.loop import BackgroundLoop
 
 log = structlog.get_logger("backupd.metrics")
 TEXTFILE_INTERVAL_S = 60.0
 
 
-class TextfileWriter:
+class TextfileWriter(BackgroundLoop):
     """Writes the registry's exposition to `path` every `interval` seconds and after each `kick()`."""
+
+    thread_name = "metrics-textfile"
 
     def __init__(self, registry: CollectorRegistry, path: Path, interval: float = TEXTFILE_INTERVAL_S):
         self._registry, self._path, self._interval = registry, path, interval
-        self._kick, self._stop = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="metrics-textfile", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def kick(self) -> None:
-        self._kick.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._kick.set()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     def _loop(self) -> None:
         failing = False

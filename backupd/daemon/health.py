@@ -22,6 +22,7 @@ from typing import Any, Callable
 import structlog
 
 from backupd.core.vocab import HealthStatus
+from backupd.daemon.loop import BackgroundLoop
 from backupd.destinations.base import Health
 from backupd.destinations.registry import open_destination
 from backupd.engine.catalog import Catalog
@@ -80,10 +81,13 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-class HealthMonitor:
+class HealthMonitor(BackgroundLoop):
+    thread_name = "health"
+
     def __init__(self, config: Callable[[], Any], clock: Callable[[], datetime],
                  on_change: Callable[[str, str, str, list[str]], None] | None = None):
         """`on_change(name, before, after, problems)` is told of every change of a destination's status."""
+        super().__init__()
         self._config = config
         self._clock = clock
         self._on_change = on_change
@@ -91,19 +95,6 @@ class HealthMonitor:
         self._states: dict[str, _State] = {}
         self._usage = _Usage()
         self._usage_due = 0.0
-        self._kick = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="health", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._kick.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def refresh(self, names: list[str] | None = None) -> None:
         """Probe these destinations (default: all) as soon as they have no probe in flight."""

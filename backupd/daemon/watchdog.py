@@ -24,6 +24,7 @@ from backupd.core.copy_order import FAILED, CopyState
 from backupd.core.freshness import Restorable, freshness
 from backupd.core.vocab import FAILED_STATUSES, SUCCESS_STATUSES, JobStatus
 from backupd.daemon.health import HealthMonitor
+from backupd.daemon.loop import BackgroundLoop
 from backupd.engine.catalog import Catalog
 from backupd.state.db import StateDB, state_db_path
 from backupd.state.jobs import JobHistory
@@ -47,34 +48,23 @@ def log_event(event_type: str, fields: dict[str, Any]) -> None:
         log.info("alert_cleared", **fields)
 
 
-class Watchdog:
+class Watchdog(BackgroundLoop):
     """Evaluates on its own thread; `active()` answers at once from the latest evaluation."""
+
+    thread_name = "watchdog"
 
     def __init__(self, config: Callable[[], Any], clock: Callable[[], datetime], health: HealthMonitor,
                  publish: Publish):
+        super().__init__()
         self._config = config
         self._clock = clock
         self._health = health
         self._publish = publish
         self._lock = threading.Lock()
         self._active: dict[str, Alert] = {}
-        self._kick = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._kick.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
     def check_soon(self, _job: dict[str, Any] | None = None) -> None:
         """Evaluate again now (a supervisor listener: after every job change)."""
-        self._kick.set()
+        self.kick()
 
     def active(self) -> list[Alert]:
         """The alerts active now, errors first."""
