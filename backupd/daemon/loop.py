@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     """Runs `_loop` on a daemon thread named `thread_name`; `_loop` waits on `self._kick` between rounds
     and returns once `self._stop` is set. Used by the health monitor, the watchdog and the textfile writer."""
 
@@ -32,5 +33,6 @@ class BackgroundLoop:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    @abstractmethod
     def _loop(self) -> None:
-        raise NotImplementedError
+        """One thread's whole life: rounds until `self._stop` is set, waiting on `self._kick` between them."""
