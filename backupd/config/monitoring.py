@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from backupd.config.fields import ConfigPath, Section, problem
+from backupd.config.fields import ConfigPath, PositiveDuration, Section, problem
+from backupd.config.notifiers import HttpUrl
+
+HEARTBEAT_INTERVAL_S = 300.0
+MIN_HEARTBEAT_INTERVAL_S = 60.0
 
 
 class MonitoringConfig(Section):
@@ -18,6 +22,22 @@ class MonitoringConfig(Section):
         description="HOST:PORT of an HTTP listener serving /metrics and /healthz (e.g. \"127.0.0.1:9847\");"
         " omit for none (the default).",
     )
+
+    heartbeat_url: HttpUrl | None = Field(
+        None,
+        description="A dead-man's-switch URL (Healthchecks, Uptime Kuma push, ...) pinged every"
+        " `heartbeat_interval` while every source is fresh; omit for none.",
+    )
+    heartbeat_interval_s: PositiveDuration = Field(
+        HEARTBEAT_INTERVAL_S, alias="heartbeat_interval", description="How often the heartbeat is pinged (at least 1m)."
+    )
+
+    @field_validator("heartbeat_interval_s")
+    @classmethod
+    def _at_least_a_minute(cls, value: float) -> float:
+        if value < MIN_HEARTBEAT_INTERVAL_S:
+            raise problem(f"must be at least {MIN_HEARTBEAT_INTERVAL_S:g}s (got {value:g}s)")
+        return value
 
     @field_validator("textfile")
     @classmethod

@@ -22,7 +22,7 @@ from backupd.config.fields import (Duration, FromSection, Name, PositiveDuration
 from backupd.core.backoff import RetryPolicy
 from backupd.core.cron import CronSpec, parse_cron
 from backupd.core.gate import Conditions
-from backupd.core.vocab import VALIDATION_LEVELS, RequestedStrategy, ScheduleJob, ValidationLevel
+from backupd.core.vocab import VALIDATION_LEVELS, NotifyOn, RequestedStrategy, ScheduleJob, ValidationLevel
 from backupd.core.windows import Window, parse_days, parse_time_of_day
 
 _TIMEZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
@@ -168,6 +168,13 @@ class ScheduleConfig(Section):
         alias="timeout",
         description="Cancel a job of this schedule still running after this long (it ends timed_out and is retried "
         "per retry); unset: [daemon] job_timeout.",
+    )
+    notify: list[Name] = Field(
+        default_factory=list, description="Notifiers its jobs' outcomes are also sent to (per `notify_on`)."
+    )
+    notify_on: list[Annotated[NotifyOn, one_of(NotifyOn)]] = Field(
+        default_factory=lambda: [NotifyOn.FAILURE],
+        description="Which outcomes go to `notify`: failure, success and/or completion (any outcome).",
     )
     retry: RetryTable = Field(
         default_factory=dict, validate_default=True, description="Retries of a failed job."

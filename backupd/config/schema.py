@@ -18,6 +18,7 @@ from backupd.config.destination import DestinationConfig
 from backupd.config.fields import (GROUP_PATTERN, ConfigPath, Duration, Name, PositiveDuration, Principal, Section,
                                    Size, one_of)
 from backupd.config.monitoring import MonitoringConfig
+from backupd.config.notifiers import NotifierConfig
 from backupd.config.schedule import ConditionsTable, RetryTable, ScheduleConfig
 from backupd.core.access import GROUP_PREFIX
 from backupd.core.vocab import CopySelection, Severity, SourceCheck, SuccessPolicy, ValidationLevel
@@ -251,7 +252,8 @@ class ConfigDocument(Section):
     fanout: FanoutConfig = Field(default_factory=FanoutConfig, description="How a backup goes to several destinations.")
     restore: RestoreConfig = Field(default_factory=RestoreConfig, description="Which copies a restore reads.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert thresholds and how often they are checked.")
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Metrics exposition.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Metrics exposition and the heartbeat.")
+    notifiers: list[NotifierConfig] = Field(default_factory=list, description="Where events are sent (webhook, email, ...).")
 
 
 class Config(ConfigDocument):

@@ -38,6 +38,8 @@ class EventType(Word):
     FRESHNESS_RESTORED = "freshness.restored"
     ALERT_RAISED = "alert.raised"
     ALERT_CLEARED = "alert.cleared"
+    NOTIFIER_TEST = "notifier.test"  # `backupctl notify test NAME`
+    NOTIFIER_DISABLED = "notifier.disabled"  # a receiver answered HTTP 410 Gone
 
     @property
     def subject(self) -> str:
@@ -54,7 +56,14 @@ EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
 # Events that report something wrong (notifiers' default, the stream's `*.failed` and friends).
 PROBLEM_TYPES = frozenset({EventType.BACKUP_PARTIAL, EventType.BACKUP_FAILED, EventType.VALIDATION_FAILED,
                            EventType.RESTORE_FAILED, EventType.PRUNE_FAILED, EventType.DESTINATION_UNHEALTHY,
-                           EventType.FRESHNESS_VIOLATED, EventType.ALERT_RAISED})
+                           EventType.FRESHNESS_VIOLATED, EventType.ALERT_RAISED, EventType.NOTIFIER_DISABLED})
+# What a notifier without `events` is sent: failures, partials, freshness and alerts (and their ends).
+DEFAULT_NOTIFY_PATTERNS: tuple[str, ...] = (
+    "backup.failed", "backup.partial", "validation.failed", "restore.failed", "prune.failed",
+    "destination.unhealthy", "destination.recovered", "freshness.*", "alert.*", "notifier.disabled")
+# A ping notifier's default: every backup outcome and start (its check goes up and down with them).
+DEFAULT_PING_PATTERNS: tuple[str, ...] = ("backup.started", "backup.succeeded", "backup.succeeded_with_warnings",
+                                          "backup.partial", "backup.failed", "freshness.*")
 LOG_TAIL_LINES = 20
 
 _BACKUP_OUTCOME = {

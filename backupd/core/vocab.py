@@ -153,6 +153,26 @@ class SuccessPolicy(Word):
     ANY = "any"
 
 
+class NotifierKind(Word):
+    """How a notifier delivers: a signed webhook, an email, a Healthchecks-style ping, an ntfy topic, a
+    local command, or apprise (an optional extra)."""
+
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    PING = "ping"
+    NTFY = "ntfy"
+    COMMAND = "command"
+    APPRISE = "apprise"
+
+
+class NotifyOn(Word):
+    """Which of its jobs' outcomes a schedule or a manual backup sends to the notifiers it names."""
+
+    FAILURE = "failure"  # failed, partial, timed out
+    SUCCESS = "success"  # succeeded, with or without warnings
+    COMPLETION = "completion"  # any outcome
+
+
 STRATEGIES: tuple[Strategy, ...] = tuple(Strategy)
 REQUESTED_STRATEGIES: tuple[RequestedStrategy, ...] = tuple(RequestedStrategy)
 VALIDATION_LEVELS: tuple[ValidationLevel, ...] = tuple(ValidationLevel)
@@ -167,6 +187,8 @@ DESTINATION_KINDS: tuple[DestinationKind, ...] = tuple(DestinationKind)
 HEALTH_STATUSES: tuple[HealthStatus, ...] = tuple(HealthStatus)
 SOURCE_CHECKS: tuple[SourceCheck, ...] = tuple(SourceCheck)
 SUCCESS_POLICIES: tuple[SuccessPolicy, ...] = tuple(SuccessPolicy)
+NOTIFIER_KINDS: tuple[NotifierKind, ...] = tuple(NotifierKind)
+NOTIFY_ON: tuple[NotifyOn, ...] = tuple(NotifyOn)
 
 PENDING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.WAITING})  # not started yet
 ACTIVE_STATUSES = PENDING_STATUSES | {JobStatus.RUNNING}
