@@ -24,6 +24,7 @@ _KIND_KEYS: dict[str, tuple[tuple[NotifierKind, ...], tuple[NotifierKind, ...]]]
     "url": ((_K.WEBHOOK, _K.PING, _K.NTFY), (_K.WEBHOOK, _K.PING, _K.NTFY)),
     "secret_file": ((_K.WEBHOOK,), ()),
     "headers": ((_K.WEBHOOK, _K.NTFY), ()),
+    "ca_file": ((_K.WEBHOOK, _K.PING, _K.NTFY, _K.EMAIL), ()),
     "token_env": ((_K.NTFY,), ()),
     "smtp_host": ((_K.EMAIL,), (_K.EMAIL,)),
     "smtp_port": ((_K.EMAIL,), ()),
@@ -86,6 +87,10 @@ class NotifierConfig(Section):
         " every request per Standard Webhooks v1. Omit to send unsigned."
     )
     headers: dict[str, str] | None = _kind_key("webhook/ntfy: extra HTTP headers sent with every request.")
+    ca_file: ConfigPath | None = _kind_key(
+        "webhook/ping/ntfy/email: PEM file of the CA certificates that sign the receiver's TLS certificate"
+        " (a private CA); omit to trust the system's."
+    )
     token_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = _kind_key(
         "ntfy: environment variable holding an access token (sent as a bearer token)."
     )
