@@ -70,11 +70,11 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 def parse_schedule(
     mapping: Mapping[str, Any], sources: Set[str], *, destinations: Set[str] = frozenset(),
-    default_validation_level: str = ValidationLevel.STANDARD,
+    notifiers: Set[str] = frozenset(), default_validation_level: str = ValidationLevel.STANDARD,
 ) -> ScheduleConfig:
     """Validate one schedule given at run time (e.g. over the control socket), as a [[schedules]] table.
 
-    `sources` and `destinations` are the configured names; `true` for validate_after_backup means
+    `sources`, `destinations` and `notifiers` are the configured names; `true` for validate_after_backup means
     `default_validation_level`. Problems are reported together as `schedule.<key>: problem`.
     """
     try:
@@ -85,7 +85,8 @@ def parse_schedule(
     if schedule.source not in sources:
         configured = ", ".join(sorted(sources)) or "none"
         raise ConfigError([f"schedule.source: unknown source {schedule.source!r} (configured: {configured})"])
-    if problems := _unknown_destinations("schedule", schedule, destinations):
+    problems = _unknown_destinations("schedule", schedule, destinations)
+    if problems := problems + unknown_notifiers("schedule", schedule.notify, notifiers):
         raise ConfigError(problems)
     return schedule
 
@@ -193,6 +194,7 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
         problems += _duplicates(section, "name", f"{noun} name", names)
     schedules = document.schedules
     problems += _duplicates("schedules", "name", "schedule name", [schedule.name for schedule in schedules])
+    problems += _duplicates("notifiers", "name", "notifier name", [n.name for n in document.notifiers])
     rules = document.validation.rules
     problems += _duplicates("validation.rules", "id", "rule id", [rule.id for rule in rules])
     known = [source.name for source in document.sources]
@@ -204,11 +206,13 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
                     f" (configured: {', '.join(known) or 'none'})"
                 )
     destinations = {d.name for d in document.destinations}
+    notifiers = {n.name for n in document.notifiers}
     for index, schedule in enumerate(schedules):
         if schedule.source not in known:
             configured = ", ".join(known) or "none"
             problems.append(f"schedules[{index}].source: unknown source {schedule.source!r} (configured: {configured})")
         problems += _unknown_destinations(f"schedules[{index}]", schedule, destinations)
+        problems += unknown_notifiers(f"schedules[{index}]", schedule.notify, notifiers)
     for index, source in enumerate(document.sources):
         if source.min_copies > len(destinations) > 0:
             problems.append(f"sources[{index}].min_copies: {source.min_copies} copies asked for, but only"
@@ -219,6 +223,13 @@ def _cross_field_problems(document: ConfigDocument) -> list[str]:
 def _unknown_destinations(where: str, schedule: ScheduleConfig, configured: Set[str]) -> list[str]:
     return [f"{where}.destinations[{i}]: unknown destination {name!r} (configured: {', '.join(sorted(configured))})"
             for i, name in enumerate(schedule.destinations) if name not in configured]
+
+
+def unknown_notifiers(where: str, names: Sequence[str], configured: Set[str]) -> list[str]:
+    """A problem for each name in `names` (a `notify` list at `where`) that names no [[notifiers]] table."""
+    known = ", ".join(sorted(configured)) or "none"
+    return [f"{where}.notify[{i}]: unknown notifier {name!r} (configured: {known})"
+            for i, name in enumerate(names) if name not in configured]
 
 
 def _control_problems(document: ConfigDocument) -> list[str]:

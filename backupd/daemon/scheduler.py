@@ -85,6 +85,7 @@ class ScheduleBook:
         """A runtime schedule, validated like a [[schedules]] table (`true` for validate_after_backup
         means the config's default validation level)."""
         return parse_schedule(spec, {s.name for s in config.sources}, destinations={d.name for d in config.destinations},
+                              notifiers={n.name for n in config.notifiers},
                               default_validation_level=config.validation.default_level)
 
     def _register(self, sc: Any, origin: str, paused: bool) -> None:
