@@ -70,7 +70,7 @@ class NotifierConfig(Section):
 
     name: Name = Field(description="Unique notifier name, named by schedules' `notify` and `backupctl notify`.")
     kind: Annotated[NotifierKind, one_of(NotifierKind)] = Field(
-        description="How it delivers: webhook, email, ping, ntfy, command or apprise."
+        description="How it delivers: webhook, email, ping, ntfy, command, log or apprise."
     )
     events: Annotated[list[str], AfterValidator(_patterns)] | None = Field(
         None,

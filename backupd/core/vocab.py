@@ -155,13 +155,14 @@ class SuccessPolicy(Word):
 
 class NotifierKind(Word):
     """How a notifier delivers: a signed webhook, an email, a Healthchecks-style ping, an ntfy topic, a
-    local command, or apprise (an optional extra)."""
+    local command, a line in the daemon's own log (journald), or apprise (an optional extra)."""
 
     WEBHOOK = "webhook"
     EMAIL = "email"
     PING = "ping"
     NTFY = "ntfy"
     COMMAND = "command"
+    LOG = "log"
     APPRISE = "apprise"
 
 
