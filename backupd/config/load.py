@@ -23,6 +23,8 @@ from pydantic_core import ErrorDetails
 
 from backupd.config.destination import DestinationConfig
 from backupd.config.fields import PROBLEM, show_value
+from backupd.config.files import login_file_problem as _login_file_problem
+from backupd.config.notifier_checks import notifier_problems
 from backupd.config.schedule import ScheduleConfig
 from backupd.config.schema import Config, ConfigDocument
 from backupd.core.vocab import VALIDATION_LEVELS, ValidationLevel
@@ -63,6 +65,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     problems += _control_problems(document)
     problems += _encryption_problems(document.destinations, os.environ if environ is None else environ)
     problems += _remote_login_problems(document.destinations, os.environ if environ is None else environ)
+    problems += notifier_problems(document.notifiers, os.environ if environ is None else environ)
     if problems:
         raise ConfigError(problems, source=source)
     return Config(path=config_path, **dict(document))
@@ -295,24 +298,6 @@ def _remote_login_problems(destinations: Sequence[DestinationConfig], environ: M
                 " set it in backupd's environment"
             )
     return problems
-
-
-def _login_file_problem(path: Path, *, secret: bool) -> str | None:
-    """Why `path` cannot serve as a login file (a secret must be mode 0600 or stricter); None when it can."""
-    shown, quoted = repr(str(path)), shlex.quote(str(path))
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return f"{shown} does not exist; check the path"
-    except OSError as exc:
-        return f"{shown} cannot be read ({exc.strerror}); check the path and its directories"
-    if not stat.S_ISREG(info.st_mode):
-        return f"{shown} is not a regular file"
-    mode = stat.S_IMODE(info.st_mode)
-    if secret and mode & 0o077:
-        access = "readable" if mode & 0o044 else "accessible"
-        return f"{shown} is {access} by group or others (mode {mode:04o}); run: chmod 600 {quoted}"
-    return None
 
 
 def _key_file_problem(path: Path) -> str | None:

@@ -1,7 +1,7 @@
 """The [[notifiers]] table: which keys each notifier kind takes, and the events it is sent.
 
 Shape only, as for every section; the checks against the file system and the environment (the
-webhook's secret file, the email password, the apprise extra) are in `load.py`.
+webhook's secret file, the email password, the apprise extra) are in `notifier_checks.py`.
 """
 
 from __future__ import annotations
