@@ -2,7 +2,8 @@
 
 A failure names the host and the cause, never the URL's path or query: ping and webhook URLs carry
 their secret there. Redirects are not followed (a signed event goes where it was configured, or
-nowhere). The connection and the wait for the reply each get `timeout`.
+nowhere). `timeout` bounds the attempt: the request and the wait for the reply get what the connect
+left of it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import NoReturn
 from urllib.parse import urlsplit
 
-from backupd.notify.base import DeliveryFailed
+from backupd.notify.base import Deadline, DeliveryFailed
 
 GONE = 410
 _DRAIN = 64 * 1024  # of a reply body read and dropped
@@ -26,6 +27,33 @@ _DRAIN = 64 * 1024  # of a reply body read and dropped
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None  # the 3xx surfaces as an HTTPError
+
+
+def _bounded(base: type[http.client.HTTPConnection], deadline: Deadline) -> type[http.client.HTTPConnection]:
+    """`base` whose request and wait for the reply get what the connect left of the attempt's time."""
+    class Bounded(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            self.sock.settimeout(deadline.left())
+    return Bounded
+
+
+class _Http(urllib.request.HTTPHandler):
+    def __init__(self, deadline: Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_bounded(http.client.HTTPConnection, self.deadline), req)
+
+
+class _Https(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: Deadline, context: ssl.SSLContext):
+        super().__init__(context=context)
+        self.deadline, self.context = deadline, context
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_bounded(http.client.HTTPSConnection, self.deadline), req, context=self.context)
 
 
 def host_of(url: str) -> str:
@@ -79,18 +107,16 @@ def _refused(host: str, status: int, reason: str) -> NoReturn:
     raise DeliveryFailed(f"{host} answered {words}", gone=status == GONE)
 
 
-def request(method: str, url: str, body: bytes | None, headers: Mapping[str, str], *, timeout: float,
-            ca_file: Path | None = None) -> int:
-    """Send one request and return the 2xx status; raise DeliveryFailed for any other status (`gone` for
-    410), a refused or timed-out connection, or a TLS failure."""
-    host = host_of(url)
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=tls_context(ca_file)), _NoRedirects)
-    req = urllib.request.Request(url, data=body, headers=dict(headers), method=method)
+def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, ca_file: Path | None = None) -> int:
+    """POST `body` within `timeout` in all and return the 2xx status; raise DeliveryFailed for any other
+    status (`gone` for 410), a refused or timed-out connection, or a TLS failure."""
+    host, deadline = host_of(url), Deadline(timeout)
+    opener = urllib.request.build_opener(_Http(deadline), _Https(deadline, tls_context(ca_file)), _NoRedirects)
+    req = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
-        reply: IO[bytes]
         with opener.open(req, timeout=timeout) as reply:
             reply.read(_DRAIN)
-            status = int(getattr(reply, "status", 200))
+            status = int(reply.status)
     except urllib.error.HTTPError as exc:
         _refused(host, exc.code, str(exc.reason or ""))
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -99,8 +125,3 @@ def request(method: str, url: str, body: bytes | None, headers: Mapping[str, str
     if not 200 <= status < 300:
         _refused(host, status, "")
     return status
-
-
-def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, ca_file: Path | None = None) -> int:
-    """POST `body` (see `request`)."""
-    return request("POST", url, body, headers, timeout=timeout, ca_file=ca_file)

@@ -12,7 +12,6 @@ import os
 import re
 import smtplib
 import ssl
-import time
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from backupd.config.notifiers import NotifierConfig
 from backupd.core import notice
 from backupd.core.events import Event
-from backupd.notify.base import DeliveryFailed, Transport
+from backupd.notify.base import Deadline, DeliveryFailed, Transport
 from backupd.notify.http import tls_context
 
 _NOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
@@ -33,19 +32,10 @@ def message_id(event_id: str, host: str) -> str:
     return f"<{left}@backupd.{right}>"
 
 
-class _Deadline:
-    """What is left of one send's `timeout`, applied to the connection before each step."""
-
-    def __init__(self, timeout: float):
-        self.timeout, self.end = timeout, time.monotonic() + timeout
-
-    def left(self, smtp: smtplib.SMTP | None = None) -> float:
-        remaining = self.end - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        if smtp is not None and smtp.sock is not None:
-            smtp.sock.settimeout(remaining)
-        return remaining
+def _bound(smtp: smtplib.SMTP, deadline: Deadline) -> None:
+    """Give the connection's next step what is left of the attempt's time."""
+    if smtp.sock is not None:
+        smtp.sock.settimeout(deadline.left())
 
 
 class EmailTransport(Transport):
@@ -84,17 +74,17 @@ class EmailTransport(Transport):
     def send(self, event: Event, *, timeout: float) -> None:
         msg = self.message(event)
         password = self._password() if self.username else None
-        deadline = _Deadline(timeout)
+        deadline = Deadline(timeout)
         try:
             smtp = self._connect(deadline)
             try:
                 if self.security == "starttls":
-                    deadline.left(smtp)
+                    _bound(smtp, deadline)
                     smtp.starttls(context=tls_context(self.ca_file))
                 if self.username and password is not None:
-                    deadline.left(smtp)
+                    _bound(smtp, deadline)
                     smtp.login(self.username, password)
-                deadline.left(smtp)
+                _bound(smtp, deadline)
                 smtp.send_message(msg, from_addr=self.from_addr, to_addrs=self.to)
             except BaseException:
                 smtp.close()
@@ -123,7 +113,7 @@ class EmailTransport(Transport):
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryFailed(f"{self.where}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
 
-    def _connect(self, deadline: _Deadline) -> smtplib.SMTP:
+    def _connect(self, deadline: Deadline) -> smtplib.SMTP:
         if self.security == "tls":
             return smtplib.SMTP_SSL(self.smtp_host, self.smtp_port, timeout=deadline.left(),
                                     context=tls_context(self.ca_file))
@@ -146,9 +136,9 @@ def _text(reply: bytes | str) -> str:
     return notice.one_line(text)[:200]
 
 
-def _quit(smtp: smtplib.SMTP, deadline: _Deadline) -> None:
+def _quit(smtp: smtplib.SMTP, deadline: Deadline) -> None:
     try:
-        deadline.left(smtp)
+        _bound(smtp, deadline)
         smtp.quit()
     except (OSError, smtplib.SMTPException):
         smtp.close()
