@@ -30,7 +30,8 @@ _WARNINGS = frozenset({_T.BACKUP_SUCCEEDED_WITH_WARNINGS, _T.BACKUP_SKIPPED, _T.
 _SUCCESSES = frozenset({_T.BACKUP_SUCCEEDED, _T.VALIDATION_PASSED, _T.RESTORE_SUCCEEDED, _T.DESTINATION_RECOVERED,
                         _T.FRESHNESS_RESTORED, _T.ALERT_CLEARED})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_EMOJI = {"failure": "rotating_light", "warning": "warning", "success": "white_check_mark", "info": "information_source"}
+_EMOJI = {"failure": "rotating_light", "warning": "warning", "success": "white_check_mark",
+          "info": "information_source"}  # ntfy shows these shortcodes as emoji
 
 Outcome = Literal["failure", "warning", "success", "info"]
 

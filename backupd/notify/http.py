@@ -95,6 +95,8 @@ def _cause(error: BaseException, timeout: float) -> str:
         return f"cannot resolve the host ({error.strerror})"
     if isinstance(error, http.client.HTTPException):
         return f"bad HTTP reply ({type(error).__name__})"
+    if isinstance(error, ValueError):
+        return "the request cannot be sent (a header value or the URL is malformed)"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror.lower()
     return type(error).__name__

@@ -62,7 +62,8 @@ def test_every_type_has_a_loudness():
 
 
 def test_subject_names_host_source_state_and_schedule():
-    assert notice.subject(failed(source="app", schedule="nightly"), "db1") == "[backupd@db1] backup failed: app (nightly)"
+    nightly = failed(source="app", schedule="nightly")
+    assert notice.subject(nightly, "db1") == "[backupd@db1] backup failed: app (nightly)"
     unhealthy = Event(id="d", type=EventType.DESTINATION_UNHEALTHY, at=AT, destinations=("nas",))
     assert notice.subject(unhealthy, "db1") == "[backupd@db1] destination unhealthy: nas"
     warned = Event(id="w", type=EventType.BACKUP_SUCCEEDED_WITH_WARNINGS, at=AT, source="app")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backupd.core import notice
+from backupd.errors import ConfigError
 from backupd.notify.base import DeliveryFailed
 from tests.notify.conftest import HOST, SMTP_PASSWORD, SMTP_USER, build, make_event
 from tests.servers.receivers import smtp_receiver
@@ -49,6 +50,11 @@ def test_a_missing_password_variable_fails_naming_it(tmp_path, monkeypatch):
     with smtp_receiver(tmp_path, username=SMTP_USER, password=SMTP_PASSWORD) as receiver:
         with pytest.raises(DeliveryFailed, match="password variable SMTP_PW is not set"):
             mail(receiver, username=SMTP_USER, password_env="SMTP_PW").send(make_event(), timeout=5)
+
+
+def test_a_username_without_a_password_is_a_config_error():
+    with pytest.raises(ConfigError, match="username 'backupd' needs password_env or password_file"):
+        build("email", smtp_host="127.0.0.1", username=SMTP_USER, **{"from": "b@db1", "to": ["ops@example.org"]})
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
