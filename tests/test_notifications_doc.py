@@ -44,5 +44,5 @@ def test_default_patterns_are_the_codes():
     assert list(DEFAULT_PING_PATTERNS) in plain
 
 
-def test_the_other_sections_place_is_kept():
-    assert TEXT.index("<!-- what-each-kind-sends -->") > TEXT.index("## Configuration")
+def test_what_each_kind_sends_follows_the_configuration():
+    assert TEXT.index("## Configuration") < TEXT.index("## What each kind sends") < TEXT.index("## Choosing")

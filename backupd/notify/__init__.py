@@ -1,2 +1,2 @@
-"""Notifications: the transports that deliver events to webhooks, mail servers, pings, ntfy, commands
-and apprise (`transports`), built from [[notifiers]] by `registry.transport_for`."""
+"""Notifications: the transports that deliver events to webhooks, mail servers, pings, ntfy, commands,
+the daemon's own log and apprise (one module each), built from [[notifiers]] by `registry.transport_for`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 from backupd.core.events import Event
@@ -26,3 +27,17 @@ class Transport(ABC):
     @abstractmethod
     def send(self, event: Event, *, timeout: float) -> None:
         """Deliver `event` within `timeout` seconds; raise DeliveryFailed when it was not delivered."""
+
+
+class Deadline:
+    """One attempt's `timeout` as a point in time: each step of a delivery gets what is left of it."""
+
+    def __init__(self, timeout: float):
+        self.timeout, self.end = timeout, time.monotonic() + timeout
+
+    def left(self) -> float:
+        """Seconds left; TimeoutError once there are none."""
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining

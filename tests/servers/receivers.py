@@ -214,7 +214,8 @@ class SmtpReceiver:
         if self.security == "starttls":
             kw.update(tls_context=self._ctx, require_starttls=True, auth_require_tls=True)
         elif self.security == "tls":
-            kw.update(ssl_context=self._ctx, server_hostname="localhost")
+            # the whole connection is TLS, but aiosmtpd counts only STARTTLS as TLS for its AUTH gate
+            kw.update(ssl_context=self._ctx, server_hostname="localhost", auth_require_tls=False)
         else:
             kw.update(auth_require_tls=False)
         self._controller = Controller(self.box, hostname="127.0.0.1", port=self.port, **kw)

@@ -1,0 +1,147 @@
+"""The email kind: one plain-text mail per event, over STARTTLS, implicit TLS or plain SMTP.
+
+The `Message-ID` is made from the event id (`<id@backupd.HOST>`) and `X-Backupd-Event-Id` repeats it,
+so a mail sent again after a lost reply is recognisably the same. The password is read at each send,
+from `password_env` or `password_file`. `timeout` bounds the whole exchange: each step gets what is
+left of it. A 5xx is still retried (a full mailbox or a fixed relay may take it later), never 'gone'.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+
+from backupd.config.notifiers import NotifierConfig
+from backupd.core import notice
+from backupd.core.events import Event
+from backupd.errors import ConfigError
+from backupd.notify.base import Deadline, DeliveryFailed, Transport
+from backupd.notify.http import tls_context
+
+_NOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+
+
+def message_id(event_id: str, host: str) -> str:
+    """`<event-id@backupd.HOST>`, each side reduced to what a Message-ID allows."""
+    left = _NOT_ATOM.sub("-", event_id).strip(".") or "event"
+    right = _NOT_ATOM.sub("-", host).strip(".") or "localhost"
+    return f"<{left}@backupd.{right}>"
+
+
+def _bound(smtp: smtplib.SMTP, deadline: Deadline) -> None:
+    """Give the connection's next step what is left of the attempt's time."""
+    if smtp.sock is not None:
+        smtp.sock.settimeout(deadline.left())
+
+
+class EmailTransport(Transport):
+    """Mails the notice to every address in `to`."""
+
+    def __init__(self, cfg: NotifierConfig, *, host: str):
+        super().__init__(cfg.name)
+        assert cfg.smtp_host and cfg.smtp_port and cfg.from_addr and cfg.to  # required (or defaulted) by the config
+        self.smtp_host, self.smtp_port, self.security = cfg.smtp_host, cfg.smtp_port, cfg.security or "starttls"
+        self.from_addr, self.to, self.host = cfg.from_addr, list(cfg.to), host
+        self.username, self.password_env, self.password_file = cfg.username, cfg.password_env, cfg.password_file
+        self.ca_file = cfg.ca_file
+        self.where = f"{self.smtp_host}:{self.smtp_port}"
+        if self.username and not (self.password_env or self.password_file):
+            raise ConfigError([f"notifier {cfg.name!r}: username {self.username!r} needs password_env or"
+                               " password_file"])
+
+    def message(self, event: Event) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.from_addr
+        msg["To"] = ", ".join(self.to)
+        msg["Subject"] = notice.subject(event, self.host)
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = message_id(event.id, self.host)
+        msg["X-Backupd-Event-Id"] = notice.one_line(event.id)
+        msg.set_content(notice.body(event, self.host))
+        return msg
+
+    def _password(self) -> str:
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise DeliveryFailed(f"{self.where}: password variable {self.password_env} is not set")
+            return value
+        assert self.password_file is not None  # __init__ checked that a username has a password source
+        return _read_password(self.password_file, self.where)
+
+    def send(self, event: Event, *, timeout: float) -> None:
+        msg = self.message(event)
+        password = self._password() if self.username else None
+        deadline = Deadline(timeout)
+        try:
+            smtp = self._connect(deadline)
+            try:
+                if self.security == "starttls":
+                    _bound(smtp, deadline)
+                    smtp.starttls(context=tls_context(self.ca_file))
+                if self.username and password is not None:
+                    _bound(smtp, deadline)
+                    smtp.login(self.username, password)
+                _bound(smtp, deadline)
+                smtp.send_message(msg, from_addr=self.from_addr, to_addrs=self.to)
+            except BaseException:
+                smtp.close()
+                raise
+            _quit(smtp, deadline)  # delivered: a failed QUIT changes nothing
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            raise DeliveryFailed(f"{self.where}: recipients refused: SMTP {code} {_text(reply)}") from None
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryFailed(f"{self.where}: SMTP {exc.smtp_code} {_text(exc.smtp_error)}") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryFailed(f"{self.where}: {exc} (check `security`)") from None
+        except smtplib.SMTPServerDisconnected as exc:
+            if isinstance(exc.__context__, TimeoutError):  # smtplib words a read timeout as a disconnect
+                raise DeliveryFailed(f"{self.where}: no answer within {timeout:g}s") from None
+            raise DeliveryFailed(f"{self.where}: the server closed the connection") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryFailed(f"{self.where}: TLS certificate not trusted ({exc.verify_message});"
+                                 " set ca_file to the CA that signed it") from None
+        except ssl.SSLError as exc:
+            raise DeliveryFailed(f"{self.where}: TLS error ({exc.reason or exc})") from None
+        except TimeoutError:
+            raise DeliveryFailed(f"{self.where}: no answer within {timeout:g}s") from None
+        except ConnectionRefusedError:
+            raise DeliveryFailed(f"{self.where}: connection refused") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryFailed(f"{self.where}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+
+    def _connect(self, deadline: Deadline) -> smtplib.SMTP:
+        if self.security == "tls":
+            return smtplib.SMTP_SSL(self.smtp_host, self.smtp_port, timeout=deadline.left(),
+                                    context=tls_context(self.ca_file))
+        return smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=deadline.left())
+
+
+def _read_password(path: Path, where: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeliveryFailed(f"{where}: password_file {path} cannot be read"
+                             f" ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    if not value:
+        raise DeliveryFailed(f"{where}: password_file {path} is empty")
+    return value
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+    return notice.one_line(text)[:200]
+
+
+def _quit(smtp: smtplib.SMTP, deadline: Deadline) -> None:
+    try:
+        _bound(smtp, deadline)
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
