@@ -168,4 +168,20 @@ def active_alerts(db: StateConnection) -> None:
     db.execute("CREATE TABLE alerts (key TEXT PRIMARY KEY, alert TEXT NOT NULL, raised_at TEXT NOT NULL)")
 
 
-MIGRATIONS: tuple[Step, ...] = (release_7c53354_made_whole, one_job_table, version_in_the_header, active_alerts)
+def notification_outbox(db: StateConnection) -> None:
+    """Step 5: the notifications still to deliver (one row per event and notifier), each notifier's
+    delivery figures, and the events already routed (so a restart routes a missed job outcome once,
+    and only the outcomes of jobs that ended after this step: an upgrade does not replay history)."""
+    db.execute("CREATE TABLE outbox (event_id TEXT NOT NULL, notifier TEXT NOT NULL, event TEXT NOT NULL,"
+               " enqueued_at TEXT NOT NULL, next_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+               " last_error TEXT, PRIMARY KEY (event_id, notifier))")
+    db.execute("CREATE INDEX outbox_due ON outbox (notifier, next_at)")
+    db.execute("CREATE TABLE notifier_figures (notifier TEXT PRIMARY KEY, delivered INTEGER NOT NULL DEFAULT 0,"
+               " failed INTEGER NOT NULL DEFAULT 0, expired INTEGER NOT NULL DEFAULT 0, last_result TEXT,"
+               " last_at TEXT, last_event_id TEXT, last_error TEXT)")
+    db.execute("CREATE TABLE routed_events (event_id TEXT PRIMARY KEY, routed_at TEXT NOT NULL)")
+    db.execute("INSERT INTO routed_events VALUES ('', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))")
+
+
+MIGRATIONS: tuple[Step, ...] = (release_7c53354_made_whole, one_job_table, version_in_the_header, active_alerts,
+                                notification_outbox)
