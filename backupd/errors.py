@@ -127,6 +127,10 @@ _ALL = (
     Code("destination_unhealthy", ALERT, None, False, "a destination's probe failed (unreachable, not writable)"),
     Code("destination_degraded", ALERT, None, False, "a destination answers but has a problem (little free space)"),
     Code("daemon_stopping", ALERT, None, False, "the daemon is stopping"),
+    Code("notifier_gone", ALERT, None, False,
+         "a notifier's receiver answered 410 Gone: it is down until a reload or restart"),
+    Code("notifier_unavailable", ALERT, None, False,
+         "a notifier could not be set up (a file it names changed since the config was loaded)"),
 )
 
 CATALOGUE: dict[str, Code] = {c.code: c for c in _ALL}

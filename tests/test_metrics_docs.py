@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
+from backupd.config.notifiers import NotifierConfig
 from backupd.daemon.metrics import DaemonCollector
+from backupd.daemon.outbox import Deliveries
+from backupd.state.db import StateDB
+from backupd.state.outbox import OutboxStore
 from tests.promtool import promtool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,10 +22,17 @@ METRIC = re.compile(r"\bbackupd_[a-z_]+")
 
 
 def collected(tmp_path: Path) -> dict[str, str]:
-    """Every family the collector yields (on an empty state database) as exposed name -> type."""
+    """Every family the collector yields (on an empty state database, with the notifiers') as exposed
+    name -> type."""
+    state = StateDB(tmp_path / "state.db")
+    config = SimpleNamespace(notifiers=[NotifierConfig.model_validate({"name": "ops", "kind": "log"})])
+    deliveries = Deliveries(lambda: config, OutboxStore(state), lambda: datetime.now(timezone.utc), lambda *a, **k: None)
     collector = DaemonCollector(tmp_path / "catalog.db", destinations=lambda: [], schedules=lambda: [],
-                                jobs=lambda: {}, stale=lambda: {"app": True})
-    return {f.name + ("_total" if f.type == "counter" else ""): f.type for f in collector.collect()}
+                                jobs=lambda: {}, stale=lambda: {"app": True}, extra=[deliveries.families])
+    try:
+        return {f.name + ("_total" if f.type == "counter" else ""): f.type for f in collector.collect()}
+    finally:
+        state.close()
 
 
 def documented() -> dict[str, tuple[str, set[str]]]:

@@ -79,12 +79,13 @@ def test_client_constants_are_the_core_vocabulary():
     assert list(P.VALIDATION_LEVELS) == list(V.VALIDATION_LEVELS)  # ordered: each includes the one before
     assert words(P.COPY_SELECTIONS) == words(V.COPY_SELECTIONS)
     assert words(P.SCHEDULE_JOBS) == words(V.SCHEDULE_JOBS)
+    assert words(P.NOTIFY_ON) == words(V.NOTIFY_ON)
 
 
 ARG_WORDS = {
     "strategy": V.REQUESTED_STRATEGIES, "priority": V.PRIORITIES, "level": V.VALIDATION_LEVELS,
     "validate_level": V.VALIDATION_LEVELS, "kind": V.JOB_KINDS, "status": V.JOB_STATUSES,
-    "copy_selection": V.COPY_SELECTIONS, "job": V.SCHEDULE_JOBS,
+    "copy_selection": V.COPY_SELECTIONS, "job": V.SCHEDULE_JOBS, "notify_on": V.NOTIFY_ON,
 }  # fmt: skip
 
 
@@ -279,13 +280,14 @@ def choices(parser: argparse.ArgumentParser, path: str = "") -> dict[str, set[st
 OPTION_WORDS = {
     "--strategy": V.REQUESTED_STRATEGIES, "--priority": V.PRIORITIES, "--validate": V.VALIDATION_LEVELS,
     "--level": V.VALIDATION_LEVELS, "--copy-selection": V.COPY_SELECTIONS, "--status": V.JOB_STATUSES,
-    "--kind": V.JOB_KINDS, "--job": V.SCHEDULE_JOBS,
+    "--kind": V.JOB_KINDS, "--job": V.SCHEDULE_JOBS, "--notify-on": V.NOTIFY_ON,
 }  # fmt: skip
 
 
 @pytest.mark.parametrize(("parser", "options"), [
     (backupd_parser, {"backup --strategy", "backup --validate", "restore --copy-selection", "verify --level"}),
-    (backupctl_parser, {"backup --strategy", "backup --priority", "backup --validate", "jobs --status",
+    (backupctl_parser, {"backup --strategy", "backup --priority", "backup --validate", "backup --notify-on",
+                        "jobs --status",
                         "jobs --kind", "restore --copy-selection", "validate --level", "schedule add --job",
                         "schedule add --strategy"}),
 ], ids=["backupd", "backupctl"])  # fmt: skip

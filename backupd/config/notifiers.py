@@ -147,6 +147,8 @@ class NotifierConfig(Section):
                 raise problem("set at most one of password_env or password_file (got both)")
             if (self.password_env or self.password_file) and self.username is None:
                 raise problem("a password needs a username")
+            if self.username is not None and not (self.password_env or self.password_file):
+                raise problem("a username needs a password: set password_env or password_file")
             # defaults that depend on the kind; the model is frozen, so set them the way pydantic does
             security = self.security or "starttls"
             object.__setattr__(self, "security", security)

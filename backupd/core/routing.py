@@ -14,7 +14,7 @@ Pure: the caller says which notifiers are enabled now (a 410 Gone disables one u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from backupd.core.events import EventType, matches
@@ -44,6 +44,17 @@ class NotifyRequest:
 
     names: tuple[str, ...] = ()
     on: tuple[NotifyOn, ...] = (NotifyOn.FAILURE,)
+
+    def to_wire(self) -> dict[str, list[str]]:
+        """As a job's wire form carries it: `{"names": [...], "on": [...]}`."""
+        return {"names": list(self.names), "on": [str(o) for o in self.on]}
+
+    @classmethod
+    def from_wire(cls, raw: object) -> NotifyRequest | None:
+        """The request a job's wire `notify` holds; None when it names no notifier (or is not one)."""
+        if not isinstance(raw, Mapping) or not raw.get("names"):
+            return None
+        return cls(tuple(raw["names"]), tuple(NotifyOn(o) for o in raw.get("on") or (NotifyOn.FAILURE,)))
 
 
 def outcome_of(event_type: EventType) -> NotifyOn | None:

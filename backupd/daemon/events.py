@@ -20,9 +20,11 @@ from typing import Any
 import structlog
 
 from backupd.core.events import Event, EventFilter, EventType, destination_event, job_events, started_event
+from backupd.core.routing import NotifyRequest
 from backupd.core.vocab import FINAL_STATUSES, JobStatus
 
 log = structlog.get_logger("backupd.events")
+Sink = Callable[[Event, NotifyRequest | None, bool], None]
 QUEUE_SIZE = 1000  # per subscriber
 RECENT_SIZE = 500  # events kept for `backupctl events` without --follow
 
@@ -69,16 +71,24 @@ class EventBus:
         self._lock = threading.Lock()
         self._recent: deque[Event] = deque(maxlen=recent)
         self._subs: dict[str, Subscription] = {}
+        self._sinks: list[Sink] = []
         self._running: set[tuple[str, Any]] = set()  # (job id, attempt) whose start was seen
 
-    def publish(self, event: Event) -> None:
-        """Log `event`, keep it among the recent ones and queue it for every subscriber that wants it."""
+    def add_sink(self, sink: Sink) -> None:
+        """Hand every published event to `sink(event, request, final)` too (the notification outbox)."""
+        self._sinks.append(sink)
+
+    def publish(self, event: Event, request: NotifyRequest | None = None, final: bool = False) -> None:
+        """Log `event`, keep it among the recent ones, queue it for every subscriber that wants it and
+        hand it to the sinks; `request` and `final`: the notify request of the job whose last event it is."""
         log.info("event_published", **{k: v for k, v in event.to_wire().items() if v not in (None, [], {})})
         with self._lock:
             self._recent.append(event)
             subs = list(self._subs.values())
         for sub in subs:
             sub.offer(event)
+        for sink in self._sinks:
+            sink(event, request, final)
 
     def emit(self, event_type: EventType | str, **fields: Any) -> Event:
         """Publish a new event of `event_type` now, with a fresh id; returns it."""
@@ -129,8 +139,9 @@ class EventBus:
                     self.publish(started)
         elif job["status"] in FINAL_STATUSES:
             self._running = {a for a in self._running if a[0] != job["job_id"]}
-            for event in job_events(job, at):
-                self.publish(event)
+            events = job_events(job, at)
+            for index, event in enumerate(events):
+                self.publish(event, NotifyRequest.from_wire(job.get("notify")), final=index == len(events) - 1)
 
     def health_changed(self, name: str, before: str, after: str, problems: list[str]) -> None:
         """HealthMonitor listener: a destination's status changed."""

@@ -17,16 +17,19 @@ from backupd_client.protocol import PROTOCOL_VERSION, Op
 from prometheus_client import CollectorRegistry
 
 from backupd.config import Config
+from backupd.config.load import unknown_notifiers
 from backupd.core.access import Peer, Role
 from backupd.core.alerts import ERROR
 from backupd.core.chain import restore_point_at
+from backupd.core.routing import NotifyRequest
 from backupd.core.units import parse_instant
-from backupd.core.vocab import PROBE_STATUSES, HealthStatus, Priority
+from backupd.core.vocab import PROBE_STATUSES, HealthStatus, NotifyOn, Priority
 from backupd.daemon.access import AccessControl, check_restore_target
 from backupd.daemon.destinations import DestinationBook
 from backupd.daemon.health import HealthMonitor
 from backupd.daemon.jobspec import BackupJob, PruneJob, ResyncJob, RestoreJob, ValidateJob
 from backupd.daemon.metrics import exposition, summary
+from backupd.daemon.outbox import Deliveries
 from backupd.daemon.scheduler import ScheduleBook
 from backupd.daemon.supervisor import Supervisor
 from backupd.daemon.watchdog import Watchdog
@@ -42,6 +45,7 @@ OP_ROLES: dict[Op, Role] = {
     Op.RESTORE_POINTS: _R, Op.RESTORE_NEAREST: _R, Op.SCHEDULE_LIST: _R, Op.SCHEDULE_STATS: _R,
     Op.DESTINATION_LIST: _R, Op.DESTINATION_HEALTH: _R, Op.INVENTORY: _R, Op.METRICS: _R,
     Op.EVENTS_SUBSCRIBE: _R,  # streamed by the control server (control.py), as job.wait
+    Op.NOTIFY_LIST: _R, Op.NOTIFY_TEST: _A,
     Op.BACKUP_CREATE: _A, Op.JOB_CANCEL: _A, Op.RESTORE_CREATE: _A, Op.VALIDATE: _A,
     Op.SCHEDULE_ADD: _A, Op.SCHEDULE_REMOVE: _A, Op.SCHEDULE_PAUSE: _A, Op.SCHEDULE_RESUME: _A,
     Op.DESTINATION_RESYNC: _A, Op.DESTINATION_ADD: _A, Op.DESTINATION_ENABLE: _A, Op.DESTINATION_DISABLE: _A,
@@ -63,18 +67,19 @@ class ConfigHolder(Protocol):
 
 class Handlers:
     """The ops, on the collaborators they act on: the daemon's config, the supervisor (jobs and the
-    catalog), the schedules, the destinations changed at run time, the destinations' health and the
-    watchdog's alerts."""
+    catalog), the schedules, the destinations changed at run time, the destinations' health, the
+    watchdog's alerts and the notifiers' deliveries."""
 
     def __init__(self, *, daemon: ConfigHolder, supervisor: Supervisor, schedules: ScheduleBook,
                  destinations: DestinationBook, health: HealthMonitor, watchdog: Watchdog,
-                 metrics: CollectorRegistry):
+                 metrics: CollectorRegistry, deliveries: Deliveries):
         self.daemon = daemon
         self.supervisor = supervisor
         self.schedules = schedules
         self.destinations = destinations
         self.monitor = health
         self.watchdog = watchdog
+        self.deliveries = deliveries
         self.access = AccessControl(lambda: self.config)
         sup = supervisor
         self.table: dict[Op, Callable[[dict[str, Any]], Any]] = {
@@ -106,6 +111,8 @@ class Handlers:
             Op.CONFIG_RELOAD: lambda a: daemon.reload_config(),
             Op.INVENTORY: lambda a: inventory(sup.catalog, self.config, sup.clock(), a.get("days", 30)),
             Op.METRICS: lambda a: {"summary": summary(metrics), "text": exposition(metrics)},
+            Op.NOTIFY_LIST: lambda a: deliveries.listing(),
+            Op.NOTIFY_TEST: lambda a: deliveries.test(a["name"]),
         }
 
     @property
@@ -129,7 +136,8 @@ class Handlers:
 
     def health(self, _: dict[str, Any]) -> dict[str, Any]:
         """From the cached probes and the watchdog's alerts: never waits for a server. Unhealthy when a
-        destination is, a source is stale or a schedule's last run failed; degraded on any other problem."""
+        destination is, a source is stale or a schedule's last run failed; degraded on any other problem
+        (a notifier that delivers nothing among them)."""
         dests = self.monitor.snapshot()
         judged = [h for h in dests if h["status"] in PROBE_STATUSES]  # not disabled, nor unknown (just started)
         problems: list[dict[str, str]] = [
@@ -137,6 +145,7 @@ class Handlers:
              "message": p, "destination": h["name"]} for h in judged for p in h["problems"]]
         alerts = self.watchdog.active()
         problems += [a.problem() for a in alerts]
+        problems += self.deliveries.problems()
         statuses = {h["status"] for h in judged}
         failing = HealthStatus.UNHEALTHY in statuses or any(a.severity == ERROR for a in alerts)
         status = (HealthStatus.UNHEALTHY if failing
@@ -150,7 +159,20 @@ class Handlers:
         self.config.chosen_destinations(a.get("destinations") or ())  # refused now rather than by the job
         spec = BackupJob.from_args(a["source"], a)
         return self.supervisor.submit(spec, priority=Priority(a.get("priority") or Priority.NORMAL),
-                                      conditions=self.config.daemon.conditions, retry=self.config.daemon.retry)
+                                      conditions=self.config.daemon.conditions, retry=self.config.daemon.retry,
+                                      notify=self._notify_request(a))
+
+    def _notify_request(self, a: dict[str, Any]) -> NotifyRequest | None:
+        """A manual backup's `notify` and `notify_on`, checked against the configured notifiers."""
+        names = list(a.get("notify") or ())
+        if problems := unknown_notifiers("backup", names, {n.name for n in self.config.notifiers}):
+            raise UsageError("; ".join(problems), hint="see `backupctl notify ls`")
+        if not names:
+            if a.get("notify_on"):
+                raise UsageError("backup: notify_on needs notify (the notifiers it applies to)")
+            return None
+        return NotifyRequest(tuple(dict.fromkeys(names)),
+                             tuple(NotifyOn(o) for o in a.get("notify_on") or (NotifyOn.FAILURE,)))
 
     def schedule_add(self, a: dict[str, Any]) -> dict[str, Any]:
         """The wire names the staleness limit in seconds (`max_staleness_s`, as the schedule object

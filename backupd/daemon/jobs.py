@@ -11,6 +11,7 @@ from typing import Any
 
 from backupd.core.backoff import RetryPolicy
 from backupd.core.gate import Conditions
+from backupd.core.routing import NotifyRequest
 from backupd.core.vocab import FINAL_STATUSES, PENDING_STATUSES, JobKind, JobStatus, Priority
 from backupd.daemon.jobspec import JobSpec
 
@@ -39,6 +40,7 @@ class Job:
     retry: RetryPolicy | None = None
     max_staleness_s: float | None = None
     timeout_s: float | None = None  # each attempt is cancelled once it has run this long
+    notify: NotifyRequest | None = None  # notifiers its outcome also goes to (a schedule's or the request's)
     status: str = "queued"
     attempt: int = 1
     reason: str | None = None
@@ -83,5 +85,5 @@ class Job:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "attempt": self.attempt,
             "max_attempts": self.max_attempts, "timeout_s": self.timeout_s, "reason": self.reason,
             "progress": self.progress, "result": self.result, "error": self.error, "args": self.spec.to_wire(),
-            "log_tail": self.log_tail,
+            "log_tail": self.log_tail, "notify": self.notify.to_wire() if self.notify else None,
         }

@@ -1,7 +1,7 @@
 """`backupd run`: the long-running daemon (foreground; systemd supervises it).
 
 Wiring and lifecycle: single-instance locks (flock, released by the kernel on a crash), the control
-socket, the scheduler, sd_notify, and signals. Signal handlers only record; the main loop acts:
+socket, the scheduler, the notifiers' deliveries and the heartbeat, sd_notify, and signals. Signal handlers only record; the main loop acts:
 SIGTERM/SIGINT -> drain and exit 0, SIGHUP -> reload the config (a bad one keeps the old running).
 """
 
@@ -30,9 +30,11 @@ from backupd.daemon.events import EventBus
 from backupd.daemon.exposition import HttpListener, TextfileWriter
 from backupd.daemon.handlers import Handlers
 from backupd.daemon.health import HealthMonitor
+from backupd.daemon.heartbeat import Heartbeat
 from backupd.daemon.jobs import FINAL
 from backupd.daemon.metrics import DaemonCollector, registry_of
 from backupd.daemon.notify import Notifier
+from backupd.daemon.outbox import Deliveries
 from backupd.daemon.peers import peer_bound, raise_fd_limit
 from backupd.daemon.probes import default_probe
 from backupd.daemon.scheduler import ScheduleBook
@@ -40,10 +42,12 @@ from backupd.daemon.store import DaemonStore
 from backupd.daemon.supervisor import Supervisor
 from backupd.daemon.watchdog import Watchdog, log_event
 from backupd.errors import BackupdError, ConfigError
-from backupd.state.db import DAEMON_LOCK, STATE_DB
+from backupd.state.db import DAEMON_LOCK, STATE_DB, StateDB
+from backupd.state.outbox import OutboxStore
 
 log = structlog.get_logger("backupd.daemon")
 _CATALOG_WRITERS = frozenset({JobKind.BACKUP, JobKind.PRUNE, JobKind.RESYNC})  # their end changes what health reports
+RECOVERED_JOBS = 1000  # the most recent jobs whose unrouted outcomes a start routes (24 h of them at most)
 
 
 class AlreadyRunning(BackupdError):
@@ -90,6 +94,10 @@ class Daemon:
                                      log_level=self.log_level)
         self.events = EventBus(utc_now)
         self.publish = self.events.publish  # for the watchdogs: publish(core.events.Event)
+        outbox_db = StateDB(cfg.state.dir / STATE_DB)
+        self.deliveries = Deliveries(lambda: self.config, OutboxStore(outbox_db), utc_now, self.events.emit)
+        self.events.add_sink(self.deliveries.route)
+        self.deliveries.recover(reversed(self.store.jobs(limit=RECOVERED_JOBS)))
         self.supervisor.add_listener(self.events.job_changed)
         self.health = HealthMonitor(lambda: self.config, utc_now, on_change=self.events.health_changed)
         self.destinations = DestinationBook(cfg, self.supervisor.catalog, self._use, lambda d: self.schedules.using(d))
@@ -97,12 +105,14 @@ class Daemon:
         self.supervisor.add_listener(self._job_changed)
         self.watchdog = Watchdog(lambda: self.config, utc_now, self.health, publish=self._watchdog_event)
         self.supervisor.add_listener(self.watchdog.check_soon)
+        self.heartbeat = Heartbeat(lambda: self.config, self.watchdog.stale_sources, self.watchdog.evaluated)
         self.schedules = ScheduleBook(self.supervisor, self.store)
         metrics = registry_of(DaemonCollector(cfg.state.dir / STATE_DB, destinations=self.health.snapshot,
                                               schedules=self.schedules.list, jobs=self.supervisor.counts,
-                                              stale=self.watchdog.stale_sources))
+                                              stale=self.watchdog.stale_sources, extra=[self.deliveries.families]))
         handlers = Handlers(daemon=self, supervisor=self.supervisor, schedules=self.schedules,
-                            destinations=self.destinations, health=self.health, watchdog=self.watchdog, metrics=metrics)
+                            destinations=self.destinations, health=self.health, watchdog=self.watchdog, metrics=metrics,
+                            deliveries=self.deliveries)
         outlets = _metric_outlets(cfg, metrics, lambda: handlers.health({}))
         self._textfiles = [o for o in outlets if isinstance(o, TextfileWriter)]
         control = ControlServer(cfg.control.socket, group=cfg.control.group, max_bytes=cfg.control.max_message_bytes,
@@ -115,6 +125,8 @@ class Daemon:
         control.start()
         self.health.start()
         self.watchdog.start()
+        self.deliveries.start()
+        self.heartbeat.start()
         self.schedules.start()
         for outlet in outlets:
             outlet.start()
@@ -146,7 +158,10 @@ class Daemon:
             self.schedules.stop()
             self.supervisor.shutdown(self.config.daemon.shutdown_timeout_s)
             control.stop()
+            self.heartbeat.stop()
             self.watchdog.stop()
+            self.deliveries.stop()
+            outbox_db.close()
             self.health.stop()
             for outlet in outlets:
                 outlet.stop()
@@ -159,12 +174,14 @@ class Daemon:
 
     def _watchdog_event(self, event_type: str, fields: dict[str, Any]) -> None:
         """A freshness or alert transition: logged (`freshness_violated`, `alert_raised`, ...) and published
-        on the event bus, where subscribers (and later notifiers) read it."""
+        on the event bus, where subscribers and notifiers read it; a source fresh again beats the heartbeat now."""
         log_event(event_type, fields)
         self.events.emit(event_type, source=fields.get("source"), schedule=fields.get("schedule"),
                          destinations=(fields["destination"],) if fields.get("destination") else (),
                          error_code=fields.get("code"), message=fields.get("message"),
                          details=dict(fields.get("details") or {}))
+        if event_type == "freshness.restored":
+            self.heartbeat.kick()
 
     def _record_signal(self, signum: int, _frame: object) -> None:
         """The signal handler: only record, and wake the main loop to act."""
@@ -199,6 +216,7 @@ class Daemon:
                         note="[state], [control] and [monitoring] changes take effect at the next start")
         self._use(self.destinations.reload(new))
         self.schedules.reload(self.config)
+        self.deliveries.reload()
         log.info("config_reloaded", config=str(self.config_path), schedules=self.schedules.names())
         return {"reloaded": True, "config": str(self.config_path)}
 

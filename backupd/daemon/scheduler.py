@@ -18,6 +18,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from backupd.config import ScheduleConfig, parse_schedule
 from backupd.core.cron import missed_runs
+from backupd.core.routing import NotifyRequest
 from backupd.core.vocab import ACTIVE_STATUSES, FAILED_STATUSES, SUCCESS_STATUSES, JobStatus, ScheduleJob
 from backupd.core.windows import DAY_NAMES
 from backupd.daemon.jobspec import BackupJob, PruneJob
@@ -116,7 +117,8 @@ class ScheduleBook:
             return
         try:
             job = self.sup.submit(_spec(sc), schedule=name, conditions=sc.conditions, retry=sc.retry,
-                                  max_staleness_s=sc.max_staleness_s, timeout_s=sc.timeout_s)
+                                  max_staleness_s=sc.max_staleness_s, timeout_s=sc.timeout_s,
+                                  notify=NotifyRequest(tuple(sc.notify), tuple(sc.notify_on)) if sc.notify else None)
         except Exception as exc:
             log.error("schedule_fire_failed", schedule=name, error=str(exc))
             return
@@ -194,7 +196,7 @@ class ScheduleBook:
             "destinations": list(sc.destinations),
             "retry": _retry_wire(sc.retry), "conditions": _conditions_wire(sc.conditions),
             "validate_after_backup": sc.validate_after_backup, "max_staleness_s": sc.max_staleness_s,
-            "timeout_s": sc.timeout_s,
+            "timeout_s": sc.timeout_s, "notify": list(sc.notify), "notify_on": [str(o) for o in sc.notify_on],
         }
 
     def list(self) -> builtins.list[dict[str, Any]]:

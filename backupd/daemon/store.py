@@ -37,12 +37,14 @@ class DaemonStore:
         """Delete the finished jobs that finished (or, never started, were created) before `before`."""
         return self._jobs.prune(before.isoformat())
 
-    def fail_unfinished(self, reason: str) -> list[str]:
-        """Jobs a previous daemon left queued, waiting or running: they end as failed (running) or cancelled."""
+    def fail_unfinished(self, reason: str, now: datetime) -> list[str]:
+        """Jobs a previous daemon left queued, waiting or running: they end, `now`, as failed (running) or
+        cancelled (so a running one's failure is notified, as the outbox's recovery finds it)."""
         ids = []
         for job in self._jobs.unfinished():
             was_running = job["status"] == JobStatus.RUNNING
             job["status"] = JobStatus.FAILED if was_running else JobStatus.CANCELLED
+            job["finished_at"] = job.get("finished_at") or now.isoformat()
             job["error"] = {"code": "interrupted" if was_running else "cancelled", "message": reason}
             job["reason"] = reason
             self.save_job(job)

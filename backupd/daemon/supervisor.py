@@ -22,6 +22,7 @@ from backupd.config import Config
 from backupd.core.backoff import RetryPolicy, retry_delay
 from backupd.core.gate import Conditions, Dispatch, Hold, JobRequest, Running, Skip, decide
 from backupd.core.events import LOG_TAIL_LINES
+from backupd.core.routing import NotifyRequest
 from backupd.core.vocab import (ACTIVE_STATUSES, FAILED_STATUSES, JOB_STATUSES, DestinationKind, JobKind, JobStatus,
                                 Priority)
 from backupd.daemon.jobs import PENDING, Job
@@ -85,7 +86,7 @@ class Supervisor:
         self._mp = multiprocessing.get_context("forkserver")
         kinds = {d.kind for d in config.destinations}
         self._mp.set_forkserver_preload(_PRELOAD + [m for k, m in _PRELOAD_BY_KIND.items() if k in kinds])
-        stale = store.fail_unfinished("the daemon stopped while this job was pending or running")
+        stale = store.fail_unfinished("the daemon stopped while this job was pending or running", clock())
         if stale:
             log.warning("jobs_interrupted", job_ids=stale)
         self._history_pruned_at: float | None = None
@@ -96,17 +97,19 @@ class Supervisor:
 
     def submit(self, spec: JobSpec, *, priority: Priority = Priority.NORMAL, schedule: str | None = None,
                conditions: Conditions | None = None, retry: RetryPolicy | None = None,
-               max_staleness_s: float | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+               max_staleness_s: float | None = None, timeout_s: float | None = None,
+               notify: NotifyRequest | None = None) -> dict[str, Any]:
         """Queue the job `spec` describes; it starts when the gate allows. Returns its wire form.
 
-        Each attempt is cancelled after `timeout_s` (default `[daemon] job_timeout`; None: no limit)."""
+        Each attempt is cancelled after `timeout_s` (default `[daemon] job_timeout`; None: no limit); its
+        outcome also goes to `notify`'s notifiers, as its `notify_on` says."""
         if self.state != "running":
             raise ShuttingDown("the daemon is stopping and accepts no new jobs")
         self.config.source(spec.source)
         now = self.clock()
         job = Job(job_id=now.strftime("j%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3), spec=spec, created_at=now,
                   priority=priority, schedule=schedule, conditions=conditions, retry=retry,
-                  max_staleness_s=max_staleness_s,
+                  max_staleness_s=max_staleness_s, notify=notify,
                   timeout_s=timeout_s if timeout_s is not None else self.config.daemon.job_timeout_s)
         with self._lock:
             self._jobs[job.job_id] = job

@@ -62,6 +62,7 @@ class Watchdog(BackgroundLoop):
         self._publish = publish
         self._lock = threading.Lock()
         self._active: dict[str, Alert] = {}
+        self.evaluated = threading.Event()  # set once the first round has run (the heartbeat waits for it)
     def check_soon(self, _job: dict[str, Any] | None = None) -> None:
         """Evaluate again now (a supervisor listener: after every job change)."""
         self.kick()
@@ -90,6 +91,7 @@ class Watchdog(BackgroundLoop):
                     self._round(db, catalog)
                 except Exception as exc:  # the watchdog must survive anything
                     log.error("watchdog_error", error=f"{type(exc).__name__}: {exc}")
+                self.evaluated.set()
                 self._kick.wait(self._config().alerts.check_interval_s)
         finally:
             catalog.close()

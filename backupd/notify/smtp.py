@@ -19,7 +19,6 @@ from pathlib import Path
 from backupd.config.notifiers import NotifierConfig
 from backupd.core import notice
 from backupd.core.events import Event
-from backupd.errors import ConfigError
 from backupd.notify.base import Deadline, DeliveryFailed, Transport
 from backupd.notify.http import tls_context
 
@@ -50,9 +49,6 @@ class EmailTransport(Transport):
         self.username, self.password_env, self.password_file = cfg.username, cfg.password_env, cfg.password_file
         self.ca_file = cfg.ca_file
         self.where = f"{self.smtp_host}:{self.smtp_port}"
-        if self.username and not (self.password_env or self.password_file):
-            raise ConfigError([f"notifier {cfg.name!r}: username {self.username!r} needs password_env or"
-                               " password_file"])
 
     def message(self, event: Event) -> EmailMessage:
         msg = EmailMessage()
@@ -71,7 +67,7 @@ class EmailTransport(Transport):
             if not value:
                 raise DeliveryFailed(f"{self.where}: password variable {self.password_env} is not set")
             return value
-        assert self.password_file is not None  # __init__ checked that a username has a password source
+        assert self.password_file is not None  # the config requires a password source with a username
         return _read_password(self.password_file, self.where)
 
     def send(self, event: Event, *, timeout: float) -> None:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import tomllib
 from dataclasses import dataclass
 from collections.abc import Mapping
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         return Outcome(m, metrics_text(m["summary"]))
     if command == "backup":
         job = client.backup_create(args.source, args.strategy, args.priority, args.tags, args.description,
-                                   args.destinations, metadata=_meta(args.meta), validate_level=args.validate)
+                                   args.destinations, metadata=_meta(args.meta), validate_level=args.validate,
+                                   notify=args.notify, notify_on=args.notify_on)
         return _finish(client, job) if args.wait else _queued(job, f"backup of {args.source}")
     if command == "jobs":
         if args.job_id:
@@ -162,6 +164,8 @@ def run(args: argparse.Namespace, client: Client) -> Outcome:
         return Outcome(inv, render_inventory.inventory_text(inv))
     if command == "events":
         return _events(args, client)
+    if command == "notify":
+        return _notify(args, client)
     if command == "reload":
         reply = client.config_reload()
         return Outcome(reply, "config reloaded")
@@ -187,6 +191,28 @@ def _schedule(args: argparse.Namespace, client: Client) -> Outcome:
                           f"{render.short_time(s.get('next_run'))}")
     stats = client.schedule_stats(args.name)
     return Outcome(stats, render.table(stats, render.STATS_COLUMNS) or "no schedules")
+
+
+def _notify(args: argparse.Namespace, client: Client) -> Outcome:
+    """`notify ls`, or `notify test NAME`: queue a test and wait until the notifier's last result is it."""
+    if args.action == "ls":
+        notifiers = client.notify_list()
+        return Outcome(notifiers, render.table(notifiers, render.NOTIFIER_COLUMNS) or "no notifiers configured")
+    queued = client.notify_test(args.name)
+    deadline = time.monotonic() + max(0.0, args.wait_s)
+    while True:
+        row = next((n for n in client.notify_list() if n.get("name") == args.name), None) or {}
+        if row.get("last_event_id") == queued["event_id"] or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    result = {**queued, "result": row.get("last_result") if row.get("last_event_id") == queued["event_id"] else None,
+              "error": row.get("last_error")}
+    if result["result"] == "delivered":
+        return Outcome(result, f"notifier {args.name}: test notification delivered (event {queued['event_id']})")
+    if result["result"] is None:
+        return Outcome(result, "", 1, f"notifier {args.name}: no result after {args.wait_s:g}s; the test is still "
+                                      f"queued (see `{PROG} notify ls`)")
+    return Outcome(result, "", 1, f"notifier {args.name}: test notification failed: {render.fmt(result['error'])}")
 
 
 def _events(args: argparse.Namespace, client: Client) -> Outcome:

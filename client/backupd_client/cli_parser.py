@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 
 from .client import DEFAULT_TIMEOUT_S
 from .errors import BadUsageError
-from .protocol import (COPY_SELECTIONS, DEFAULT_SOCKET, JOB_KINDS, PRIORITIES, SCHEDULE_JOBS, SOCKET_ENV, STRATEGIES,
-                       VALIDATION_LEVELS, JobStatus)
+from .protocol import (COPY_SELECTIONS, DEFAULT_SOCKET, JOB_KINDS, NOTIFY_ON, PRIORITIES, SCHEDULE_JOBS, SOCKET_ENV,
+                       STRATEGIES, VALIDATION_LEVELS, JobStatus)
 
 PROG = "backupctl"
 
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="free-form metadata recorded with the backup (repeatable)")
     b.add_argument("--validate", choices=VALIDATION_LEVELS, metavar="LEVEL",
                    help="validate the backup at this level (quick, standard, deep) once it is stored")
+    b.add_argument("--notify", action="append", default=[], metavar="NAME",
+                   help="also send its outcome to this notifier (repeatable; see --notify-on)")
+    b.add_argument("--notify-on", action="append", default=[], choices=NOTIFY_ON, dest="notify_on",
+                   help="which outcomes --notify's notifiers get: failure (default), success, completion (repeatable)")
     b.add_argument("--wait", action="store_true", help="wait for the backup to finish (progress bar on a terminal)")
 
     j = cmd(sub, "jobs", "list jobs (newest first), or show one")
@@ -172,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     inv = cmd(sub, "inventory", "what the backups hold: totals, restore points, chains, missing copies, verification")
     inv.add_argument("--days", type=int, metavar="N", help="verification coverage over the last N days (default 30)")
     cmd(sub, "reload", "reload the daemon's config file (as SIGHUP does)")
+
+    n = cmd(sub, "notify", "the notifiers: their queues and last deliveries, or send one a test")
+    nsub = n.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    cmd(nsub, "ls", "each notifier's state, queue length and last delivery")
+    nt = cmd(nsub, "test", "send a notifier.test event and wait for its delivery (exit 1 when it failed)")
+    nt.add_argument("name", metavar="NAME")
+    nt.add_argument("--wait-s", type=float, default=15.0, metavar="S", dest="wait_s",
+                    help="how long to wait for the delivery's result (default 15)")
 
     ev = cmd(sub, "events", "the recent events (backup.failed, destination.unhealthy, ...), or follow them")
     ev.add_argument("--follow", "-f", action="store_true", help="the last 10 events, then each one as it happens, until Ctrl-C")

@@ -36,14 +36,17 @@ class Client(Transport):
     def backup_create(self, source: str, strategy: str = "auto", priority: str = "normal",
                       tags: Iterable[str] = (), description: str = "",
                       destinations: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None,
-                      validate_level: str | None = None) -> Job:
+                      validate_level: str | None = None, notify: Iterable[str] = (),
+                      notify_on: Iterable[str] = ()) -> Job:
         """Queue a backup (to `destinations`, default every enabled one), recording `metadata` with it and
-        validating it at `validate_level` once stored; returns its job at once (see job_wait)."""
+        validating it at `validate_level` once stored; its outcome also goes to the `notify` notifiers,
+        as `notify_on` asks (failure, success, completion; default failure). Returns its job at once."""
         return self.call(Op.BACKUP_CREATE, {"source": source, "strategy": strategy, "priority": priority,
                                             "tags": list(tags), "description": description,
                                             "destinations": None if destinations is None else list(destinations),
                                             "metadata": None if metadata is None else dict(metadata),
-                                            "validate_level": validate_level})
+                                            "validate_level": validate_level, "notify": list(notify) or None,
+                                            "notify_on": list(notify_on) or None})
 
     def job_get(self, job_id: str) -> Job:
         return self.call(Op.JOB_GET, {"job_id": job_id})
@@ -183,6 +186,16 @@ class Client(Transport):
         """Totals by source, strategy and destination, chain lengths, missing copies, verification coverage
         over the last `days` days (default 30)."""
         return self.call(Op.INVENTORY, {"days": days})
+
+    def notify_list(self) -> list[dict[str, Any]]:
+        """Each notifier: kind, events, state (enabled, disabled, down), queue length, counts by result
+        and its last delivery (`last_result`, `last_at`, `last_event_id`, `last_error`)."""
+        return self.call(Op.NOTIFY_LIST)
+
+    def notify_test(self, name: str) -> dict[str, Any]:
+        """Queue a `notifier.test` event for notifier `name` (tried once); returns its `event_id`: the
+        result shows in `notify_list` once that notifier's `last_event_id` is it."""
+        return self.call(Op.NOTIFY_TEST, {"name": name})
 
     def config_reload(self) -> dict[str, Any]:
         return self.call(Op.CONFIG_RELOAD)

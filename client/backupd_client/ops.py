@@ -35,15 +35,18 @@ class Op(str, Enum):
     INVENTORY = "inventory"
     EVENTS_SUBSCRIBE = "events.subscribe"
     METRICS = "metrics"
+    NOTIFY_LIST = "notify.list"
+    NOTIFY_TEST = "notify.test"
 
     def __str__(self) -> str:
         return self.value
 
 
-# A client must not resend these after a timeout (PROTOCOL.md, Transport): each starts a new job, or
-# (adding, removing a schedule or destination) would answer a resend with an error although the first
-# one worked.
+# A client must not resend these after a timeout (PROTOCOL.md, Transport): each starts a new job (or
+# sends a new test notification), or (adding, removing a schedule or destination) would answer a resend
+# with an error although the first one worked.
 RESEND_UNSAFE_OPS = frozenset({Op.BACKUP_CREATE, Op.RESTORE_CREATE, Op.VALIDATE, Op.DESTINATION_RESYNC,
-                               Op.SCHEDULE_ADD, Op.SCHEDULE_REMOVE, Op.DESTINATION_ADD, Op.DESTINATION_REMOVE})
+                               Op.SCHEDULE_ADD, Op.SCHEDULE_REMOVE, Op.DESTINATION_ADD, Op.DESTINATION_REMOVE,
+                               Op.NOTIFY_TEST})
 # Ops whose reply may be preceded by streamed events.
 STREAMING_OPS = frozenset({Op.JOB_WAIT, Op.EVENTS_SUBSCRIBE})

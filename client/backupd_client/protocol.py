@@ -35,7 +35,7 @@ __all__ = [
     "CLIENT_SIDE_CODES", "ErrorCode", "RESEND_UNSAFE_OPS", "STREAMING_OPS", "Op",
     "DEFAULT_SOCKET", "SOCKET_ENV", "EVENT_PROGRESS", "EVENT_EVENT", "JobStatus", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "SUCCESS_STATUSES", "FAILED_STATUSES", "JOB_KINDS", "PRIORITIES", "STRATEGIES", "VALIDATION_LEVELS",
-    "COPY_SELECTIONS", "SCHEDULE_JOBS", "OpArgs", "OP_ARGS", "ARG_MINIMUM", "ARG_CHOICES", "check_args",
+    "COPY_SELECTIONS", "SCHEDULE_JOBS", "NOTIFY_ON", "OpArgs", "OP_ARGS", "ARG_MINIMUM", "ARG_CHOICES", "check_args",
     "decode_request",
 ]  # fmt: skip
 
@@ -73,6 +73,7 @@ STRATEGIES = ("auto", "full", "incremental", "differential")
 VALIDATION_LEVELS = ("quick", "standard", "deep")
 COPY_SELECTIONS = ("priority", "most_reliable")
 SCHEDULE_JOBS = ("backup", "prune")
+NOTIFY_ON = ("failure", "success", "completion")  # which outcomes a job's own notifiers get
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,7 +102,8 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.METRICS: OpArgs(),
     Op.BACKUP_CREATE: OpArgs({"source": (True, _STR), "strategy": (False, _STR), "priority": (False, _STR),
                              "tags": (False, _STRS), "description": (False, _STR), "destinations": (False, _STRS),
-                             "metadata": (False, _MAP), "validate_level": (False, _STR)}),
+                             "metadata": (False, _MAP), "validate_level": (False, _STR),
+                             "notify": (False, _STRS), "notify_on": (False, _STRS)}),
     Op.JOB_GET: OpArgs({"job_id": (True, _STR)}),
     Op.JOB_LIST: OpArgs({"status": (False, _STR), "source": (False, _STR), "kind": (False, _STR),
                         "limit": (False, _INT)}),
@@ -139,6 +141,8 @@ OP_ARGS: dict[Op, OpArgs] = {
     Op.EVENTS_SUBSCRIBE: OpArgs({"types": (False, _STRS), "source": (False, _STR), "history": (False, _INT),
                                 "follow": (False, _BOOL), "timeout_s": (False, _NUM), "max_events": (False, _INT),
                                 "queue_size": (False, _INT), "subscription": (False, _STR)}),
+    Op.NOTIFY_LIST: OpArgs(),
+    Op.NOTIFY_TEST: OpArgs({"name": (True, _STR)}),
 }
 
 # Numeric arguments with a floor (and never NaN or infinite).
@@ -154,6 +158,7 @@ ARG_CHOICES: dict[str, tuple[str, ...]] = {
     "status": tuple(s.value for s in JobStatus),
     "copy_selection": COPY_SELECTIONS,
     "job": SCHEDULE_JOBS,
+    "notify_on": NOTIFY_ON,  # each item of the list
 }
 
 
@@ -182,8 +187,10 @@ def check_args(op: Op, args: dict[str, Any], request_id: str | None = None) -> d
         if (name in ARG_MINIMUM and isinstance(value, (int, float))
                 and not (math.isfinite(value) and value >= ARG_MINIMUM[name])):
             raise bad(f"argument {name!r} must be a finite number >= {ARG_MINIMUM[name]:g}, not {value!r}", name)
-        if name in ARG_CHOICES and value not in ARG_CHOICES[name]:
-            raise bad(f"argument {name!r} must be one of {', '.join(ARG_CHOICES[name])}, not {str(value)[:80]!r}", name)
+        for item in value if isinstance(value, list) else [value]:
+            if name in ARG_CHOICES and item not in ARG_CHOICES[name]:
+                raise bad(f"argument {name!r} must be one of {', '.join(ARG_CHOICES[name])}, not {str(item)[:80]!r}",
+                          name)
         out[name] = value
     for name, (required, _) in spec.fields.items():
         if required and name not in out:

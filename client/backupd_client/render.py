@@ -121,6 +121,12 @@ DESTINATION_COLUMNS: list[Column] = [
     ("name", col("name")), ("kind", col("kind")), ("enabled", col("enabled")), ("priority", col("priority")),
     ("encrypted", col("encrypted")), ("zstd", col("compression_level")), ("origin", col("origin")),
 ]
+NOTIFIER_COLUMNS: list[Column] = [
+    ("name", col("name")), ("kind", col("kind")), ("state", col("state")), ("queue", col("queue")),
+    ("delivered", col("delivered")), ("failed", col("failed")), ("expired", col("expired")),
+    ("last", col("last_result")), ("at", col("last_at", short_time)),
+    ("last error", lambda n: fmt(n.get("last_error") or n.get("reason"))),
+]
 DESTINATION_HEALTH_COLUMNS: list[Column] = [
     ("name", col("name")), ("status", col("status")), ("reachable", col("reachable")),
     ("writable", col("writable")), ("free", col("free_bytes", human_size)),

@@ -19,7 +19,7 @@ from backupd_client.protocol import (ACTIVE_STATUSES, CLIENT_SIDE_CODES, FAILED_
                                      MAX_DEPTH, MAX_MESSAGE_BYTES, OP_ARGS, RESEND_UNSAFE_OPS, SUCCESS_STATUSES,
                                      ErrorCode, Event, JobStatus, Op, ProtocolError, Reply, Request,
                                      decode_reply, decode_request, encode_event, encode_reply_error,
-                                     encode_reply_ok, encode_request)
+                                     check_args, encode_reply_ok, encode_request)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 
@@ -90,7 +90,7 @@ def test_importing_the_protocol_does_not_import_zmq():
 SAMPLE_ARGS = {
     Op.STATUS: {}, Op.HEALTH: {}, Op.METRICS: {},
     Op.BACKUP_CREATE: {"source": "app", "strategy": "incremental", "priority": "high", "tags": ["a", "b"],
-                       "description": "before upgrade"},
+                       "description": "before upgrade", "notify": ["ops"], "notify_on": ["failure", "success"]},
     Op.JOB_GET: {"job_id": "j1"}, Op.JOB_CANCEL: {"job_id": "j1"},
     Op.JOB_LIST: {"status": "running", "source": "app", "kind": "backup", "limit": 20},
     Op.JOB_WAIT: {"job_id": "j1", "timeout_s": 2.5, "progress": True},
@@ -113,6 +113,7 @@ SAMPLE_ARGS = {
     Op.INVENTORY: {"days": 7},
     Op.EVENTS_SUBSCRIBE: {"types": ["backup.*", "*.failed"], "source": "app", "history": 10, "follow": True,
                           "timeout_s": 30, "max_events": 100, "queue_size": 1000},
+    Op.NOTIFY_LIST: {}, Op.NOTIFY_TEST: {"name": "ops"},
 }
 
 
@@ -331,3 +332,9 @@ def test_fuzz_corrupted_msgpack_maps(obj, at, junk):
     frame = msgpack.packb(obj, use_bin_type=True)
     decodes_or_refuses(frame[:at] + junk + frame[at + len(junk):])
 
+
+
+def test_a_list_argument_with_choices_is_checked_item_by_item():
+    with pytest.raises(ProtocolError, match="notify_on.*must be one of failure, success, completion, not 'always'"):
+        check_args(Op.BACKUP_CREATE, {"source": "app", "notify_on": ["failure", "always"]})
+    assert check_args(Op.BACKUP_CREATE, {"source": "app", "notify_on": ["completion"]})["notify_on"] == ["completion"]

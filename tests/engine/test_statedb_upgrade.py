@@ -130,7 +130,7 @@ def test_the_one_job_table_keeps_each_runners_jobs_apart(old_state):
         daemon_ids = {j["job_id"] for j in store.jobs()}
         job_id = catalog.job_started("backup", NOTES)
         assert job_id in {j["job_id"] for j in catalog.jobs()} and {j["job_id"] for j in store.jobs()} == daemon_ids
-        assert store.job(job_id) is None and store.fail_unfinished("restart") == []  # a live one-shot run is not the daemon's
+        assert store.job(job_id) is None and store.fail_unfinished("restart", datetime.now(timezone.utc)) == []  # a live one-shot run is not the daemon's
         catalog.job_finished(job_id, "completed", result={"id": "b"})
         assert [(j["status"], j["result"]) for j in catalog.jobs() if j["job_id"] == job_id] == [("completed", {"id": "b"})]
         assert catalog.fail_interrupted_jobs() == []

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from backupd.core import notice
-from backupd.errors import ConfigError
 from backupd.notify.base import DeliveryFailed
 from tests.notify.conftest import HOST, SMTP_PASSWORD, SMTP_USER, build, make_event
 from tests.servers.receivers import smtp_receiver
@@ -53,7 +53,7 @@ def test_a_missing_password_variable_fails_naming_it(tmp_path, monkeypatch):
 
 
 def test_a_username_without_a_password_is_a_config_error():
-    with pytest.raises(ConfigError, match="username 'backupd' needs password_env or password_file"):
+    with pytest.raises(ValidationError, match="a username needs a password: set password_env or password_file"):
         build("email", smtp_host="127.0.0.1", username=SMTP_USER, **{"from": "b@db1", "to": ["ops@example.org"]})
 
 
