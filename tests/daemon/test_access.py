@@ -29,7 +29,7 @@ def test_every_op_of_the_protocol_needs_a_named_role():
     readers = {op.value for op, role in OP_ROLES.items() if role is Role.READER}
     assert readers == {"status", "health", "job.get", "job.list", "job.wait", "restore.points", "restore.nearest",
                        "schedule.list", "schedule.stats", "destination.list", "destination.health",
-                       "inventory", "events.subscribe", "metrics"}
+                       "inventory", "events.subscribe", "metrics", "notify.list"}
 
 
 @dataclass
