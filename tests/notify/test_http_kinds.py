@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import email.header
 import json
+import os
 import time
 
 import pytest
@@ -150,3 +151,15 @@ def test_ntfy_without_its_token_variable_fails_naming_it(http, monkeypatch):
     with pytest.raises(DeliveryFailed, match="token variable NTFY_TOKEN is not set"):
         build("ntfy", url=f"{http.url}/backups", token_env="NTFY_TOKEN").send(make_event(), timeout=5)
     assert http.requests == []
+
+
+def test_tls_contexts_are_built_once_per_version_of_the_ca_file(tmp_path):
+    from backupd.notify.http import tls_context
+    from tests.servers.receivers import make_cert
+
+    assert tls_context(None) is tls_context(None)  # the system's store is read once, not per request
+    cert, _ = make_cert(tmp_path)
+    first = tls_context(cert)
+    assert tls_context(cert) is first
+    os.utime(cert, ns=(0, 1))  # rewritten (a new version): read again
+    assert tls_context(cert) is not first
