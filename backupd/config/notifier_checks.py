@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -71,14 +72,39 @@ def _problems(notifier: NotifierConfig, environ: Mapping[str, str]) -> Problems:
         yield "command[0]", message
     if notifier.urls is not None:
         yield from _apprise_problems(notifier.urls)
+    if notifier.token_env is not None and notifier.url is not None and _in_clear(notifier.url):
+        yield "token_env", ("the token would cross the network in the clear (an http:// URL to another machine);"
+                            " use https://")
+    if notifier.username is not None and notifier.security == "none" and not _loopback(notifier.smtp_host or ""):
+        yield "security", ("'none' would send the password in the clear to another machine; use 'starttls' or"
+                           " 'tls'")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _in_clear(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not _loopback(parts.hostname or "")
 
 
 def _url_problem(url: str) -> str | None:
     parts = urlsplit(url)
-    if parts.password is None:
-        return None
-    return ("holds a password (user:password@ in the URL), which would be sent and logged in the clear; remove it"
-            " and authenticate with headers (e.g. Authorization), a secret_file (webhook) or token_env (ntfy)")
+    if parts.password is not None:
+        return ("holds a password (user:password@ in the URL), which would be sent and logged in the clear; remove"
+                " it and authenticate with headers (e.g. Authorization), a secret_file (webhook) or token_env (ntfy)")
+    if parts.username is not None:
+        return ("holds a user name (user@ in the URL), which backupd does not send; remove it and authenticate with"
+                " headers (e.g. Authorization), a secret_file (webhook) or token_env (ntfy)")
+    if not url.isascii():
+        return "holds characters that are not ASCII; percent-encode them (and the host as punycode)"
+    return None
 
 
 def _header_problems(headers: Mapping[str, str], reserved: frozenset[str]) -> Problems:
@@ -91,6 +117,8 @@ def _header_problems(headers: Mapping[str, str], reserved: frozenset[str]) -> Pr
                         " from headers")
         if any(c in value for c in "\r\n\0"):
             yield key, "the value contains a line break or NUL, which would split the request; remove it"
+        elif not value.isascii():
+            yield key, "the value is not ASCII, which HTTP headers cannot carry as is; encode it (e.g. percent-encoding)"
 
 
 def _ca_file_problem(path: Path) -> str | None:

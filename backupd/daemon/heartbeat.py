@@ -3,13 +3,13 @@ source is fresh. When the daemon or its machine dies, or a source goes stale, th
 external monitor (Healthchecks, Uptime Kuma, Cronitor) raises the alarm.
 
 It waits for the watchdog's first evaluation, so a daemon that starts with a stale source never sends
-a ping that says all is well; a `freshness.restored` kicks it, so the pings resume at once. Log lines
-name the URL's host only: a ping URL's path is its secret.
+a ping that says all is well, and pauses while the watchdog's rounds fail (freshness unknown is not
+fresh); a `freshness.restored` kicks it, so the pings resume at once. Log lines name the URL's host
+only: a ping URL's path is its secret.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from backupd.daemon.loop import BackgroundLoop
+from backupd.daemon.watchdog import Watchdog
 from backupd.notify.base import DeliveryFailed
 from backupd.notify.ping import ping_heartbeat
 
@@ -30,14 +31,13 @@ class Heartbeat(BackgroundLoop):
 
     thread_name = "heartbeat"
 
-    def __init__(self, config: Callable[[], Any], stale: Callable[[], dict[str, bool]], evaluated: threading.Event,
-                 *, ping: Ping = ping_heartbeat):
+    def __init__(self, config: Callable[[], Any], watchdog: Watchdog, *, ping: Ping = ping_heartbeat):
         super().__init__()
-        self._config, self._stale, self._evaluated, self._ping = config, stale, evaluated, ping
+        self._config, self._watchdog, self._ping = config, watchdog, ping
         self._paused: tuple[str, ...] = ()
 
     def _loop(self) -> None:
-        while not self._evaluated.wait(0.2):
+        while not self._watchdog.evaluated.wait(0.2):
             if self._stop.is_set():
                 return
         while not self._stop.is_set():
@@ -53,7 +53,10 @@ class Heartbeat(BackgroundLoop):
 
     def beat(self, url: str) -> bool:
         """One round: ping `url` unless a source is stale; True when a ping was sent."""
-        stale = tuple(sorted(name for name, is_stale in self._stale().items() if is_stale))
+        if self._watchdog.checked_recently():
+            stale = tuple(sorted(name for name, is_stale in self._watchdog.stale_sources().items() if is_stale))
+        else:
+            stale = ("(unknown: the watchdog's rounds fail)",)
         if stale:
             if stale != self._paused:
                 log.warning("heartbeat_paused", host=_host(url), stale_sources=list(stale),

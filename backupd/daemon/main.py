@@ -105,7 +105,7 @@ class Daemon:
         self.supervisor.add_listener(self._job_changed)
         self.watchdog = Watchdog(lambda: self.config, utc_now, self.health, publish=self._watchdog_event)
         self.supervisor.add_listener(self.watchdog.check_soon)
-        self.heartbeat = Heartbeat(lambda: self.config, self.watchdog.stale_sources, self.watchdog.evaluated)
+        self.heartbeat = Heartbeat(lambda: self.config, self.watchdog)
         self.schedules = ScheduleBook(self.supervisor, self.store)
         metrics = registry_of(DaemonCollector(cfg.state.dir / STATE_DB, destinations=self.health.snapshot,
                                               schedules=self.schedules.list, jobs=self.supervisor.counts,
@@ -160,9 +160,9 @@ class Daemon:
             control.stop()
             self.heartbeat.stop()
             self.watchdog.stop()
-            self.deliveries.stop()
-            outbox_db.close()
             self.health.stop()
+            self.deliveries.stop()  # after every source of events: what they published is routed still
+            outbox_db.close()
             for outlet in outlets:
                 outlet.stop()
             self.destinations.close()
@@ -211,9 +211,11 @@ class Daemon:
             log.error("config_reload_failed", config=str(self.config_path), problems=exc.problems,
                       note="the previous config keeps running")
             raise
-        if (new.control, new.state, new.monitoring) != (self.config.control, self.config.state, self.config.monitoring):
-            log.warning("config_reload_partial",
-                        note="[state], [control] and [monitoring] changes take effect at the next start")
+        outlets = ("textfile", "listen")  # the heartbeat's keys apply at once
+        if (new.control, new.state, *(getattr(new.monitoring, k) for k in outlets)) != (
+                self.config.control, self.config.state, *(getattr(self.config.monitoring, k) for k in outlets)):
+            log.warning("config_reload_partial", note="[state], [control] and [monitoring] textfile and listen"
+                                                      " changes take effect at the next start")
         self._use(self.destinations.reload(new))
         self.schedules.reload(self.config)
         self.deliveries.reload()

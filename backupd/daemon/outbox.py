@@ -1,17 +1,17 @@
 """Notification delivery: events routed to notifiers through the durable outbox (state.outbox).
 
-Routing (`route`, an event bus sink) only writes the outbox: it never waits on a receiver, so a
-notification can neither delay nor change a job. Each enabled notifier has a thread of its own
-(`NotifierWorker`) that sends what is due, one attempt at a time within the notifier's timeout, and
-retries on the Standard Webhooks schedule (core.redelivery) until it is delivered or 24 h have passed.
-A receiver that answers HTTP 410 Gone disables its notifier until the next reload or restart, and
-says so with a `notifier.disabled` event. At start, the outcomes of jobs that ended while the daemon
-was not routing (killed between a job's end and its routing) are routed: at least once, same ids.
+Routing (`route`, an event bus sink) only hands the event to a routing thread, which writes the
+outbox: publishing never waits on the state database or a receiver, so a notification can neither
+delay nor change a job (a job outcome still in memory when the daemon dies is routed at the next
+start from the job history: `recover`). Each enabled notifier has a delivery thread of its own
+(daemon.delivery). A receiver that answers HTTP 410 Gone disables its notifier until the next reload
+or restart, and says so with a `notifier.disabled` event and in `health`.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
@@ -24,98 +24,48 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from backupd.config.notifiers import NotifierConfig
 from backupd.core.events import Event, EventType, job_events
-from backupd.core.redelivery import GIVE_UP_AFTER_S, next_attempt
+from backupd.core.redelivery import GIVE_UP_AFTER_S
 from backupd.core.routing import NotifyRequest, Recipient, recipients
 from backupd.core.vocab import FINAL_STATUSES
+from backupd.daemon.delivery import NotifierWorker
 from backupd.daemon.events import new_id
-from backupd.daemon.loop import BackgroundLoop
-from backupd.errors import NotFound, UsageError
-from backupd.notify.base import DeliveryFailed, Transport
+from backupd.errors import ConfigError, NotFound, UsageError
+from backupd.notify.base import Transport
 from backupd.notify.registry import transport_for
-from backupd.state.outbox import RESULTS, OutboxStore, Pending
+from backupd.state.outbox import RESULTS, OutboxStore
 
 log = structlog.get_logger("backupd.notify")
 Emit = Callable[..., Event]
 TransportFor = Callable[..., Transport]
 SCALE_ENV = "BACKUPD_REDELIVERY_SCALE"  # tests only: shrinks the retry schedule
-IDLE_WAIT_S = 60.0
 ROUTED_KEPT_S = 7 * 24 * 3600.0
+FORGET_EVERY_S = 3600.0  # how often the routing thread forgets old routing records
+_FILE_KEYS = ("secret_file", "password_file", "ca_file")  # a change to one of these files renews the worker
+Routed = tuple[Event, NotifyRequest | None, bool]
 
 
-class NotifierWorker(BackgroundLoop):
-    """Delivers one notifier's queue, soonest due first, on its own thread."""
+def redelivery_scale(environ: Mapping[str, str]) -> float:
+    """The retry schedule's scale (1 unless a test shrinks it); ConfigError for a value that is not > 0."""
+    raw = environ.get(SCALE_ENV) or "1"
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = 0.0
+    if not 0 < scale <= 1:
+        raise ConfigError([f"environment {SCALE_ENV}: must be a number in (0, 1] (got {raw[:40]!r}); unset it"])
+    return scale
 
-    def __init__(self, config: NotifierConfig, transport: Transport, store: OutboxStore,
-                 clock: Callable[[], datetime], *, scale: float, on_gone: Callable[[str, str], None]):
-        super().__init__()
-        self.thread_name = f"notify-{config.name}"
-        self.name = config.name
-        self.config, self._transport, self._store, self._clock = config, transport, store, clock
-        self._scale, self._on_gone = scale, on_gone
 
-    def halt(self) -> None:
-        """Ask the thread to end after its current attempt, without waiting for it."""
-        self._stop.set()
-        self._kick.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                wait = self._round()
-            except Exception as exc:  # the state database failed: keep the queue, try again later
-                log.error("notification_round_failed", notifier=self.name, error=f"{type(exc).__name__}: {exc}")
-                wait = IDLE_WAIT_S
-            if wait is None:
-                return
-            self._kick.wait(wait)
-            self._kick.clear()
-
-    def _round(self) -> float | None:
-        """Send everything due; the seconds until the next is due (None: this notifier is gone)."""
-        while not self._stop.is_set():
-            queue = self._store.pending(self.name, limit=1)
-            if not queue:
-                return IDLE_WAIT_S
-            wait = (queue[0].next_at - self._clock()).total_seconds()
-            if wait > 0:
-                return min(wait, IDLE_WAIT_S)
-            if not self._attempt(queue[0]):
-                return None
-        return 0.0
-
-    def _attempt(self, item: Pending) -> bool:
-        """One attempt at `item`; False when the receiver said the notifier is gone."""
-        started = time.monotonic()
-        attempt = item.attempts + 1
+def _fingerprint(cfg: NotifierConfig) -> tuple[Any, ...]:
+    """What a worker is built from: the notifier's settings and the versions of the files it reads."""
+    versions = []
+    for key in _FILE_KEYS:
+        path = getattr(cfg, key)
         try:
-            self._transport.send(item.event, timeout=self.config.timeout_s)
-        except DeliveryFailed as exc:
-            return self._failed(item, exc.message, gone=exc.gone)
-        except Exception as exc:  # a transport's bug fails the attempt, never the thread
-            return self._failed(item, f"{type(exc).__name__}: {exc}", gone=False)
-        self._store.delivered(item, self._clock())
-        log.info("notification_delivered", notifier=self.name, event_id=item.event.id, event_type=item.event.type,
-                 attempt=attempt, duration_ms=round((time.monotonic() - started) * 1000, 1))
-        return True
-
-    def _failed(self, item: Pending, error: str, *, gone: bool) -> bool:
-        now, attempt = self._clock(), item.attempts + 1
-        fields = dict(notifier=self.name, event_id=item.event.id, event_type=item.event.type, attempt=attempt,
-                      error=error)
-        due = None if gone or item.event.type == EventType.NOTIFIER_TEST else \
-            next_attempt(item.enqueued_at, attempt, failed_at=now, scale=self._scale)
-        if due is not None:
-            self._store.retry(item, error, due, now)
-            log.warning("notification_failed", **fields, next_attempt_at=due.isoformat())
-        elif gone or item.event.type == EventType.NOTIFIER_TEST:
-            self._store.give_up(item, error, now, result="failed")
-            log.error("notification_failed", **fields, next_attempt_at=None)
-        else:
-            self._store.give_up(item, error, now)
-            log.error("notification_expired", **fields, enqueued_at=item.enqueued_at.isoformat())
-        if gone:
-            self._on_gone(self.name, error)
-        return not gone
+            versions.append(os.stat(path).st_mtime_ns if path is not None else None)
+        except OSError:
+            versions.append(-1)
+    return (cfg, *versions)
 
 
 class Deliveries:
@@ -126,66 +76,114 @@ class Deliveries:
         self._config, self._store, self._clock, self._emit = config, store, clock, emit
         self._host = host or socket.gethostname()
         self._transports = transports
-        self._scale = float(os.environ.get(SCALE_ENV) or 1.0)
+        self._scale = redelivery_scale(os.environ)
         self._lock = threading.Lock()
         self._workers: dict[str, NotifierWorker] = {}
+        self._built: dict[str, tuple[Any, ...]] = {}  # notifier -> the fingerprint its worker was built from
+        self._retired: list[NotifierWorker] = []  # replaced workers whose attempt may still be under way
         self._down: dict[str, tuple[str, str]] = {}  # notifier -> (code, why) it does not deliver now
+        self._inbox: queue.SimpleQueue[Routed | None] = queue.SimpleQueue()
+        self._router: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start a worker per enabled notifier; drop the queues of notifiers no longer configured."""
+        """Start the routing thread and a worker per enabled notifier; drop the queues of notifiers no
+        longer configured."""
         self.reload()
+        self._router = threading.Thread(target=self._route_loop, name="notify-router", daemon=True)
+        self._router.start()
 
     def reload(self) -> None:
-        """Apply the config in force: a notifier whose settings changed gets a new worker (the old one ends
-        after its attempt under way), one removed or disabled loses its worker, a gone one is enabled again."""
+        """Apply the config in force: a notifier whose settings or files changed gets a new worker (which
+        starts once the old one's attempt is over), one removed or disabled loses its worker, a gone one
+        is enabled again."""
         notifiers = self._notifiers()
         for name, count in self._store.drop_except(n.name for n in notifiers).items():
             log.warning("notifications_dropped", notifier=name, count=count, reason="notifier no longer configured")
         self._store.forget_routed(self._clock() - timedelta(seconds=ROUTED_KEPT_S))
-        wanted = {cfg.name: cfg for cfg in notifiers if cfg.enabled}
+        wanted = {cfg.name: (cfg, _fingerprint(cfg)) for cfg in notifiers if cfg.enabled}
         with self._lock:
             self._down = {}
+            self._retired = [w for w in self._retired if w.alive]
             for name, worker in list(self._workers.items()):
-                if wanted.get(name) != worker.config:
+                if name not in wanted or wanted[name][1] != self._built.get(name):
                     worker.halt()
+                    self._retired.append(worker)
                     del self._workers[name]
-            for name, cfg in wanted.items():
+            for name, (cfg, fingerprint) in wanted.items():
                 if name not in self._workers:
-                    self._start_worker(cfg)
+                    before = next((w for w in reversed(self._retired) if w.name == name), None)
+                    self._start_worker(cfg, fingerprint, after=before)
 
     def stop(self) -> None:
-        """End every worker (each after its attempt under way, waiting up to 5 s for each)."""
+        """Route what is still in memory, then end every worker, each after its attempt under way."""
+        if self._router is not None:
+            self._inbox.put(None)
+            self._router.join(30)
+            self._router = None
         with self._lock:
-            workers, self._workers = list(self._workers.values()), {}
+            workers = [*self._workers.values(), *self._retired]
+            self._workers, self._retired = {}, []
         for worker in workers:
             worker.halt()
         for worker in workers:
-            worker.stop()
+            if not worker.wait_ended():
+                log.warning("notifier_stop_timed_out", notifier=worker.name,
+                            note="its attempt under way may be sent again after the restart")
 
-    def _start_worker(self, cfg: NotifierConfig) -> None:
+    def _start_worker(self, cfg: NotifierConfig, fingerprint: tuple[Any, ...], *,
+                      after: NotifierWorker | None) -> None:
         try:
             transport = self._transports(cfg, host=self._host)
         except Exception as exc:  # load_config checked its files; one changed since
             self._down[cfg.name] = ("notifier_unavailable", f"cannot be set up: {exc}")
             log.error("notifier_unavailable", notifier=cfg.name, kind=cfg.kind, error=f"{type(exc).__name__}: {exc}")
             return
-        worker = NotifierWorker(cfg, transport, self._store, self._clock, scale=self._scale, on_gone=self._gone)
-        self._workers[cfg.name] = worker
+        worker = NotifierWorker(cfg, transport, self._store, self._clock, scale=self._scale, on_gone=self._gone,
+                                after=after)
+        self._workers[cfg.name], self._built[cfg.name] = worker, fingerprint
         worker.start()
 
-    def _gone(self, name: str, error: str) -> None:
+    def _gone(self, worker: NotifierWorker, error: str) -> None:
         with self._lock:
-            self._down[name] = ("notifier_gone", f"the receiver answered 410 Gone: {error}")
-            self._workers.pop(name, None)  # its thread ends on its own
-        log.error("notifier_disabled", notifier=name, error=error, note="enabled again by a reload or a restart")
-        self._emit(EventType.NOTIFIER_DISABLED, error_code="notifier_gone", message=f"notifier {name!r}: {error}",
-                   details={"notifier": name})
+            if self._workers.get(worker.name) is not worker:
+                return  # a replaced worker's last attempt: its successor goes on with the new settings
+            self._down[worker.name] = ("notifier_gone", f"the receiver answered 410 Gone: {error}")
+            del self._workers[worker.name]  # its thread ends on its own
+        log.error("notifier_disabled", notifier=worker.name, error=error,
+                  note="enabled again by a reload or a restart")
+        self._emit(EventType.NOTIFIER_DISABLED, error_code="notifier_gone",
+                   message=f"notifier {worker.name!r}: {error}", details={"notifier": worker.name})
 
     # -- routing ------------------------------------------------------------------------------------
     def route(self, event: Event, request: NotifyRequest | None = None, final: bool = False) -> None:
-        """Event bus sink: queue `event` for the notifiers it goes to. Never raises: a failure to queue
-        is logged and the job's outcome stands."""
+        """Event bus sink: hand `event` to the routing thread (or, before it runs, route it now). Never
+        blocks on the database, never raises."""
+        if self._router is None:
+            self._route_now(event, request, final)
+        else:
+            self._inbox.put((event, request, final))
+
+    def _route_loop(self) -> None:
+        forgotten = time.monotonic()
+        while (item := self._inbox.get()) is not None:
+            self._route_now(*item)
+            if time.monotonic() - forgotten > FORGET_EVERY_S:
+                forgotten = time.monotonic()
+                try:
+                    self._store.forget_routed(self._clock() - timedelta(seconds=ROUTED_KEPT_S))
+                except Exception as exc:
+                    log.error("notification_round_failed", notifier=None, error=f"{type(exc).__name__}: {exc}")
+        while True:  # stopping: what was published before the stop is routed still
+            try:
+                left = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if left is not None:
+                self._route_now(*left)
+
+    def _route_now(self, event: Event, request: NotifyRequest | None, final: bool) -> None:
+        """Queue `event` in the outbox for the notifiers it goes to; a failure is logged, never raised."""
         try:
             names = recipients(event.type, self._recipients(), request, final=final)
             if self._store.enqueue(event, names, self._clock()):
@@ -206,7 +204,7 @@ class Deliveries:
             missing = self._store.unrouted(e.id for e in events)
             for index, event in enumerate(events):
                 if event.id in missing:
-                    self.route(event, NotifyRequest.from_wire(job.get("notify")), final=index == len(events) - 1)
+                    self._route_now(event, NotifyRequest.from_wire(job.get("notify")), index == len(events) - 1)
                     routed += 1
         if routed:
             log.warning("notifications_recovered", count=routed, note="job outcomes the daemon had not routed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime
 from typing import Any, Callable
 
@@ -63,6 +64,7 @@ class Watchdog(BackgroundLoop):
         self._lock = threading.Lock()
         self._active: dict[str, Alert] = {}
         self.evaluated = threading.Event()  # set once the first round has run (the heartbeat waits for it)
+        self._checked_at: float | None = None  # monotonic time of the last round that succeeded
     def check_soon(self, _job: dict[str, Any] | None = None) -> None:
         """Evaluate again now (a supervisor listener: after every job change)."""
         self.kick()
@@ -72,6 +74,11 @@ class Watchdog(BackgroundLoop):
         with self._lock:
             alerts = list(self._active.values())
         return sorted(alerts, key=lambda a: (a.severity != ERROR, a.key))
+
+    def checked_recently(self) -> bool:
+        """Whether a round succeeded within two check intervals (and a minute): the alerts are current."""
+        at = self._checked_at
+        return at is not None and time.monotonic() - at <= 2 * self._config().alerts.check_interval_s + 60
 
     def stale_sources(self) -> dict[str, bool]:
         """Each configured source: whether a `source_stale` alert is active for it now."""
@@ -89,6 +96,7 @@ class Watchdog(BackgroundLoop):
                 self._kick.clear()
                 try:
                     self._round(db, catalog)
+                    self._checked_at = time.monotonic()
                 except Exception as exc:  # the watchdog must survive anything
                     log.error("watchdog_error", error=f"{type(exc).__name__}: {exc}")
                 self.evaluated.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from abc import ABC, abstractmethod
 
@@ -34,6 +36,8 @@ class Deadline:
 
     def __init__(self, timeout: float):
         self.timeout, self.end = timeout, time.monotonic() + timeout
+        self.expired = False  # a guarded socket was shut down because the time was up
+        self._guarded: dict[int, threading.Timer] = {}
 
     def left(self) -> float:
         """Seconds left; TimeoutError once there are none."""
@@ -41,3 +45,26 @@ class Deadline:
         if remaining <= 0:
             raise TimeoutError
         return remaining
+
+    def guard(self, sock: socket.socket) -> None:
+        """Shut `sock` down when the time is up: a receiver that trickles a byte at a time, each within
+        the socket's own timeout, cannot hold the attempt past its end."""
+        if id(sock) in self._guarded:
+            return
+
+        def cut() -> None:
+            self.expired = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+
+        timer = threading.Timer(max(self.end - time.monotonic(), 0.0), cut)
+        timer.daemon = True
+        self._guarded[id(sock)] = timer
+        timer.start()
+
+    def close(self) -> None:
+        """The attempt is over: no guard fires any more."""
+        for timer in self._guarded.values():
+            timer.cancel()

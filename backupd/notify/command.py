@@ -2,7 +2,9 @@
 
 No shell: `command` is the argv. The environment is the daemon's plus `BACKUPD_EVENT_TYPE`,
 `BACKUPD_EVENT_ID` and `BACKUPD_SOURCE` (empty without a source). The program runs in a session of its
-own, so at the timeout the whole group (whatever it started too) is killed. Exit 0 is delivered.
+own, so at the timeout the whole group (whatever it started too) is killed. Exit 0 is delivered,
+even when the program left a child running (that is its business). Its stdout is discarded and its
+stderr kept in a file, of which a failure quotes the last line: a chatty program costs no memory.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
+import time
+from typing import IO
 
 from backupd.config.notifiers import NotifierConfig
 from backupd.core import notice
@@ -18,7 +23,8 @@ from backupd.core.events import Event
 from backupd.notify.base import DeliveryFailed, Transport
 
 STDERR_LINE_MAX = 200  # characters of the last stderr line a failure quotes
-_REAP_S = 2.0  # to collect a killed group's pipes
+STDERR_TAIL_BYTES = 4096  # of stderr read back for that line
+_REAP_S = 2.0  # to collect a killed group
 
 
 def _last_line(stderr: bytes) -> str:
@@ -39,9 +45,21 @@ class CommandTransport(Transport):
         env = {**os.environ, "BACKUPD_EVENT_TYPE": str(event.type), "BACKUPD_EVENT_ID": event.id,
                "BACKUPD_SOURCE": event.source or ""}
         payload = json.dumps(event.to_wire(), ensure_ascii=False).encode()
+        with tempfile.TemporaryFile() as stderr:
+            returncode = self._run(payload, env, stderr, timeout)
+            if returncode == 0:
+                return
+            stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - STDERR_TAIL_BYTES))
+            last = _last_line(stderr.read())
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with {returncode}"
+        raise DeliveryFailed(f"command {self.program}: {how}" + (f": {last}" if last else ""))
+
+    def _run(self, payload: bytes, env: dict[str, str], stderr: IO[bytes], timeout: float) -> int:
+        """The program's exit status, once it has read `payload` and exited (DeliveryFailed at the timeout)."""
+        deadline = time.monotonic() + timeout
         try:
-            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env, start_new_session=True)
+            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                    env=env, start_new_session=True)
         except FileNotFoundError:
             raise DeliveryFailed(f"command {self.program}: not found") from None
         except PermissionError:
@@ -49,26 +67,27 @@ class CommandTransport(Transport):
         except OSError as exc:
             raise DeliveryFailed(f"command {self.program}: cannot be run ({exc.strerror})") from None
         try:
-            _, stderr = proc.communicate(payload, timeout=timeout)
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(payload)  # one event: far below a pipe's buffer, so this does not block
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # it did not read its stdin: its exit status says how it went
+            return proc.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise DeliveryFailed(f"command {self.program}: still running after {timeout:g}s; killed it and"
                                  " its process group") from None
-        if proc.returncode != 0:
-            last = _last_line(stderr)
-            how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-                   else f"exited with {proc.returncode}")
-            raise DeliveryFailed(f"command {self.program}: {how}" + (f": {last}" if last else ""))
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the program's whole process group (its session), then reap it."""
+    """SIGKILL the program's whole process group (its session), then reap the program."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # the group is gone already
     try:
-        proc.communicate(timeout=_REAP_S)
-    except subprocess.TimeoutExpired:  # a descendant left the group and holds the pipes
+        proc.wait(_REAP_S)
+    except subprocess.TimeoutExpired:  # it left its group: kill it alone
         proc.kill()
         proc.wait()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from backupd.core import notice
 from backupd.notify.base import Deadline, DeliveryFailed
 
 GONE = 410
@@ -36,6 +37,7 @@ def _bounded(base: type[http.client.HTTPConnection], deadline: Deadline) -> type
     class Bounded(base):  # type: ignore[valid-type,misc]
         def connect(self) -> None:
             super().connect()
+            deadline.guard(self.sock)
             self.sock.settimeout(deadline.left())
     return Bounded
 
@@ -114,7 +116,7 @@ def _cause(error: BaseException, timeout: float) -> str:
 
 
 def _refused(host: str, status: int, reason: str) -> NoReturn:
-    words = f"HTTP {status} {reason[:60]}".rstrip()
+    words = f"HTTP {status} {notice.one_line(reason)[:60]}".rstrip()  # the receiver's words: no control characters
     if 300 <= status < 400:
         words += " (redirects are not followed; configure the final URL)"
     raise DeliveryFailed(f"{host} answered {words}", gone=status == GONE)
@@ -130,11 +132,16 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, c
         with opener.open(req, timeout=timeout) as reply:
             reply.read(_DRAIN)
             status = int(reply.status)
+        if deadline.expired:  # cut off mid-reply: what was read of it proves nothing
+            raise TimeoutError
     except urllib.error.HTTPError as exc:
         _refused(host, exc.code, str(exc.reason or ""))
     except (OSError, http.client.HTTPException, ValueError) as exc:
         # `from None`: the chained error may carry the full URL, which holds the secret
-        raise DeliveryFailed(f"{host}: {_cause(exc, timeout)}") from None
+        why = f"no answer within {timeout:g}s" if deadline.expired else _cause(exc, timeout)
+        raise DeliveryFailed(f"{host}: {why}") from None
+    finally:
+        deadline.close()
     if not 200 <= status < 300:
         _refused(host, status, "")
     return status

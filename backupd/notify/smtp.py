@@ -35,6 +35,7 @@ def message_id(event_id: str, host: str) -> str:
 def _bound(smtp: smtplib.SMTP, deadline: Deadline) -> None:
     """Give the connection's next step what is left of the attempt's time."""
     if smtp.sock is not None:
+        deadline.guard(smtp.sock)
         smtp.sock.settimeout(deadline.left())
 
 
@@ -76,6 +77,7 @@ class EmailTransport(Transport):
         deadline = Deadline(timeout)
         try:
             smtp = self._connect(deadline)
+            _bound(smtp, deadline)
             try:
                 if self.security == "starttls":
                     _bound(smtp, deadline)
@@ -89,28 +91,36 @@ class EmailTransport(Transport):
                 smtp.close()
                 raise
             _quit(smtp, deadline)  # delivered: a failed QUIT changes nothing
-        except smtplib.SMTPRecipientsRefused as exc:
+        except (OSError, smtplib.SMTPException, UnicodeEncodeError) as exc:
+            raise self._failure(exc, deadline) from None
+        finally:
+            deadline.close()
+
+    def _failure(self, exc: BaseException, deadline: Deadline) -> DeliveryFailed:
+        """`exc` worded for the outbox: the server's reply, or the cause (never a password)."""
+        where, timeout = self.where, deadline.timeout
+        if deadline.expired or isinstance(exc, TimeoutError) or (
+                isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(exc.__context__, TimeoutError)):
+            return DeliveryFailed(f"{where}: no answer within {timeout:g}s")  # smtplib words a timeout as a disconnect
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
             code, reply = next(iter(exc.recipients.values()))
-            raise DeliveryFailed(f"{self.where}: recipients refused: SMTP {code} {_text(reply)}") from None
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryFailed(f"{self.where}: SMTP {exc.smtp_code} {_text(exc.smtp_error)}") from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryFailed(f"{self.where}: {exc} (check `security`)") from None
-        except smtplib.SMTPServerDisconnected as exc:
-            if isinstance(exc.__context__, TimeoutError):  # smtplib words a read timeout as a disconnect
-                raise DeliveryFailed(f"{self.where}: no answer within {timeout:g}s") from None
-            raise DeliveryFailed(f"{self.where}: the server closed the connection") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise DeliveryFailed(f"{self.where}: TLS certificate not trusted ({exc.verify_message});"
-                                 " set ca_file to the CA that signed it") from None
-        except ssl.SSLError as exc:
-            raise DeliveryFailed(f"{self.where}: TLS error ({exc.reason or exc})") from None
-        except TimeoutError:
-            raise DeliveryFailed(f"{self.where}: no answer within {timeout:g}s") from None
-        except ConnectionRefusedError:
-            raise DeliveryFailed(f"{self.where}: connection refused") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryFailed(f"{self.where}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+            return DeliveryFailed(f"{where}: recipients refused: SMTP {code} {_text(reply)}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return DeliveryFailed(f"{where}: SMTP {exc.smtp_code} {_text(exc.smtp_error)}")
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return DeliveryFailed(f"{where}: {exc} (check `security`)")
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return DeliveryFailed(f"{where}: the server closed the connection")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return DeliveryFailed(f"{where}: TLS certificate not trusted ({exc.verify_message});"
+                                  " set ca_file to the CA that signed it")
+        if isinstance(exc, ssl.SSLError):
+            return DeliveryFailed(f"{where}: TLS error ({exc.reason or exc})")
+        if isinstance(exc, ConnectionRefusedError):
+            return DeliveryFailed(f"{where}: connection refused")
+        if isinstance(exc, UnicodeEncodeError):  # its text would quote the password's characters
+            return DeliveryFailed(f"{where}: the username or password is not ASCII, which SMTP AUTH needs")
+        return DeliveryFailed(f"{where}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
 
     def _connect(self, deadline: Deadline) -> smtplib.SMTP:
         if self.security == "tls":

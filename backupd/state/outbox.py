@@ -40,7 +40,8 @@ class OutboxStore:
     a SIGKILL): an outbox fsync per delivery would hold the state database's write lock that backups
     and the job history need. Power lost within a second of a commit can undo it: a delivery is then
     sent again (at least once, same id), and a job outcome's routing, undone with its queue rows in
-    one transaction, is redone at the next start from the job history, which is fsynced."""
+    one transaction, is redone at the next start from the job history, which is fsynced; a watchdog or
+    destination event (freshness, alerts, health changes) queued in that second is lost."""
 
     def __init__(self, db: StateDB):
         self._db = db
@@ -67,11 +68,13 @@ class OutboxStore:
         return set(ids) - seen
 
     def enqueue(self, event: Event, notifiers: Iterable[str], now: datetime) -> int:
-        """Record `event` as routed and queue it for each of `notifiers`, due now, in one transaction;
-        an (event, notifier) pair already queued is left as it is. Returns how many rows were added."""
+        """Queue `event` for each of `notifiers`, due now, and (a job's event) record it as routed, in one
+        transaction; an (event, notifier) pair already queued is left as it is. Returns how many rows
+        were added."""
         wire, at = json.dumps(event.to_wire(), default=str), now.isoformat()
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO routed_events VALUES (?, ?)", (event.id, at))
+            if event.job_id is not None:  # only a job's outcome can be routed again (from the job history)
+                db.execute("INSERT OR IGNORE INTO routed_events VALUES (?, ?)", (event.id, at))
             added = 0
             for name in notifiers:
                 added += db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?, 0, NULL)",

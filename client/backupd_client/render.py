@@ -125,7 +125,7 @@ NOTIFIER_COLUMNS: list[Column] = [
     ("name", col("name")), ("kind", col("kind")), ("state", col("state")), ("queue", col("queue")),
     ("delivered", col("delivered")), ("failed", col("failed")), ("expired", col("expired")),
     ("last", col("last_result")), ("at", col("last_at", short_time)),
-    ("last error", lambda n: fmt(n.get("last_error") or n.get("reason"))),
+    ("last error", lambda n: fmt(n.get("reason") or n.get("last_error"))),  # why it is down, first
 ]
 DESTINATION_HEALTH_COLUMNS: list[Column] = [
     ("name", col("name")), ("status", col("status")), ("reachable", col("reachable")),

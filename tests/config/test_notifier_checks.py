@@ -70,7 +70,7 @@ def test_a_complete_config_of_every_kind_loads(config_dir, write_config):
 
 
 def test_url_with_a_password_is_refused(write_config):
-    load(write_config, PING | {"url": "https://hc-ping.example/uuid?x=1"}, WEBHOOK | {"url": "https://u@h.example/"})
+    load(write_config, PING | {"url": "https://hc-ping.example/uuid?x=1"})
     problems = problems_of(write_config, WEBHOOK | {"url": "https://user:hunter2@hooks.example/"},
                            PING | {"url": "http://a:b@hc.example/"}, NTFY | {"url": "https://u:tk@ntfy.example/t"})
     assert [p.split(":")[0] for p in problems] == ["notifiers[0].url", "notifiers[1].url", "notifiers[2].url"]
@@ -279,3 +279,40 @@ def test_every_problem_of_every_notifier_is_reported_together(config_dir, write_
     assert [p.split(": ")[0] for p in problems] == [
         "notifiers[0].ca_file", "notifiers[0].secret_file", "notifiers[1].password_env", "notifiers[1].from",
     ]  # fmt: skip
+
+
+def test_url_user_names_non_ascii_urls_and_header_values_are_refused_at_load():
+    from backupd.config.notifier_checks import notifier_problems
+    from backupd.config.notifiers import NotifierConfig
+
+    def problems(**keys):
+        return notifier_problems([NotifierConfig.model_validate({"name": "n", "kind": "webhook", **keys})], {})
+
+    assert problems(url="https://tok@hooks.example/in") == [
+        "notifiers[0].url: holds a user name (user@ in the URL), which backupd does not send; remove it and"
+        " authenticate with headers (e.g. Authorization), a secret_file (webhook) or token_env (ntfy)"]
+    assert problems(url="https://hooks.example/caf\u00e9")[0].startswith("notifiers[0].url: holds characters that are"
+                                                                          " not ASCII")
+    assert problems(url="https://hooks.example/in", headers={"X-Team": "\u00e9quipe"}) == [
+        "notifiers[0].headers.X-Team: the value is not ASCII, which HTTP headers cannot carry as is; encode it"
+        " (e.g. percent-encoding)"]
+    assert problems(url="https://hooks.example/in", headers={"X-Team": "storage"}) == []
+
+
+def test_secrets_that_would_cross_the_network_in_the_clear_are_refused():
+    from backupd.config.notifier_checks import notifier_problems
+    from backupd.config.notifiers import NotifierConfig
+
+    def problems(**keys):
+        return notifier_problems([NotifierConfig.model_validate({"name": "n", **keys})], {"TOKEN": "t", "PW": "p"})
+
+    assert problems(kind="ntfy", url="http://ntfy.example/t", token_env="TOKEN") == [
+        "notifiers[0].token_env: the token would cross the network in the clear (an http:// URL to another"
+        " machine); use https://"]
+    assert problems(kind="ntfy", url="http://127.0.0.1:8080/t", token_env="TOKEN") == []
+    mail = {"kind": "email", "from": "b@db1.example", "to": ["ops@example.com"], "username": "b", "password_env": "PW",
+            "security": "none"}
+    assert problems(**mail, smtp_host="smtp.example.com") == [
+        "notifiers[0].security: 'none' would send the password in the clear to another machine; use 'starttls' or"
+        " 'tls'"]
+    assert problems(**mail, smtp_host="localhost") == problems(**mail, smtp_host="::1") == []

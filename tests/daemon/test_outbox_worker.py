@@ -5,22 +5,26 @@ while every source is fresh."""
 
 from __future__ import annotations
 
+import base64
+import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
+from standardwebhooks import Webhook
 
 from backupd.config.monitoring import MonitoringConfig
 from backupd.config.notifiers import NotifierConfig
 from backupd.core.events import Event, EventType
 from backupd.daemon.events import EventBus
 from backupd.daemon.heartbeat import Heartbeat
-from backupd.daemon.outbox import SCALE_ENV, Deliveries
+from backupd.daemon.outbox import SCALE_ENV, Deliveries, redelivery_scale
 from backupd.state.db import StateDB
+from backupd.errors import ConfigError
 from backupd.state.outbox import OutboxStore
-from tests.servers.receivers import http_receiver
+from tests.servers.receivers import Reply, http_receiver
 
 from .harness import wait_for
 
@@ -54,7 +58,8 @@ def test_a_start_routes_the_outcomes_a_killed_daemon_never_routed_once(state):
         before = _job(1, since - timedelta(seconds=1))  # ended before routing was recorded: history
         missed = _job(2, now())
         routed = _job(3, now())
-        state.enqueue(Event(id="j3.1.backup.failed", type=EventType.BACKUP_FAILED, at=now().isoformat()), [], now())
+        state.enqueue(Event(id="j3.1.backup.failed", type=EventType.BACKUP_FAILED, at=now().isoformat(), job_id="j3"),
+                      [], now())
         running = {**_job(4, now()), "status": "running", "finished_at": None}
         assert deliveries.recover([before, missed, routed, running]) == 1
         assert deliveries.recover([before, missed, routed, running]) == 0  # a second start: nothing new
@@ -101,11 +106,13 @@ def test_routing_never_raises_into_the_job(state, tmp_path):
 
 def test_the_heartbeat_pings_only_while_every_source_is_fresh():
     with http_receiver() as beat:
-        stale = {"app": True}
+        stale, current = {"app": True}, [True]
         evaluated = threading.Event()
+        watchdog = SimpleNamespace(evaluated=evaluated, stale_sources=lambda: dict(stale),
+                                   checked_recently=lambda: current[0])
         config = SimpleNamespace(monitoring=MonitoringConfig.model_validate(
             {"heartbeat_url": beat.url + "/ping/secret-uuid", "heartbeat_interval": "60s"}))
-        heart = Heartbeat(lambda: config, lambda: dict(stale), evaluated)
+        heart = Heartbeat(lambda: config, watchdog)  # type: ignore[arg-type]
         heart.start()
         try:
             time.sleep(0.5)
@@ -121,5 +128,100 @@ def test_the_heartbeat_pings_only_while_every_source_is_fresh():
             heart.kick()
             time.sleep(0.5)
             assert len(beat.requests) == 1
+            stale["app"], current[0] = False, False  # fresh, as far as anyone knows: the watchdog fails
+            heart.kick()
+            time.sleep(0.5)
+            assert len(beat.requests) == 1
+            current[0] = True
+            heart.kick()
+            beat.wait_for(2, timeout=5)
         finally:
             heart.stop()
+
+
+def _started(deliveries: Deliveries):
+    deliveries.start()
+    return deliveries
+
+
+def test_a_reload_during_an_attempt_never_sends_the_row_twice(state):
+    with http_receiver() as hook:
+        hook.reply = Reply(delay_s=1.0)
+        config = _config(hook.url, timeout="3s")
+        deliveries = _started(Deliveries(lambda: config, state, now, lambda *a, **k: None))
+        try:
+            deliveries.route(Event(id="e3", type=EventType.BACKUP_FAILED, at=now().isoformat()))
+            time.sleep(0.3)  # the attempt is under way
+            config.notifiers = [config.notifiers[0].model_copy(update={"timeout_s": 2.0})]
+            deliveries.reload()  # a new worker for the new settings, after the old one's attempt
+            assert wait_for(lambda: state.figures()["hook"]["delivered"] == 1, 10)
+            time.sleep(1.5)
+            assert len(hook.requests) == 1 and state.figures()["hook"]["delivered"] == 1
+        finally:
+            deliveries.stop()
+
+
+def test_stop_waits_for_the_attempt_under_way(state):
+    with http_receiver() as hook:
+        hook.reply = Reply(delay_s=1.0)
+        deliveries = _started(Deliveries(lambda: _config(hook.url, timeout="5s"), state, now, lambda *a, **k: None))
+        deliveries.route(Event(id="e4", type=EventType.BACKUP_FAILED, at=now().isoformat()))
+        time.sleep(0.3)
+        deliveries.stop()
+        assert state.figures()["hook"]["delivered"] == 1 and state.pending("hook") == []
+
+
+def test_a_row_picked_up_after_the_retry_window_expires_unsent(state):
+    with http_receiver() as hook:
+        state.enqueue(Event(id="e5", type=EventType.BACKUP_FAILED, at=now().isoformat()), ["hook"],
+                      now() - timedelta(hours=25))
+        deliveries = _started(Deliveries(lambda: _config(hook.url), state, now, lambda *a, **k: None))
+        try:
+            assert wait_for(lambda: state.figures().get("hook", {}).get("expired") == 1, 5)
+            assert hook.requests == []
+        finally:
+            deliveries.stop()
+
+
+def test_after_a_failure_the_rest_of_the_queue_waits_for_its_retry(state):
+    with http_receiver() as hook:
+        hook.reply = Reply(status=500)
+        for n in range(3):
+            state.enqueue(Event(id=f"e6-{n}", type=EventType.BACKUP_FAILED, at=now().isoformat()), ["hook"], now())
+        deliveries = _started(Deliveries(lambda: _config(hook.url), state, now, lambda *a, **k: None))
+        try:
+            hook.wait_for(1)
+            time.sleep(1)
+            assert len(hook.requests) == 1  # not three attempts at a receiver that refuses
+        finally:
+            deliveries.stop()
+
+
+def test_a_rewritten_secret_file_takes_effect_at_the_reload(state, tmp_path):
+    keys = ["whsec_" + base64.b64encode(b"first-key-first-key-first-key!!").decode(),
+            "whsec_" + base64.b64encode(b"second-key-second-key-second-k!").decode()]
+    secret = tmp_path / "hook.secret"
+    secret.write_text(keys[0] + "\n")
+    secret.chmod(0o600)
+    with http_receiver() as hook:
+        deliveries = _started(Deliveries(lambda: _config(hook.url, secret_file=str(secret)), state, now,
+                                         lambda *a, **k: None))
+        try:
+            deliveries.route(Event(id="e7", type=EventType.BACKUP_FAILED, at=now().isoformat()))
+            [first] = hook.wait_for(1)
+            secret.write_text(keys[1] + "\n")
+            os.utime(secret, ns=(time.time_ns(), time.time_ns() + 10**9))
+            deliveries.reload()
+            deliveries.route(Event(id="e8", type=EventType.BACKUP_FAILED, at=now().isoformat()))
+            second = hook.wait_for(2)[1]
+            for request, key in ((first, keys[0]), (second, keys[1])):
+                Webhook(key).verify(request.body, {k: request.headers[k] for k in
+                                                   ("webhook-id", "webhook-timestamp", "webhook-signature")})
+        finally:
+            deliveries.stop()
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "-1", "2"])
+def test_a_bad_redelivery_scale_is_a_clear_error(value):
+    with pytest.raises(ConfigError, match="BACKUPD_REDELIVERY_SCALE: must be a number in"):
+        redelivery_scale({SCALE_ENV: value})

@@ -92,3 +92,21 @@ def test_an_apprise_url_apprise_does_not_know_is_a_config_error():
     with pytest.raises(ConfigError, match=r"urls\[1\] \(nosuch://\) is not a URL apprise knows") as caught:
         build("apprise", urls=["json://127.0.0.1:9/", "nosuch://token-SECRET@host"])
     assert "SECRET" not in str(caught.value)
+
+
+def test_a_command_that_leaves_a_child_running_is_delivered_at_once(tmp_path):
+    script = tmp_path / "spawn.sh"
+    script.write_text("#!/bin/sh\ncat > /dev/null\nsleep 30 &\nexit 0\n")
+    script.chmod(0o755)
+    started = time.monotonic()
+    build("command", command=[str(script)]).send(make_event(), timeout=5)
+    assert time.monotonic() - started < 2
+
+
+def test_a_chatty_command_costs_no_memory_and_its_last_stderr_line_is_quoted(tmp_path):
+    script = tmp_path / "chatty.sh"
+    script.write_text("#!/bin/sh\ncat > /dev/null\nhead -c 50000000 /dev/zero\nhead -c 5000000 /dev/zero >&2\n"
+                      "echo 'the last word' >&2\nexit 4\n")
+    script.chmod(0o755)
+    with pytest.raises(DeliveryFailed, match="exited with 4: the last word"):
+        build("command", command=[str(script)]).send(make_event(), timeout=10)

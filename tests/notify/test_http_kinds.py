@@ -163,3 +163,34 @@ def test_tls_contexts_are_built_once_per_version_of_the_ca_file(tmp_path):
     assert tls_context(cert) is first
     os.utime(cert, ns=(0, 1))  # rewritten (a new version): read again
     assert tls_context(cert) is not first
+
+
+def test_a_receiver_that_trickles_its_reply_cannot_outlast_the_timeout():
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    done = threading.Event()
+
+    def trickle():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not done.wait(0.2):  # a header line well within any socket timeout, forever
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        hook = build("webhook", url=f"http://127.0.0.1:{port}/in")
+        started = time.monotonic()
+        with pytest.raises(DeliveryFailed, match=r"127.0.0.1:\d+: no answer within 1s"):
+            hook.send(make_event(), timeout=1.0)
+        assert time.monotonic() - started < 2.0
+    finally:
+        done.set()
+        server.close()

@@ -15,7 +15,8 @@ T0 = datetime(2026, 12, 4, 3, 0, tzinfo=timezone.utc)
 
 
 def _event(n: int = 1, kind: EventType = EventType.BACKUP_FAILED) -> Event:
-    return Event(id=f"j{n}.1.{kind}", type=kind, at=T0.isoformat(), source="app", error_code="snapshot_failed",
+    return Event(id=f"j{n}.1.{kind}", type=kind, at=T0.isoformat(), source="app", job_id=f"j{n}",
+                 error_code="snapshot_failed",
                  log_tail=("line one", "line two"), details={"attempt": 1})
 
 
@@ -39,10 +40,13 @@ def test_an_event_is_queued_once_per_notifier_and_survives_a_reopen(tmp_path):
     assert again.unrouted([_event().id, "j9.1.backup.failed"]) == {"j9.1.backup.failed"}
 
 
-def test_an_event_for_no_notifier_is_still_recorded_as_routed(store):
+def test_a_job_event_for_no_notifier_is_still_recorded_as_routed_and_only_a_job_event(store):
     assert store.enqueue(_event(2), [], T0) == 0
     assert store.unrouted([_event(2).id]) == set()
     assert store.pending("ops") == []
+    alert = Event(id="e20261204T030000000000-1a2b3c4d", type=EventType.ALERT_RAISED, at=T0.isoformat())
+    store.enqueue(alert, ["ops"], T0)
+    assert store.unrouted([alert.id]) == {alert.id} and len(store.pending("ops")) == 1
 
 
 def test_retry_moves_the_due_time_and_delivery_removes_it_counting_both(store):
