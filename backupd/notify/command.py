@@ -1,7 +1,9 @@
 """The command kind: a local program run for each event, with the event as JSON on its stdin.
 
-No shell: `command` is the argv. The environment is the daemon's plus `BACKUPD_EVENT_TYPE`,
-`BACKUPD_EVENT_ID` and `BACKUPD_SOURCE` (empty without a source). The program runs in a session of its
+No shell: `command` is the argv. The environment is a minimal one (PATH, HOME, the locale and TZ:
+never the daemon's secrets, such as the variables other notifiers and destinations read their
+passwords from) plus `BACKUPD_EVENT_TYPE`, `BACKUPD_EVENT_ID` and `BACKUPD_SOURCE` (empty without a
+source). The program runs in a session of its
 own, so at the timeout the whole group (whatever it started too) is killed. Exit 0 is delivered,
 even when the program left a child running (that is its business). Its stdout is discarded and its
 stderr kept in a file, of which a failure quotes the last line: a chatty program costs no memory.
@@ -22,6 +24,7 @@ from backupd.core import notice
 from backupd.core.events import Event
 from backupd.notify.base import DeliveryFailed, Transport
 
+PASSED_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")  # and every LC_*
 STDERR_LINE_MAX = 200  # characters of the last stderr line a failure quotes
 STDERR_TAIL_BYTES = 4096  # of stderr read back for that line
 _REAP_S = 2.0  # to collect a killed group
@@ -42,8 +45,8 @@ class CommandTransport(Transport):
         self.program = self.argv[0]  # messages name it, never its arguments
 
     def send(self, event: Event, *, timeout: float) -> None:
-        env = {**os.environ, "BACKUPD_EVENT_TYPE": str(event.type), "BACKUPD_EVENT_ID": event.id,
-               "BACKUPD_SOURCE": event.source or ""}
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
+        env.update(BACKUPD_EVENT_TYPE=str(event.type), BACKUPD_EVENT_ID=event.id, BACKUPD_SOURCE=event.source or "")
         payload = json.dumps(event.to_wire(), ensure_ascii=False).encode()
         with tempfile.TemporaryFile() as stderr:
             returncode = self._run(payload, env, stderr, timeout)

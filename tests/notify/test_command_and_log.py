@@ -26,7 +26,8 @@ def alive(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_the_command_reads_the_event_and_its_environment(tmp_path):
+def test_the_command_reads_the_event_and_its_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKUPD_TEST_SMTP_PASSWORD", "hunter2")  # another notifier's secret: not passed on
     rig = command_rig(tmp_path)
     event = make_event(EventType.BACKUP_SUCCEEDED)
     rig.make().send(event, timeout=5)
