@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from backupd import __version__
 from backupd import log as logsetup
 from backupd.core.metadata import parse_meta
 from backupd.core.sampling import check_percent
@@ -54,6 +56,7 @@ def _meta(items: list[str]) -> dict[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="backupd", description="Backups of SQLite databases: full, incremental, differential.")
     p.add_argument("-v", "--verbose", action="store_true", help="log events (JSON) to stderr")
+    p.add_argument("--version", action="version", version=f"backupd {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def cmd(name: str, help: str, config: bool = True) -> argparse.ArgumentParser:
@@ -309,8 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
-    if result is not None or text:
-        print(json.dumps(result, indent=None) if as_json else text)
+    try:
+        if result is not None or text:
+            print(json.dumps(result, indent=None) if as_json else text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `backupd list | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
 
 

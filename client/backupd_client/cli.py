@@ -303,9 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         elif outcome.text:
             print(outcome.text)
         sys.stdout.flush()
-    except BrokenPipeError:  # `backupctl jobs | head -1`
+    except BrokenPipeError:  # `backupctl jobs | head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     if outcome.error and not as_json:
         _fail({"error": outcome.error}, False)
     return outcome.exit_code

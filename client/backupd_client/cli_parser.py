@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
+from . import __version__
 from .client import DEFAULT_TIMEOUT_S
 from .errors import BadUsageError
 from .protocol import (COPY_SELECTIONS, DEFAULT_SOCKET, JOB_KINDS, NOTIFY_ON, PRIORITIES, SCHEDULE_JOBS, SOCKET_ENV,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"wait this long for each answer (default {DEFAULT_TIMEOUT_S:g})")
 
     p = _Parser(prog=PROG, parents=[common], description="Control a running backupd.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def cmd(parent: Any, name: str, help: str) -> argparse.ArgumentParser:

@@ -1,0 +1,112 @@
+"""A closed stdout kills nothing: `backupd list | head -1` and `backupctl ... | head -1` exit quietly,
+and a daemon whose stdout reader went away (`backupd run | head -c 100`) keeps running, finishes
+its backups (logging to stderr instead) and stops cleanly. `--version` on both tools."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backupd_client import Client
+
+from backupd import __version__
+from backupd.log import LogStream
+from tests.engine.dbtools import BACKUPD, SOURCE, cli, create_db, fill_text, make_env
+
+BIN = Path(sys.executable).parent
+
+
+def _env_with_backups(tmp_path: Path, n: int = 3):
+    env = make_env(tmp_path / "inst")
+    conn = create_db(env.db)
+    fill_text(conn, "t", 0.2)
+    conn.close()
+    notes = [arg for i in range(7) for arg in ("--meta", f"note{i}={'x' * 1000}")]  # a listing past stdout's buffer
+    for _ in range(n):
+        r = cli("backup", "-c", env.config, "--source", SOURCE, "--strategy", "full", *notes)
+        assert r.code == 0, r.stderr
+    return env
+
+
+def _into_a_closed_pipe(argv: list[str]) -> tuple[int, str]:
+    """Run `argv` with its stdout a pipe whose reader has gone (`| head -1` once head has its line):
+    its exit code and its stderr."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    proc = subprocess.run(argv, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(writer)
+    return proc.returncode, proc.stderr
+
+
+def test_backupd_list_into_head_exits_0_without_a_traceback(tmp_path):
+    env = _env_with_backups(tmp_path)
+    for argv in (["list", "-c", str(env.config)], ["list", "-c", str(env.config), "--json"]):
+        assert len(cli(*argv).stdout) > 16384
+        code, err = _into_a_closed_pipe([str(BACKUPD), *argv])
+        assert (code, err) == (0, ""), err
+
+
+def test_backupctl_into_head_exits_quietly(tmp_path):
+    code, err = _into_a_closed_pipe([str(BIN / "backupctl"), "--help"])
+    assert (code, err) == (0, ""), err
+
+
+def test_versions():
+    assert subprocess.run([str(BACKUPD), "--version"], capture_output=True, text=True).stdout == f"backupd {__version__}\n"
+    out = subprocess.run([str(BIN / "backupctl"), "--version"], capture_output=True, text=True).stdout
+    assert out.startswith("backupctl ") and out.strip().split()[1]
+
+
+def test_a_log_stream_whose_reader_is_gone_falls_back_then_drops_and_counts():
+    r, w = os.pipe()
+    os.close(r)
+    broken = os.fdopen(w, "w")
+    fr, fw = os.pipe()
+    fallback = os.fdopen(fw, "w")
+    stream = LogStream(broken, fallback)
+    assert stream.write("first\n") == 6  # EPIPE on the pipe: the line goes to the fallback
+    fallback_reader = os.fdopen(fr)
+    assert fallback_reader.readline() == "first\n"
+    fallback_reader.close()  # now the fallback's reader is gone too
+    stream.write("second\n")
+    stream.write("third\n")
+    assert stream.dropped == 2
+
+
+def test_a_daemon_whose_stdout_closes_keeps_running_and_finishes_its_backups(tmp_path):
+    env = make_env(tmp_path / "inst")
+    conn = create_db(env.db)
+    fill_text(conn, "t", 0.5)
+    conn.close()
+    sock = tmp_path / "inst" / "ctl.sock"
+    env.config.write_text(env.config.read_text() + f'\n[control]\nsocket = "{sock}"\n')
+    reader, writer = os.pipe()
+    err_path = tmp_path / "stderr.log"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([str(BACKUPD), "run", "-c", str(env.config)], stdout=writer, stderr=err,
+                                cwd=env.root)
+    os.close(writer)
+    try:
+        os.read(reader, 100)  # `| head -c 100`
+        os.close(reader)  # ... and head exits
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.1)
+        with Client(sock, timeout=10) as c:
+            for _ in range(3):
+                job = c.job_wait(c.backup_create(SOURCE, strategy="full")["job_id"], timeout_s=60)
+                assert job["status"] == "completed", job
+            assert c.status()["state"] == "running"
+        assert proc.poll() is None
+        proc.terminate()
+        assert proc.wait(30) == 0
+        logged = err_path.read_text()
+        assert "job_completed" in logged and "Traceback" not in logged, logged[-2000:]
+        assert not sock.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
