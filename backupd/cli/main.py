@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from backupd_client.cli_parser import glue_relative_times
+
 from backupd import __version__
 from backupd import log as logsetup
 from backupd.core.metadata import parse_meta
@@ -28,11 +30,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def parse_at(value: str) -> datetime:
+def parse_at(value: str, now: datetime) -> datetime:
+    """`--at`: an ISO 8601 time, `now`, or `-DURATION` before `now`."""
     try:
-        return parse_instant(value)
+        return parse_instant(value, now)
     except ValueError as exc:
         raise UsageError(f"--at: {exc}") from None
+
+
+def restore_point(args: argparse.Namespace, now: datetime) -> tuple[str | None, datetime | None]:
+    """`--backup ID` or `--at WHEN` as (backup_id, at); `--backup latest` is the newest point, as at now."""
+    if args.backup_id == "latest":
+        return None, now
+    return args.backup_id, parse_at(args.at, now) if args.at else None
 
 
 def _percent(text: str) -> float:
@@ -90,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmd("restore", "restore a backup to a new file")
     r.add_argument("--source", required=True)
     which = r.add_mutually_exclusive_group(required=True)
-    which.add_argument("--backup", dest="backup_id")
-    which.add_argument("--at", type=str)
+    which.add_argument("--backup", dest="backup_id", metavar="ID", help="this backup (`latest`: the newest restore point)")
+    which.add_argument("--at", type=str, metavar="WHEN",
+                       help="the newest restore point at or before WHEN: ISO 8601 with a zone, `now`, or `-2h`")
     r.add_argument("--to", type=Path, help="the database file to create (required unless --plan)")
     r.add_argument("--plan", action="store_true",
                    help="only show which backups of the chain would be read from which destination")
@@ -230,8 +241,8 @@ def run(args) -> tuple[Any, str, int]:
         if args.command == "restore" and args.plan:
             from backupd.engine.restore import describe_plan, plan_restore
 
-            j = describe_plan(ctx, plan_restore(ctx, args.source, backup_id=args.backup_id,
-                                                at=parse_at(args.at) if args.at else None))
+            backup_id, at = restore_point(args, ctx.now())
+            j = describe_plan(ctx, plan_restore(ctx, args.source, backup_id=backup_id, at=at))
             lines = [f"{m['id']}  {m['strategy']:<12} from {m['destination']} ({_human_size(m['stored_bytes'])})"
                      + (f", then {', '.join(m['fallbacks'])}" if m["fallbacks"] else "") for m in j["chain"]]
             return j, "\n".join([f"restore {j['backup_id']} reads:", *lines]), 0
@@ -244,9 +255,9 @@ def run(args) -> tuple[Any, str, int]:
             tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
             if args.tables is not None and not tables:
                 raise UsageError("--tables: give at least one table name")
-            res = run_restore(ctx, args.source, args.to, backup_id=args.backup_id,
-                              at=parse_at(args.at) if args.at else None, tables=tables, overwrite=args.overwrite,
-                              progress=_progress_printer())
+            backup_id, at = restore_point(args, ctx.now())
+            res = run_restore(ctx, args.source, args.to, backup_id=backup_id, at=at, tables=tables,
+                              overwrite=args.overwrite, progress=_progress_printer())
             j = res.to_json()
             gap = f" ({j['gap_s']:.0f}s before the asked time)" if j["gap_s"] is not None else ""
             return j, f"restored {j['backup_id']}{gap} to {j['path']} (chain of {len(j['chain'])})", 0
@@ -298,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     as_json = "--json" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(glue_relative_times(argv))
         logsetup.configure("info" if args.verbose else "off", stream=sys.stderr, json=True)
         result, text, code = run(args)
     except BackupdError as exc:

@@ -140,7 +140,8 @@ class ScheduleConfig(Section):
     )
     source: Name = Field(description="Name of the source to back up (or prune).")
     cron: Annotated[str, AfterValidator(_cron)] = Field(
-        description="When to run: 5 fields (minute hour day month weekday) or 6 with leading seconds."
+        description="When to run: 5 fields (minute hour day month weekday), 6 with leading seconds, or an alias"
+        " (@hourly, @daily, @weekly, @monthly, @yearly)."
     )
     strategy: Annotated[RequestedStrategy, one_of(RequestedStrategy)] = Field(
         RequestedStrategy.AUTO,

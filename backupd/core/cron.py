@@ -5,6 +5,8 @@ The grammar is crontab(5) plus an optional leading seconds field:
     [second] minute hour day month day_of_week
 
 * 5 fields (seconds = 0) or 6 fields; `*/10 * * * * *` is every 10 seconds.
+* Or one of the crontab aliases: `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily`
+  (`@midnight`) and `@hourly`, each at the start of its period (`@weekly`: Sunday 00:00).
 * Each field is a comma list of `*`, `N`, `N-M`, `*/S`, `N-M/S` or `N/S` (N to the field's maximum).
 * month takes names jan..dec, day_of_week names sun..sat; Sunday is 0 or 7. A day_of_week range
   ending on Sunday (`fri-sun`, `5-0`) means up to 7.
@@ -45,6 +47,8 @@ _NAMES = {
 _APS_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _POSITIONS = ("1st", "2nd", "3rd", "4th", "5th")
 _MAX_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+           "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
 _SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years; a valid spec fires within one cycle
 
 
@@ -170,6 +174,13 @@ def parse_cron(expression: str) -> CronSpec:
     """
     if not isinstance(expression, str):
         raise ValueError(f"expected a cron expression string, got {type(expression).__name__}")
+    written = expression
+    if expression.strip().startswith("@"):
+        alias = expression.strip().lower()
+        if alias not in ALIASES:
+            raise ValueError(f"unknown alias {expression.strip()[:20]!r} (known: {', '.join(ALIASES)};"
+                             " @reboot is not a schedule: the daemon catches up missed runs at start)")
+        expression = ALIASES[alias]
     parts = expression.split()
     if len(parts) not in (5, 6):
         raise ValueError(f"expected 5 or 6 fields, got {len(parts)}")
@@ -181,7 +192,7 @@ def parse_cron(expression: str) -> CronSpec:
         **values,
         day_restricted=not parts[3].startswith("*"),
         day_of_week_restricted=not parts[5].startswith("*"),
-        expression=" ".join(expression.split()),
+        expression=" ".join(written.split()),
     )
     if not spec.day_or_weekday and not any(
         day <= _MAX_MONTH_DAYS[month - 1] for month in spec.month for day in spec.day

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 
 MAX_DURATION_S = 100 * 365 * 86400
@@ -121,12 +121,27 @@ def format_size(size: int) -> str:
     return f"{size}B"
 
 
-def parse_instant(value: str) -> datetime:
-    """ISO 8601 with `Z` or an offset, fractional seconds allowed: '2026-11-26T14:30:00.5Z' -> aware datetime."""
+def parse_instant(value: str, now: datetime | None = None) -> datetime:
+    """ISO 8601 with `Z` or an offset, fractional seconds allowed: '2026-11-26T14:30:00.5Z' -> aware
+    datetime; with `now` (the caller's clock) also `now` and `-DURATION` ('-2h', '-1d 12h') before it.
+
+    >>> t = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+    >>> parse_instant("-2h", t).isoformat(), parse_instant("now", t) == t
+    ('2026-12-04T10:00:00+00:00', True)
+    """
+    text = value.strip() if isinstance(value, str) else value
+    if now is not None and isinstance(text, str) and (text == "now" or text.startswith("-")):
+        if text == "now":
+            return now
+        try:
+            return now - timedelta(seconds=parse_duration(text[1:]))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time before now (examples: -2h, -1d 12h, -90m)") from None
     try:
         at = datetime.fromisoformat(value)
     except (ValueError, TypeError):
-        raise ValueError(f"{value!r} is not an ISO 8601 time (example: 2026-11-26T14:30:00Z)") from None
+        relative = ", now, or -DURATION such as -2h" if now is not None else ""
+        raise ValueError(f"{value!r} is not an ISO 8601 time (example: 2026-11-26T14:30:00Z{relative})") from None
     if at.tzinfo is None:
         raise ValueError(f"{value!r} has no timezone; add Z or an offset such as +01:00")
     return at

@@ -190,13 +190,17 @@ class Handlers:
 
     def restore_nearest(self, a: dict[str, Any]) -> dict[str, Any]:
         self.config.source(a["source"])
-        at = _parse_at(a["at"])
+        at = _parse_at(a["at"], self.supervisor.clock())
         backup, gap = restore_point_at(self.supervisor.catalog.backups(a["source"]), at)
         return {"backup": backup.to_json(), "gap_s": gap.total_seconds()}
 
     def restore_create(self, a: dict[str, Any]) -> dict[str, Any]:
+        """`at` may be relative (`now`, `-2h`) and `backup_id` `latest` (the newest restore point, as at
+        `now`): resolved here, on the daemon's clock, so the job records the instant meant."""
+        if a.get("backup_id") == "latest":
+            a = {**{k: v for k, v in a.items() if k != "backup_id"}, "at": "now"}
         if a.get("at"):
-            _parse_at(a["at"])
+            a = {**a, "at": _parse_at(a["at"], self.supervisor.clock()).isoformat()}
         if not os.path.isabs(a["to"]):
             raise UsageError(f"restore target must be an absolute path (got {a['to']!r})")
         check_restore_target(Path(a["to"]), self.config.restore_dirs())
@@ -238,8 +242,8 @@ class Handlers:
         return merged
 
 
-def _parse_at(value: str) -> datetime:
+def _parse_at(value: str, now: datetime) -> datetime:
     try:
-        return parse_instant(value)
+        return parse_instant(value, now)
     except ValueError as exc:
         raise UsageError(f"at: {exc}") from None

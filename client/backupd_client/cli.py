@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import render, render_inventory
-from .cli_parser import PROG, build_parser
+from .cli_parser import PROG, build_parser, glue_relative_times
 from .client import DEFAULT_TIMEOUT_S, Client, iso_time
 from .errors import BadUsageError, CancelledError, ClientError, InternalError
 from .protocol import FAILED_STATUSES
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     as_json = "--json" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(glue_relative_times(argv))
         as_json = getattr(args, "json", False)
         with Client(getattr(args, "socket", None), timeout=getattr(args, "timeout", DEFAULT_TIMEOUT_S)) as client:
             outcome = run(args, client)

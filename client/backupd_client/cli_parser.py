@@ -112,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmd(sub, "restore", "restore a backup to a new file")
     r.add_argument("--source", required=True)
     which = r.add_mutually_exclusive_group(required=True)
-    which.add_argument("--backup", dest="backup_id", metavar="ID")
-    which.add_argument("--at", metavar="TIME",
-                       help="ISO 8601 with a timezone: the newest restore point at or before it")
+    which.add_argument("--backup", dest="backup_id", metavar="ID", help="this backup (`latest`: the newest restore point)")
+    which.add_argument("--at", metavar="WHEN",
+                       help="the newest restore point at or before WHEN: ISO 8601 with a zone, `now`, or `-2h`"
+                            " (relative to the daemon's clock)")
     r.add_argument("--to", required=True, metavar="PATH")
     r.add_argument("--tables", help="comma-separated table names: restore only these (with their indexes)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing file, atomically, after validation")
@@ -193,3 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only these types: backup.failed, backup.*, *.failed (repeatable)")
     ev.add_argument("--source", metavar="NAME", help="only this source's events")
     return p
+
+
+def glue_relative_times(argv: list[str]) -> list[str]:
+    """`--at -2h` as `--at=-2h`: argparse would take `-2h` for an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--at" and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"--at={arg}"
+        else:
+            out.append(arg)
+    return out

@@ -228,11 +228,14 @@ class Client(Transport):
 
 
 def iso_time(at: str | datetime) -> str:
-    """An ISO 8601 time with a timezone, as the protocol takes it."""
+    """An ISO 8601 time with a timezone, as the protocol takes it; `now` and `-DURATION` (`-2h`) pass as
+    they are, for the daemon to resolve on its clock."""
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise BadUsageError(f"time {at.isoformat()} has no timezone")
         return at.isoformat()
+    if isinstance(at, str) and (at.strip() == "now" or at.strip().startswith("-")):
+        return at.strip()
     try:
         parsed = datetime.fromisoformat(at)
     except (TypeError, ValueError):

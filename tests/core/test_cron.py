@@ -395,3 +395,21 @@ def test_fire_times_between():
     spec = parse_cron("*/30 * * * * *")
     fires = fire_times(spec, at(2024, 1, 1, 0, 0, 0), at(2024, 1, 1, 0, 2, 0))
     assert [f.strftime("%M:%S") for f in fires] == ["00:30", "01:00", "01:30", "02:00"]
+
+
+@pytest.mark.parametrize(("alias", "expansion"), [
+    ("@yearly", "0 0 1 1 *"), ("@annually", "0 0 1 1 *"), ("@monthly", "0 0 1 * *"), ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"), ("@hourly", "0 * * * *"), (" @Daily ", "0 0 * * *"),
+])  # fmt: skip
+def test_crontab_aliases_are_their_expansions(alias, expansion):
+    spec = parse_cron(alias)
+    assert spec == parse_cron(expansion) and spec.expression == alias.strip()
+    start = datetime(2026, 12, 4, 22, 30, tzinfo=timezone.utc)
+    end = start + timedelta(days=400)
+    assert fire_times(spec, start, end) == fire_times(parse_cron(expansion), start, end)
+
+
+@pytest.mark.parametrize("alias", ["@reboot", "@every5m", "@"])
+def test_unknown_aliases_are_refused_naming_the_known_ones(alias):
+    with pytest.raises(ValueError, match=r"unknown alias .* \(known: @yearly, @annually, @monthly"):
+        parse_cron(alias)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backupd.core.units import format_duration, format_size, parse_duration, parse_size
+from backupd.core.units import format_duration, format_size, parse_duration, parse_instant, parse_size
 
 
 @pytest.mark.parametrize(
@@ -99,3 +101,32 @@ def test_formatted_durations_parse_back(seconds):
 def test_formatted_sizes_parse_back_within_rounding(size):
     text = format_size(size)
     assert abs(parse_size(text) - size) <= size * 0.005
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("now", NOW), (" now ", NOW), ("-2h", NOW - timedelta(hours=2)), ("-1d 12h", NOW - timedelta(hours=36)),
+    ("-90m", NOW - timedelta(minutes=90)), ("2026-11-26T14:30:00Z", datetime(2026, 11, 26, 14, 30, tzinfo=timezone.utc)),
+])  # fmt: skip
+def test_instants_may_be_relative_to_the_callers_clock(text, expected):
+    assert parse_instant(text, NOW) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("-2x", "is not a time before now"), ("yesterday", "or -DURATION such as -2h"),
+])  # fmt: skip
+def test_bad_relative_instants_say_what_works(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_instant(text, NOW)
+
+
+def test_without_a_clock_only_absolute_instants_parse():
+    with pytest.raises(ValueError, match="is not an ISO 8601 time"):
+        parse_instant("now")
+
+
+@given(st.integers(min_value=0, max_value=10**7))
+def test_minus_n_seconds_is_n_seconds_before_now(n):
+    assert parse_instant(f"-{n}s", NOW) == NOW - timedelta(seconds=n)

@@ -157,3 +157,41 @@ def test_backupctl_restore_under_a_directory_named_like_a_uri(installation, daem
                      os.fsdecode(bytes(directory) + b"/\xff.db"), "--wait")
     assert not_utf8.returncode == 2 and "is not valid UTF-8" in not_utf8.stderr, not_utf8
     assert "backupd restore" in not_utf8.stderr
+
+
+def test_backupctl_restores_latest_and_relative_times_on_the_daemons_clock(installation, daemon_for):
+    inst = installation(demo="small")
+    d = daemon_for(inst).start()
+    first = d.ctl_json("backup", "--source", "demo", "--wait")
+    second = d.ctl_json("backup", "--source", "demo", "--wait")
+    out = inst.root / "out"
+    out.mkdir()
+    latest = d.ctl_json("restore", "--source", "demo", "--backup", "latest", "--to", str(out / "l.db"), "--wait")
+    assert latest["status"] == "completed" and latest["backup_id"] == second["id"], latest
+    job = d.client().job_get(latest["job_id"])
+    assert job["args"]["backup_id"] is None and job["args"]["at"].endswith("+00:00"), job["args"]  # resolved
+    now = d.ctl_json("restore", "--source", "demo", "--at", "now", "--to", str(out / "n.db"), "--wait")
+    assert now["backup_id"] == second["id"]
+    before = d.ctl("restore", "--source", "demo", "--at", "-1h", "--to", str(out / "b.db"), "--wait")
+    assert before.returncode == 1 and "no restore point" in before.stderr.lower(), before.stderr
+    bad = d.ctl("restore", "--source", "demo", "--at", "-2x", "--to", str(out / "x.db"), "--wait")
+    assert bad.returncode == 2 and "is not a time before now" in bad.stderr, bad.stderr
+    assert first["id"] != second["id"]
+    d.stop()
+
+
+def test_backupd_restores_latest_and_relative_times(installation):
+    inst = installation(demo="small")
+    cfg = str(inst.config)
+    ran = [subprocess.run([str(BACKUPD), "backup", "-c", cfg, "--source", "demo", "--json"], capture_output=True,
+                          text=True) for _ in range(2)]
+    ids = [json.loads(r.stdout)["id"] for r in ran]
+    out = inst.root / "out"
+    out.mkdir()
+    for how in (["--backup", "latest"], ["--at", "now"], ["--at", "-0s"]):
+        r = subprocess.run([str(BACKUPD), "restore", "-c", cfg, "--source", "demo", *how, "--to",
+                            str(out / f"{how[1]}.db"), "--json"], capture_output=True, text=True)
+        assert r.returncode == 0 and json.loads(r.stdout)["backup_id"] == ids[1], (how, r.stderr)
+    r = subprocess.run([str(BACKUPD), "restore", "-c", cfg, "--source", "demo", "--at", "-1d", "--to",
+                        str(out / "old.db")], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
