@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,9 +26,26 @@ from backupd.core.vocab import (COPY_SELECTIONS, REQUESTED_STRATEGIES, VALIDATIO
 from backupd.errors import BackupdError, UsageError
 
 
+CONFIG_ENV = "BACKUPD_CONFIG"
+DEFAULT_CONFIG = Path("/etc/backupd/backupd.toml")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def config_path(given: Path | None, environ: Mapping[str, str]) -> Path:
+    """The config file: `-c`, else $BACKUPD_CONFIG, else /etc/backupd/backupd.toml; UsageError when the
+    one chosen by default does not exist (saying how to choose another)."""
+    if given is not None:
+        return given
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    if not DEFAULT_CONFIG.exists():
+        raise UsageError(f"no config file at {DEFAULT_CONFIG} (the default); give -c PATH or set {CONFIG_ENV}",
+                         hint="config/backupd.toml in the source tree is a commented sample to start from")
+    return DEFAULT_CONFIG
 
 
 def parse_at(value: str, now: datetime) -> datetime:
@@ -72,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, help: str, config: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         if config:
-            sp.add_argument("-c", "--config", required=True, type=Path, help="path of backupd.toml")
+            sp.add_argument("-c", "--config", type=Path, metavar="PATH",
+                            help=f"the config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         return sp
 
@@ -310,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     as_json = "--json" in argv
     try:
         args = build_parser().parse_args(glue_relative_times(argv))
+        if "config" in args:
+            args.config = config_path(args.config, os.environ)
         logsetup.configure("info" if args.verbose else "off", stream=sys.stderr, json=True)
         result, text, code = run(args)
     except BackupdError as exc:

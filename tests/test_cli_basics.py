@@ -1,9 +1,11 @@
-"""A closed stdout kills nothing: `backupd list | head -1` and `backupctl ... | head -1` exit quietly,
-and a daemon whose stdout reader went away (`backupd run | head -c 100`) keeps running, finishes
-its backups (logging to stderr instead) and stops cleanly. `--version` on both tools."""
+"""The command-line basics: a closed stdout kills nothing (`backupd list | head -1` and `backupctl ... |
+head -1` exit quietly; a daemon whose stdout reader went away keeps running, finishes its backups,
+logging to stderr instead, and stops cleanly), `--version` on both tools, and the config found
+without `-c` ($BACKUPD_CONFIG, else /etc/backupd/backupd.toml)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +112,16 @@ def test_a_daemon_whose_stdout_closes_keeps_running_and_finishes_its_backups(tmp
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_config_is_found_without_c(tmp_path):
+    env = _env_with_backups(tmp_path, n=1)
+    by_env = subprocess.run([str(BACKUPD), "list", "--json"], capture_output=True, text=True,
+                            env={**os.environ, "BACKUPD_CONFIG": str(env.config)})
+    assert by_env.returncode == 0 and len(json.loads(by_env.stdout)) == 1, by_env.stderr
+    if not Path("/etc/backupd/backupd.toml").exists():
+        missing = subprocess.run([str(BACKUPD), "list"], capture_output=True, text=True,
+                                 env={k: v for k, v in os.environ.items() if k != "BACKUPD_CONFIG"})
+        assert missing.returncode == 2 and missing.stderr.startswith(
+            "backupd: error: no config file at /etc/backupd/backupd.toml (the default); give -c PATH or set"
+            " BACKUPD_CONFIG"), missing.stderr
