@@ -125,3 +125,41 @@ def test_the_config_is_found_without_c(tmp_path):
         assert missing.returncode == 2 and missing.stderr.startswith(
             "backupd: error: no config file at /etc/backupd/backupd.toml (the default); give -c PATH or set"
             " BACKUPD_CONFIG"), missing.stderr
+
+
+def _backupd(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BACKUPD), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_config_validate_passes_a_good_config_and_lists_every_machine_problem(tmp_path):
+    env = make_env(tmp_path / "inst")
+    ok = _backupd("config", "validate", "-c", env.config)
+    assert ok.returncode == 0 and "valid (1 sources, 1 destinations, 0 schedules, 0 notifiers)" in ok.stdout, ok
+    os.chown(env.root / "backup.key", 12345, 12345)  # not the user who checks (nor the daemon's)
+    (env.root / "blocker").write_text("a file where the destination's directory should be")
+    env.config.write_text(env.config.read_text().replace('path = "backups"', 'path = "blocker/backups"'))
+    bad = _backupd("config", "validate", "-c", env.config, "--probe", "--json")
+    assert bad.returncode == 2, bad
+    report = json.loads(bad.stdout)
+    assert report["valid"] is False and len(report["problems"]) == 2, report
+    assert report["problems"][0].startswith("destinations[0].encryption.key_file: ") and "uid 12345" in \
+        report["problems"][0]
+    assert report["problems"][1].startswith("destinations[0] (local): ")
+
+
+def test_config_validate_reports_every_load_problem_at_once(tmp_path):
+    env = make_env(tmp_path / "inst")
+    env.config.write_text(env.config.read_text().replace('kind = "local"', 'kind = "tape"') + "\n[daemon]\nbogus = 1\n")
+    r = _backupd("config", "validate", "-c", env.config)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r
+    assert "destinations[0].kind" in r.stderr and "daemon.bogus" in r.stderr, r.stderr
+
+
+def test_config_schema_is_the_models_json_schema():
+    from backupd.config.schema import ConfigDocument
+
+    r = _backupd("config", "schema")
+    assert r.returncode == 0, r.stderr
+    schema = json.loads(r.stdout)
+    assert set(schema["properties"]) == {f.alias or n for n, f in ConfigDocument.model_fields.items()}
+    assert schema["additionalProperties"] is False

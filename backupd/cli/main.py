@@ -151,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("catalog", "catalog maintenance")
     c.add_argument("action", choices=["rebuild"])
+
+    cf = sub.add_parser("config", help="check the config, or print its JSON Schema")
+    csub = cf.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    cv = csub.add_parser("validate", help="every problem of the config and of this machine for it (exit 2)")
+    cv.add_argument("-c", "--config", type=Path, metavar="PATH",
+                    help=f"the config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
+    cv.add_argument("--probe", action="store_true", help="also reach and write to every enabled destination")
+    cv.add_argument("--json", action="store_true", help="machine-readable output")
+    csub.add_parser("schema", help="the JSON Schema of backupd.toml, as JSON (for editors and CI)")
     return p
 
 
@@ -209,6 +218,12 @@ def run(args) -> tuple[Any, str, int]:
 
         kid = keygen(args.path)
         return {"path": str(args.path), "key_id": kid}, f"wrote {args.path} (key id {kid}); keep a copy offline", 0
+    if args.command == "config":
+        from backupd.cli import config_cmd
+
+        if args.action == "schema":
+            return None, json.dumps(config_cmd.schema(), indent=2), 0
+        return config_cmd.validate(args.config, probe=args.probe)
     if args.command == "run":
         from backupd.daemon.main import run as run_daemon
 
