@@ -10,7 +10,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml client/pyproject.toml $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ./client -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -35,4 +35,4 @@ bench-destinations: venv
 	$(BIN)/python bench/bench_destinations.py
 
 clean:
-	rm -rf $(VENV) demo-state
+	rm -rf $(VENV) demo-state demo build client/build
