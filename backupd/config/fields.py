@@ -8,6 +8,7 @@ the config file). Durations ("90s", "1h30m" or seconds) become float seconds.
 from __future__ import annotations
 
 import os
+import re
 import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,12 +51,25 @@ def problem(message: str) -> PydanticCustomError:
     return PydanticCustomError(PROBLEM, "{problem}", {"problem": message})
 
 
-def check_path_text(value: object) -> object:
-    """`value`, refused when it is an empty path or contains a NUL character."""
+_PATH_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def check_path_text(value: object, info: ValidationInfo) -> object:
+    """`value`, refused when it is an empty path or contains a NUL character; `$NAME` and `${NAME}`
+    expanded from the environment (the context's `environ`, else backupd's), never kept literally."""
     if value == "":
         raise PydanticCustomError(PROBLEM, "must not be empty")
     if isinstance(value, str) and "\0" in value:
         raise PydanticCustomError(PROBLEM, "must not contain a NUL character")
+    if isinstance(value, str) and "$" in value:
+        environ = (info.context or {}).get("environ", os.environ)
+        names = [a or b for a, b in _PATH_VARIABLE.findall(value)]
+        if missing := sorted({n for n in names if not environ.get(n)}):
+            raise problem(f"names {', '.join('$' + n for n in missing)}, not set in backupd's environment; set it"
+                          " (systemd: Environment= in a drop-in) or write the path out")
+        value = _PATH_VARIABLE.sub(lambda m: environ[m.group(1) or m.group(2)], value)
+        if "$" in value:
+            raise problem("holds a $ that is not a variable ($NAME or ${NAME}); write the path without it")
     return value
 
 

@@ -56,7 +56,8 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     config_path = Path(os.path.abspath(path))
     source = str(path)
     data = _read_toml(config_path, source)
-    context = {"base_dir": config_path.parent, "default_validation_level": _default_level(data)}
+    context = {"base_dir": config_path.parent, "default_validation_level": _default_level(data),
+               "environ": os.environ if environ is None else environ}
     try:
         document = ConfigDocument.model_validate(data, context=context)
     except ValidationError as exc:
