@@ -1,7 +1,8 @@
 """The command-line basics: a closed stdout kills nothing (`backupd list | head -1` and `backupctl ... |
 head -1` exit quietly; a daemon whose stdout reader went away keeps running, finishes its backups,
-logging to stderr instead, and stops cleanly), `--version` on both tools, and the config found
-without `-c` ($BACKUPD_CONFIG, else /etc/backupd/backupd.toml)."""
+logging to stderr instead, and stops cleanly), `--version` on both tools, the config found without
+`-c` ($BACKUPD_CONFIG, else /etc/backupd/backupd.toml), `config validate|schema`, and job workers
+logging in the daemon's format."""
 
 from __future__ import annotations
 
@@ -163,3 +164,42 @@ def test_config_schema_is_the_models_json_schema():
     schema = json.loads(r.stdout)
     assert set(schema["properties"]) == {f.alias or n for n, f in ConfigDocument.model_fields.items()}
     assert schema["additionalProperties"] is False
+
+
+def test_workers_log_in_the_daemons_format_on_a_terminal(tmp_path):
+    import pty
+    import select
+
+    env = make_env(tmp_path / "inst")
+    conn = create_db(env.db)
+    fill_text(conn, "t", 0.2)
+    conn.close()
+    sock = tmp_path / "inst" / "ctl.sock"
+    env.config.write_text(env.config.read_text() + f'\n[control]\nsocket = "{sock}"\n')
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(BACKUPD), "run", "-c", str(env.config)], stdout=slave, stderr=slave, cwd=env.root)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with Client(sock, timeout=10) as c:
+            assert c.job_wait(c.backup_create(SOURCE)["job_id"], timeout_s=60)["status"] == "completed"
+        proc.terminate()
+        proc.wait(30)
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+    assert any("backup_completed" in line or "snapshot_taken" in line or "job_id=" in line for line in lines), lines
+    assert not [line for line in lines if line.lstrip().startswith("{")], lines  # no JSON among console lines

@@ -48,7 +48,7 @@ def run_job(config: Config, job_id: str, spec: JobSpec, conn: Connection, log_le
         os.nice(WORKER_NICE)  # before the engine starts any thread: they all inherit it
     except OSError:
         pass  # lowering one's own priority is always allowed; never fail a job over it
-    logsetup.configure(log_level, json=True)
+    logsetup.configure(log_level)  # JSON or console as the daemon decided, on the stdout they share
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
