@@ -177,21 +177,11 @@ def command_rig(tmp_path: Path) -> Rig:
 KINDS = ["webhook", "ping", "ntfy", "email-starttls", "email-tls", "email-none", "command", "log", "apprise"]
 
 
-def apprise_installed() -> bool:
-    try:
-        import apprise  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @contextmanager
 def open_rig(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     closers: list[Callable[[], None]] = []
     try:
         if kind in ("webhook", "ping", "ntfy", "apprise"):
-            if kind == "apprise" and not apprise_installed():
-                pytest.skip("apprise is not installed (pip install 'backupd[apprise]')")
             receiver = HttpReceiver(tmp_path).start()
             closers.append(receiver.stop)
             yield {"webhook": webhook_rig, "ping": ping_rig, "ntfy": ntfy_rig, "apprise": apprise_rig}[kind](receiver)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from backupd.core.vocab import NotifierKind
 from backupd.errors import ConfigError
 from backupd.notify.base import DeliveryFailed
 from backupd.notify.registry import TRANSPORTS
-from tests.notify.conftest import apprise_installed, build, command_rig, make_event
+from tests.notify.conftest import build, command_rig, make_event
 
 
 def alive(pid: int) -> bool:
@@ -88,8 +89,7 @@ def test_every_kind_has_a_transport():
     assert set(TRANSPORTS) == set(NotifierKind)
 
 
-@pytest.mark.skipif(not apprise_installed(), reason="apprise is not installed (pip install 'backupd[apprise]')")
-def test_an_apprise_url_apprise_does_not_know_is_a_config_error():
+def test_an_apprise_url_apprise_does_not_know_is_a_config_error():  # apprise: in the test extra, so in CI
     with pytest.raises(ConfigError, match=r"urls\[1\] \(nosuch://\) is not a URL apprise knows") as caught:
         build("apprise", urls=["json://127.0.0.1:9/", "nosuch://token-SECRET@host"])
     assert "SECRET" not in str(caught.value)
@@ -111,3 +111,9 @@ def test_a_chatty_command_costs_no_memory_and_its_last_stderr_line_is_quoted(tmp
     script.chmod(0o755)
     with pytest.raises(DeliveryFailed, match="exited with 4: the last word"):
         build("command", command=[str(script)]).send(make_event(), timeout=10)
+
+
+def test_the_apprise_kind_without_the_extra_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "apprise", None)  # as if the optional extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'backupd\[apprise\]'"):
+        build("apprise", urls=["json://127.0.0.1:9/"]).send(make_event(), timeout=1)
