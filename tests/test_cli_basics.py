@@ -34,6 +34,17 @@ def _env_with_backups(tmp_path: Path, n: int = 3):
     return env
 
 
+def _daemon_env(tmp_path: Path):
+    """An installation with a small source and its control socket under tmp_path: (env, socket)."""
+    env = make_env(tmp_path / "inst")
+    conn = create_db(env.db)
+    fill_text(conn, "t", 0.2)
+    conn.close()
+    sock = tmp_path / "inst" / "ctl.sock"
+    env.config.write_text(env.config.read_text() + f'\n[control]\nsocket = "{sock}"\n')
+    return env, sock
+
+
 def _into_a_closed_pipe(argv: list[str]) -> tuple[int, str]:
     """Run `argv` with its stdout a pipe whose reader has gone (`| head -1` once head has its line):
     its exit code and its stderr."""
@@ -80,12 +91,7 @@ def test_a_log_stream_whose_reader_is_gone_falls_back_then_drops_and_counts():
 
 
 def test_a_daemon_whose_stdout_closes_keeps_running_and_finishes_its_backups(tmp_path):
-    env = make_env(tmp_path / "inst")
-    conn = create_db(env.db)
-    fill_text(conn, "t", 0.5)
-    conn.close()
-    sock = tmp_path / "inst" / "ctl.sock"
-    env.config.write_text(env.config.read_text() + f'\n[control]\nsocket = "{sock}"\n')
+    env, sock = _daemon_env(tmp_path)
     reader, writer = os.pipe()
     err_path = tmp_path / "stderr.log"
     with open(err_path, "wb") as err:
@@ -170,12 +176,7 @@ def test_workers_log_in_the_daemons_format_on_a_terminal(tmp_path):
     import pty
     import select
 
-    env = make_env(tmp_path / "inst")
-    conn = create_db(env.db)
-    fill_text(conn, "t", 0.2)
-    conn.close()
-    sock = tmp_path / "inst" / "ctl.sock"
-    env.config.write_text(env.config.read_text() + f'\n[control]\nsocket = "{sock}"\n')
+    env, sock = _daemon_env(tmp_path)
     master, slave = pty.openpty()
     proc = subprocess.Popen([str(BACKUPD), "run", "-c", str(env.config)], stdout=slave, stderr=slave, cwd=env.root)
     os.close(slave)

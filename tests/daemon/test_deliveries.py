@@ -26,25 +26,23 @@ def _webhook(name: str, url: str, **fields) -> str:
     return "\n[[notifiers]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
 
 
-def _failing(inst) -> None:
-    """Every backup of `demo` fails from now on: its database is gone."""
+def _failed_while_the_receiver_is_down(installation, daemon_for, hook):
+    """A daemon with one webhook notifier `hook`, whose receiver is down, and a backup that has failed:
+    (daemon, the failed job)."""
+    inst = installation(demo="small", daemon=FAST, extra=_webhook("hook", hook.url + "/in"))
+    hook.stop()
     db = inst.db("demo")
-    os.rename(db, db.with_name("demo.db.away"))
-
-
-def _bodies(receiver, prefix: str = "") -> list[dict]:
-    return [json.loads(r.body) for r in receiver.requests if r.path.startswith(prefix)]
+    os.rename(db, db.with_name("demo.db.away"))  # every backup of demo fails: its database is gone
+    d = daemon_for(inst, env=QUICK_RETRIES).start()
+    job = d.client().backup_create("demo")
+    d.wait_job(job["job_id"], lambda j: j["status"] == "failed", 60, "failed")
+    return d, job
 
 
 def test_a_notification_waits_while_the_receiver_is_down_and_arrives_once_it_is_back(installation, daemon_for):
     with http_receiver() as hook:
-        inst = installation(demo="small", daemon=FAST, extra=_webhook("hook", hook.url + "/in"))
-        hook.stop()
-        _failing(inst)
-        d = daemon_for(inst, env=QUICK_RETRIES).start()
+        d, job = _failed_while_the_receiver_is_down(installation, daemon_for, hook)
         c = d.client()
-        job = c.backup_create("demo")
-        d.wait_job(job["job_id"], lambda j: j["status"] == "failed", 60, "failed")
         wait_for(lambda: len(d.events("notification_failed", notifier="hook")) >= 2, 15)
         [row] = c.notify_list()
         assert row["queue"] == 1 and row["last_result"] == "failed" and "127.0.0.1" in row["last_error"], row
@@ -65,12 +63,7 @@ def test_a_notification_waits_while_the_receiver_is_down_and_arrives_once_it_is_
 
 def test_a_daemon_killed_before_the_delivery_delivers_after_its_restart_once(installation, daemon_for):
     with http_receiver() as hook:
-        inst = installation(demo="small", daemon=FAST, extra=_webhook("hook", hook.url + "/in"))
-        hook.stop()
-        _failing(inst)
-        d = daemon_for(inst, env=QUICK_RETRIES).start()
-        job = d.client().backup_create("demo")
-        d.wait_job(job["job_id"], lambda j: j["status"] == "failed", 60, "failed")
+        d, job = _failed_while_the_receiver_is_down(installation, daemon_for, hook)
         d.wait_event("notification_failed", timeout=15, notifier="hook")
         d.close_clients()
         d.kill()  # SIGKILL: the notification is only in the outbox
